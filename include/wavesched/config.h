@@ -1,0 +1,37 @@
+/*
+ * config.h - the service configuration: a YAML file and WAVESCHED_*
+ * environment variables, the environment winning (cli.md).
+ */
+#ifndef WAVESCHED_CONFIG_H
+#define WAVESCHED_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "wavesched/diag.h"
+
+typedef struct ws_config {
+	char *listen;            /* WAVESCHED_LISTEN, default 127.0.0.1:8480 */
+	char *database_url;      /* WAVESCHED_DATABASE_URL (required for serve/migrate) */
+	char *redis_url;         /* WAVESCHED_REDIS_URL, optional */
+	char *log_format;        /* text|json */
+	char *log_level;         /* debug|info|warn|error */
+	char *outbound_allow;    /* comma-separated CIDRs */
+	char *migrations_dir;    /* WAVESCHED_MIGRATIONS_DIR */
+	int db_pool_size;        /* default 4 */
+	uint64_t query_timeout_ms;   /* default 30 s */
+	size_t max_body_bytes;       /* default 8 MiB */
+	size_t max_header_bytes;     /* default 16 KiB */
+	uint64_t idle_timeout_ms;    /* default 60 s */
+	uint64_t shutdown_grace_ms;  /* default 10 s */
+	double time_scale;           /* serve --time-scale; default 1 */
+} ws_config;
+
+/* Fills defaults, then the file (when path is non-NULL), then the
+ * environment.  Every problem goes to `d` with its position; returns 0 or
+ * WS_EINVAL.  Free with ws_config_free(). */
+WS_API int ws_config_load(ws_config *c, const char *path, ws_diags *d);
+WS_API void ws_config_free(ws_config *c);
+/* The migrations folder: configured, else the source tree, else the installed copy. */
+WS_API const char *ws_config_migrations_dir(const ws_config *c);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * window.h - window and blackout occurrences, computed with libical.
+ *
+ * A recurring window is an RRULE whose DTSTART is `anchor` + `start` in the
+ * window's zone; occurrences are computed in local time and converted to UTC
+ * per RFC 5545 section 3.3.5: a local time inside a spring-forward gap is read
+ * with the offset in force before the gap (02:30 -> 03:30), an ambiguous local
+ * time (fall back) is the first of the two.  No recurrence or time zone
+ * arithmetic is done here by hand.
+ */
+#ifndef WAVESCHED_WINDOW_H
+#define WAVESCHED_WINDOW_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include "wavesched/fleet.h"
+
+typedef struct ws_interval {
+	int64_t start;   /* unix seconds, UTC */
+	int64_t end;     /* exclusive */
+	int utc_offset;  /* seconds east of UTC of the window's zone at start */
+} ws_interval;
+
+/* Checks that `tzid` is an IANA zone libical knows. */
+WS_API bool ws_tz_valid(const char *tzid);
+/* Checks an RRULE (no DTSTART); on failure fills `why`. */
+WS_API bool ws_rrule_valid(const char *rrule, char *why, size_t why_size);
+
+/*
+ * Iterates the occurrences of `w` (zone `zone` when w->timezone is NULL)
+ * that end after `from` and start before `until`, in order.  Calls `cb` for
+ * each until it returns non-zero.  Returns 0, or WS_EINVAL for a window that
+ * cannot be expanded (never for a validated fleet).
+ */
+typedef int (*ws_interval_cb)(void *arg, const ws_interval *iv);
+WS_API int window_expand(const ws_window *w, const char *zone, int64_t from,
+			 int64_t until, ws_interval_cb cb, void *arg);
+
+/* The first occurrence that ends after `from`, or 1 when there is none
+ * before `until`. */
+WS_API int window_next(const ws_window *w, const char *zone, int64_t from,
+		       int64_t until, ws_interval *out);
+
+/* Formats unix seconds as RFC 3339 with the given offset ("...-06:00", or "Z"
+ * for offset 0 when utc_z is true). */
+WS_API void ws_time_format(int64_t t, int utc_offset, bool utc_z, char *buf, size_t size);
+/* Parses RFC 3339 ("2026-12-24T00:00:00Z", "...+01:00", fractional seconds
+ * accepted); returns 0 or WS_EINVAL. */
+WS_API int ws_time_parse(const char *s, int64_t *out);
+/* The UTC offset of `tzid` at instant t (seconds east). */
+WS_API int ws_tz_offset(const char *tzid, int64_t t);
+
+#endif

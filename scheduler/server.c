@@ -1,0 +1,173 @@
+/*
+ * server.c - `wavesched serve`: one libuv loop with the database pool, the
+ * optional Redis link, the HTTP server and the API.
+ *
+ * Shutdown (SIGTERM or SIGINT) drains: the HTTP server stops accepting and
+ * lets requests in flight finish within the grace period, then Redis and the
+ * pool close, then the signal handles, and the loop runs dry.  Each step
+ * starts from the previous one's callback, so nothing is freed while a
+ * callback could still reach it.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ws_config.h"
+#include "wavesched/api.h"
+#include "wavesched/log.h"
+#include "wavesched/server.h"
+
+typedef struct server {
+	uv_loop_t *loop;
+	const ws_config *cfg;
+	ws_pg_pool *pool;
+	ws_redis *redis;
+	ws_fleet_store *fleet;
+	ws_metrics *metrics;
+	ws_api *api;
+	ws_http_server *http;
+	ws_migration_set migrations;
+	uv_signal_t sigterm, sigint;
+	bool stopping;
+	int closing_handles;
+} server;
+
+static void signal_closed_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void pool_closed_cb(void *arg)
+{
+	server *s = arg;
+	s->pool = NULL;
+	uv_close((uv_handle_t *)&s->sigterm, signal_closed_cb);
+	uv_close((uv_handle_t *)&s->sigint, signal_closed_cb);
+	ws_info("serve", "stopped");
+}
+
+static void redis_closed_cb(void *arg)
+{
+	server *s = arg;
+	s->redis = NULL;
+	ws_pg_pool_close(s->pool, pool_closed_cb, s);
+}
+
+static void http_closed_cb(void *arg)
+{
+	server *s = arg;
+	s->http = NULL;
+	ws_api_set_http(s->api, NULL);
+	ws_redis_close(s->redis, redis_closed_cb, s);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+	server *s = h->data;
+	if (s->stopping) {
+		ws_warn("serve", "signal %d again while draining; still waiting for requests in flight", signum);
+		return;
+	}
+	s->stopping = true;
+	ws_info("serve", "signal %d: draining (grace %llu ms)", signum,
+		(unsigned long long)s->cfg->shutdown_grace_ms);
+	ws_http_server_shutdown(s->http, s->cfg->shutdown_grace_ms, http_closed_cb, s);
+}
+
+int ws_serve(const ws_config *cfg, ws_diags *d)
+{
+	server s;
+	memset(&s, 0, sizeof(s));
+	s.cfg = cfg;
+	int rc = 0;
+
+	if (!cfg->database_url) {
+		ws_diag_add(d, NULL, 0, 0,
+			    "no database configured: set WAVESCHED_DATABASE_URL or database_url in the config file");
+		return WS_EINVAL;
+	}
+	/* Migrations are read once: /readyz compares the database with them. */
+	if ((rc = ws_migrations_load(ws_config_migrations_dir(cfg), &s.migrations, d)))
+		return rc;
+
+	uv_loop_t loop;
+	if (uv_loop_init(&loop) != 0) {
+		ws_migrations_free(&s.migrations);
+		ws_diag_add(d, NULL, 0, 0, "cannot create the event loop");
+		return WS_EIO;
+	}
+	s.loop = &loop;
+
+	ws_pg_opts po = {
+		.conninfo = cfg->database_url,
+		.size = cfg->db_pool_size,
+		.query_timeout_ms = cfg->query_timeout_ms,
+	};
+	s.pool = ws_pg_pool_new(&loop, &po);
+	s.redis = ws_redis_new(&loop, cfg->redis_url, d);
+	s.metrics = ws_metrics_new();
+	s.fleet = s.pool ? ws_fleet_store_new(s.pool) : NULL;
+	if (!s.pool || !s.redis || !s.metrics || !s.fleet) {
+		rc = d->len ? WS_EINVAL : WS_ENOMEM;
+		goto fail_early;
+	}
+	ws_api_deps deps = {
+		.loop = &loop, .config = cfg, .pool = s.pool, .redis = s.redis, .fleet = s.fleet,
+		.metrics = s.metrics, .migrations = &s.migrations,
+	};
+	s.api = ws_api_new(&deps);
+	ws_http_limits lim = {
+		.max_header_bytes = cfg->max_header_bytes,
+		.max_body_bytes = cfg->max_body_bytes,
+		.idle_timeout_ms = cfg->idle_timeout_ms,
+	};
+	s.http = s.api ? ws_http_server_new(&loop, &lim, ws_api_handle, ws_api_request_done, s.api) : NULL;
+	if (!s.http) {
+		rc = WS_ENOMEM;
+		goto fail_early;
+	}
+	if ((rc = ws_http_server_listen(s.http, cfg->listen, d))) {
+		/* Nothing has started yet: shut the server down on the loop so its
+		 * handle closes properly. */
+		ws_http_server_shutdown(s.http, 0, NULL, NULL);
+		s.http = NULL;
+		uv_run(&loop, UV_RUN_DEFAULT);
+		goto fail_early;
+	}
+	ws_api_set_http(s.api, s.http);
+
+	uv_signal_init(&loop, &s.sigterm);
+	uv_signal_init(&loop, &s.sigint);
+	s.sigterm.data = s.sigint.data = &s;
+	uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&s.sigint, signal_cb, SIGINT);
+	signal(SIGPIPE, SIG_IGN);
+
+	ws_pg_pool_start(s.pool);
+	ws_redis_start(s.redis);
+	ws_info("serve", "listening on %s (port %d), version %s, time scale %g", cfg->listen,
+		ws_http_server_port(s.http), WS_VERSION, cfg->time_scale);
+	uv_run(&loop, UV_RUN_DEFAULT);
+
+	ws_api_free(s.api);
+	ws_fleet_store_free(s.fleet);
+	ws_metrics_free(s.metrics);
+	ws_migrations_free(&s.migrations);
+	if (uv_loop_close(&loop) != 0) {
+		ws_error("serve", "handles left open at exit");
+		return WS_EIO;
+	}
+	return 0;
+
+fail_early:
+	ws_api_free(s.api);
+	ws_fleet_store_free(s.fleet);
+	ws_metrics_free(s.metrics);
+	if (s.redis)
+		ws_redis_close(s.redis, NULL, NULL);
+	if (s.pool)
+		ws_pg_pool_close(s.pool, NULL, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	ws_migrations_free(&s.migrations);
+	return rc ? rc : WS_EIO;
+}

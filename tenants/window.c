@@ -1,0 +1,498 @@
+/*
+ * window.c - window occurrences, time zones and RFC 3339 times (see
+ * include/wavesched/window.h).
+ *
+ * libical expands the recurrence rules and knows the zones (Debian builds it
+ * on the system tzdata).  We iterate in *floating* local time and convert
+ * each occurrence to UTC ourselves, from offsets libical gives, because
+ * libical's own conversions do not follow RFC 5545 section 3.3.5 at the
+ * edges: with a zoned DTSTART its iterator moves a 02:30 occurrence that
+ * falls into a spring-forward gap to 03:30 and keeps it there on every
+ * later day, and its local-to-UTC conversion picks the *second* of two
+ * ambiguous fall-back times.  RFC 5545 wants the offset before the gap and
+ * the first of the two.
+ *
+ * Windows recur at most daily (fleet validation refuses sub-daily
+ * frequencies, see ws_rrule_valid), so consecutive occurrences are at least
+ * a day apart in local time and their UTC starts stay in order.
+ *
+ * Skipping ahead: iterating FREQ=DAILY from the default anchor (2000) to
+ * today costs ~25 ms, too much for a planner that expands every tenant's
+ * windows.  For rules without COUNT we jump close to `from`: with INTERVAL=1
+ * through icalrecur_iterator_set_start, and with INTERVAL>1 by moving
+ * DTSTART forward by whole periods (days, weeks, months or years times the
+ * interval), which keeps the rule's phase.  Rules with COUNT are counted
+ * from the anchor, so they are iterated from there (COUNT bounds the work).
+ */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <libical/ical.h>
+#include "fleet_internal.h"
+
+#define DEFAULT_ANCHOR "2000-01-01"
+#define DAY_S 86400
+
+static bool tz_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64 || s[0] == '/' || s[n - 1] == '/')
+		return false;
+	/* Files under /usr/share/zoneinfo that are not zones. */
+	if (strncmp(s, "posix/", 6) == 0 || strncmp(s, "right/", 6) == 0 ||
+	    strcmp(s, "posixrules") == 0 || strcmp(s, "localtime") == 0 ||
+	    strcmp(s, "Factory") == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '+' ||
+			  (c == '/' && s[i + 1] != '/');
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static icaltimezone *tz_get(const char *tzid)
+{
+	if (!tzid || strcmp(tzid, "UTC") == 0)
+		return icaltimezone_get_utc_timezone();
+	if (!tz_name_ok(tzid))
+		return NULL;
+	return icaltimezone_get_builtin_timezone(tzid);
+}
+
+bool ws_tz_valid(const char *tzid)
+{
+	return tzid && tz_get(tzid) != NULL;
+}
+
+/* The offset (seconds east) of `tz` at the UTC instant `t`. */
+static int tz_offset_at(icaltimezone *tz, int64_t t)
+{
+	if (tz == icaltimezone_get_utc_timezone())
+		return 0;
+	struct icaltimetype u = icaltime_from_timet_with_zone((time_t)t, 0,
+							      icaltimezone_get_utc_timezone());
+	int dst = 0;
+	return icaltimezone_get_utc_offset_of_utc_time(tz, &u, &dst);
+}
+
+int ws_tz_offset(const char *tzid, int64_t t)
+{
+	icaltimezone *tz = tz_get(tzid);
+	return tz ? tz_offset_at(tz, t) : 0;
+}
+
+/*
+ * The UTC instant of a floating local time in `tz`, per RFC 5545 3.3.5.
+ * The candidate offsets are those in force a day before and a day after
+ * (zones change at most once within two days); a candidate is right when
+ * the zone really has that offset at the instant it gives.  Two right
+ * answers: the time is ambiguous, take the earlier.  None: the time is in
+ * a gap, read it with the offset before the gap.
+ */
+static int64_t local_to_utc(icaltimezone *tz, struct icaltimetype local)
+{
+	local.zone = NULL;
+	int64_t l = (int64_t)icaltime_as_timet(local);   /* the fields, read as UTC */
+	if (tz == icaltimezone_get_utc_timezone())
+		return l;
+	int before = tz_offset_at(tz, l - DAY_S);
+	int after = tz_offset_at(tz, l + DAY_S);
+	int64_t t1 = l - before, t2 = l - after;
+	bool ok1 = tz_offset_at(tz, t1) == before;
+	bool ok2 = before != after && tz_offset_at(tz, t2) == after;
+	if (ok1 && ok2)
+		return t1 < t2 ? t1 : t2;
+	if (ok2)
+		return t2;
+	return t1;
+}
+
+bool ws_date_parse(const char *s, int *year, int *month, int *day)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+	if (y < 1 || m < 1 || m > 12 || d < 1)
+		return false;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	int max = mdays[m - 1] + (m == 2 && leap);
+	if (d > max)
+		return false;
+	*year = y;
+	*month = m;
+	*day = d;
+	return true;
+}
+
+static struct icaltimetype floating_time(int y, int mo, int d, int minute)
+{
+	struct icaltimetype t = icaltime_null_time();
+	t.year = y;
+	t.month = mo;
+	t.day = d;
+	t.hour = minute / 60;
+	t.minute = minute % 60;
+	t.second = 0;
+	t.is_date = 0;
+	t.zone = NULL;
+	return t;
+}
+
+static void set_why(char *why, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t size, const char *fmt, ...)
+{
+	if (!why || !size)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, size, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Checks the parts we restrict before libical sees the rule, so that the
+ * user gets a precise reason instead of libical's "malformed".
+ */
+static bool rrule_precheck(const char *rrule, char *why, size_t size)
+{
+	if (strncasecmp(rrule, "RRULE:", 6) == 0) {
+		set_why(why, size, "remove the \"RRULE:\" prefix");
+		return false;
+	}
+	char *copy = strdup(rrule);
+	if (!copy) {
+		set_why(why, size, "out of memory");
+		return false;
+	}
+	bool ok = true, freq = false;
+	char *save = NULL;
+	for (char *part = strtok_r(copy, ";", &save); part && ok;
+	     part = strtok_r(NULL, ";", &save)) {
+		char *eq = strchr(part, '=');
+		const char *value = eq ? eq + 1 : "";
+		if (eq)
+			*eq = '\0';
+		if (strcasecmp(part, "DTSTART") == 0) {
+			set_why(why, size, "DTSTART is not allowed (anchor and start set it)");
+			ok = false;
+		} else if (strcasecmp(part, "RSCALE") == 0) {
+			set_why(why, size, "RSCALE is not supported");
+			ok = false;
+		} else if (strcasecmp(part, "BYHOUR") == 0 || strcasecmp(part, "BYMINUTE") == 0 ||
+			   strcasecmp(part, "BYSECOND") == 0) {
+			set_why(why, size, "%s is not allowed (start sets the time of day)", part);
+			ok = false;
+		} else if (strcasecmp(part, "FREQ") == 0) {
+			freq = true;
+			icalrecurrencetype_frequency f = icalrecur_string_to_freq(value);
+			if (strcasecmp(value, "HOURLY") == 0 || strcasecmp(value, "MINUTELY") == 0 ||
+			    strcasecmp(value, "SECONDLY") == 0) {
+				set_why(why, size, "FREQ=%s is not allowed (a window recurs at most "
+					"daily, at its start time)", value);
+				ok = false;
+			} else if (f == ICAL_NO_RECURRENCE &&
+				   strcasecmp(value, "DAILY") != 0 && strcasecmp(value, "WEEKLY") != 0 &&
+				   strcasecmp(value, "MONTHLY") != 0 && strcasecmp(value, "YEARLY") != 0) {
+				set_why(why, size, "unknown frequency \"%s\"", value);
+				ok = false;
+			}
+		}
+	}
+	if (ok && !freq) {
+		set_why(why, size, "FREQ is missing");
+		ok = false;
+	}
+	free(copy);
+	return ok;
+}
+
+/* Parses and checks a rule.  libical reports errors through the global
+ * icalerrno; the result's freq is what tells us whether parsing worked. */
+static bool rrule_load(const char *rrule, struct icalrecurrencetype *out, char *why, size_t size)
+{
+	if (!rrule) {
+		set_why(why, size, "the rule is missing");
+		return false;
+	}
+	if (!rrule_precheck(rrule, why, size))
+		return false;
+	struct icalrecurrencetype r = icalrecurrencetype_from_string(rrule);
+	if (r.rscale) {
+		/* Refused above; free defensively if libical found one anyway. */
+		icalmemory_free_buffer(r.rscale);
+		r.rscale = NULL;
+	}
+	if (r.freq == ICAL_NO_RECURRENCE) {
+		set_why(why, size, "not a valid RFC 5545 recurrence rule");
+		return false;
+	}
+	if (r.freq != ICAL_DAILY_RECURRENCE && r.freq != ICAL_WEEKLY_RECURRENCE &&
+	    r.freq != ICAL_MONTHLY_RECURRENCE && r.freq != ICAL_YEARLY_RECURRENCE) {
+		set_why(why, size, "a window recurs at most daily, at its start time");
+		return false;
+	}
+	icalrecur_iterator *it = icalrecur_iterator_new(r, floating_time(2000, 1, 1, 0));
+	if (!it) {
+		set_why(why, size, "the rule matches no date");
+		return false;
+	}
+	icalrecur_iterator_free(it);
+	*out = r;
+	return true;
+}
+
+bool ws_rrule_valid(const char *rrule, char *why, size_t why_size)
+{
+	struct icalrecurrencetype r;
+	return rrule_load(rrule, &r, why, why_size);
+}
+
+/* Makes UNTIL comparable with floating occurrences: a UTC UNTIL becomes the
+ * local wall time in the window's zone, and a DATE UNTIL includes that
+ * whole day (libical would stop at its midnight). */
+static void until_to_local(struct icalrecurrencetype *r, icaltimezone *tz)
+{
+	if (icaltime_is_null_time(r->until))
+		return;
+	if (r->until.is_date) {
+		r->until.is_date = 0;
+		r->until.hour = 23;
+		r->until.minute = 59;
+		r->until.second = 59;
+	} else if (icaltime_is_utc(r->until)) {
+		icaltimezone_convert_time(&r->until, icaltimezone_get_utc_timezone(), tz);
+	}
+	r->until.zone = NULL;
+}
+
+typedef struct window_rule {
+	struct icalrecurrencetype r;
+	icaltimezone *tz;
+	struct icaltimetype dtstart;
+} window_rule;
+
+static int window_rule_load(const ws_window *w, const char *zone, window_rule *out)
+{
+	const char *tzid = w->timezone ? w->timezone : zone ? zone : "UTC";
+	out->tz = tz_get(tzid);
+	if (!out->tz || !rrule_load(w->rrule, &out->r, NULL, 0))
+		return WS_EINVAL;
+	int y, m, d;
+	if (!ws_date_parse(w->anchor ? w->anchor : DEFAULT_ANCHOR, &y, &m, &d) ||
+	    w->start_minute < 0 || w->start_minute >= 24 * 60 || w->duration_s <= 0)
+		return WS_EINVAL;
+	out->dtstart = floating_time(y, m, d, w->start_minute);
+	until_to_local(&out->r, out->tz);
+	return 0;
+}
+
+bool window_occurs(const ws_window *w, const char *zone, char *why, size_t why_size)
+{
+	window_rule wr;
+	if (w->one_off)
+		return true;
+	if (window_rule_load(w, zone, &wr) != 0) {
+		set_why(why, why_size, "the window cannot be expanded");
+		return false;
+	}
+	icalrecur_iterator *it = icalrecur_iterator_new(wr.r, wr.dtstart);
+	bool ok = it && !icaltime_is_null_time(icalrecur_iterator_next(it));
+	if (it)
+		icalrecur_iterator_free(it);
+	if (!ok)
+		set_why(why, why_size, "the rule has no occurrence from the anchor on");
+	return ok;
+}
+
+/* An iterator positioned at most a few periods before `skip`, or at DTSTART
+ * when skipping is not possible (see the comment at the top). */
+static icalrecur_iterator *iterator_near(const window_rule *wr, struct icaltimetype skip)
+{
+	const struct icalrecurrencetype *r = &wr->r;
+	struct icaltimetype ds = wr->dtstart;
+	if (r->count > 0 || icaltime_compare(skip, ds) <= 0)
+		return icalrecur_iterator_new(*r, ds);
+	int interval = r->interval > 0 ? r->interval : 1;
+	if (interval == 1) {
+		icalrecur_iterator *it = icalrecur_iterator_new(*r, ds);
+		if (it && !icalrecur_iterator_set_start(it, skip)) {
+			icalrecur_iterator_free(it);
+			it = icalrecur_iterator_new(*r, ds);
+		}
+		return it;
+	}
+	struct icaltimetype shifted = ds;
+	if (r->freq == ICAL_DAILY_RECURRENCE || r->freq == ICAL_WEEKLY_RECURRENCE) {
+		int64_t period = (int64_t)interval * (r->freq == ICAL_DAILY_RECURRENCE ? 1 : 7);
+		int64_t days = ((int64_t)icaltime_as_timet(skip) - (int64_t)icaltime_as_timet(ds)) / DAY_S;
+		icaltime_adjust(&shifted, (int)(days / period * period), 0, 0, 0);
+	} else if (r->freq == ICAL_MONTHLY_RECURRENCE && ds.day <= 28) {
+		int months = (skip.year - ds.year) * 12 + (skip.month - ds.month);
+		int total = ds.month - 1 + months / interval * interval;
+		shifted.year += total / 12;
+		shifted.month = total % 12 + 1;
+	} else if (r->freq == ICAL_YEARLY_RECURRENCE && !(ds.month == 2 && ds.day == 29)) {
+		shifted.year += (skip.year - ds.year) / interval * interval;
+	}
+	return icalrecur_iterator_new(*r, shifted);
+}
+
+int window_expand(const ws_window *w, const char *zone, int64_t from,
+		  int64_t until, ws_interval_cb cb, void *arg)
+{
+	if (!w || !cb)
+		return WS_EINVAL;
+	if (w->one_off) {
+		if (w->to_utc <= w->from_utc)
+			return WS_EINVAL;
+		if (w->to_utc > from && w->from_utc < until) {
+			ws_interval iv = { .start = w->from_utc, .end = w->to_utc, .utc_offset = 0 };
+			cb(arg, &iv);
+		}
+		return 0;
+	}
+	window_rule wr;
+	if (window_rule_load(w, zone, &wr) != 0)
+		return WS_EINVAL;
+
+	/* An occurrence that ends after `from` starts after from - duration;
+	 * two more days cover any UTC offset. */
+	int64_t skip_utc = from - w->duration_s - 2 * DAY_S;
+	if (skip_utc < -(int64_t)DAY_S * 365 * 3000)
+		skip_utc = -(int64_t)DAY_S * 365 * 3000;
+	struct icaltimetype day = icaltime_from_timet_with_zone((time_t)skip_utc, 0,
+								icaltimezone_get_utc_timezone());
+	struct icaltimetype skip = floating_time(day.year, day.month, day.day, w->start_minute);
+
+	icalrecur_iterator *it = iterator_near(&wr, skip);
+	if (!it)
+		return WS_EINVAL;
+	for (;;) {
+		struct icaltimetype x = icalrecur_iterator_next(it);
+		if (icaltime_is_null_time(x))
+			break;
+		int64_t start = local_to_utc(wr.tz, x);
+		if (start >= until)
+			break;
+		int64_t end = start + w->duration_s;
+		if (end <= from)
+			continue;
+		ws_interval iv = { .start = start, .end = end, .utc_offset = tz_offset_at(wr.tz, start) };
+		if (cb(arg, &iv) != 0)
+			break;
+	}
+	icalrecur_iterator_free(it);
+	return 0;
+}
+
+static int next_cb(void *arg, const ws_interval *iv)
+{
+	*(ws_interval *)arg = *iv;
+	return 1;
+}
+
+int window_next(const ws_window *w, const char *zone, int64_t from,
+		int64_t until, ws_interval *out)
+{
+	/* An interval always ends after it starts, so INT64_MIN marks "none". */
+	ws_interval iv = { .start = 0, .end = INT64_MIN, .utc_offset = 0 };
+	int rc = window_expand(w, zone, from, until, next_cb, &iv);
+	if (rc != 0)
+		return rc;
+	if (iv.end == INT64_MIN)
+		return 1;
+	*out = iv;
+	return 0;
+}
+
+/* RFC 3339 ---------------------------------------------------------------- */
+
+static bool digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+int ws_time_parse(const char *s, int64_t *out)
+{
+	if (!s || strlen(s) < 20)
+		return WS_EINVAL;
+	char date[11];
+	memcpy(date, s, 10);
+	date[10] = '\0';
+	int y, mo, d, h, mi, sec;
+	if (!ws_date_parse(date, &y, &mo, &d))
+		return WS_EINVAL;
+	if (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
+		return WS_EINVAL;
+	const char *p = s + 11;
+	if (!digits(p, 2, &h) || p[2] != ':' || !digits(p + 3, 2, &mi) || p[5] != ':' ||
+	    !digits(p + 6, 2, &sec))
+		return WS_EINVAL;
+	/* A leap second (:60) cannot be represented in unix time: refused. */
+	if (h > 23 || mi > 59 || sec > 59)
+		return WS_EINVAL;
+	p += 8;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return WS_EINVAL;
+		while (*p >= '0' && *p <= '9')
+			p++;   /* fractions are dropped: we work in whole seconds */
+	}
+	int offset = 0;
+	if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+		offset = 0;
+	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+		int oh, om;
+		if (!digits(p + 1, 2, &oh) || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+			return WS_EINVAL;
+		offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+	} else {
+		return WS_EINVAL;
+	}
+	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+			 .tm_hour = h, .tm_min = mi, .tm_sec = sec };
+	*out = (int64_t)timegm(&tm) - offset;
+	return 0;
+}
+
+void ws_time_format(int64_t t, int utc_offset, bool utc_z, char *buf, size_t size)
+{
+	time_t local = (time_t)(t + utc_offset);
+	struct tm tm;
+	if (!gmtime_r(&local, &tm)) {
+		snprintf(buf, size, "invalid-time");
+		return;
+	}
+	char zone[8];
+	if (utc_offset == 0 && utc_z) {
+		snprintf(zone, sizeof(zone), "Z");
+	} else {
+		int a = utc_offset < 0 ? -utc_offset : utc_offset;
+		snprintf(zone, sizeof(zone), "%c%02d:%02d", utc_offset < 0 ? '-' : '+',
+			 (a / 3600) % 100, (a / 60) % 60);
+	}
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d%s", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+}

@@ -1,0 +1,808 @@
+/*
+ * test_pg.c - the PostgreSQL pool against a real server (no mocks).
+ *
+ * WS_TEST_PG_URL: a libpq URI of a server to use (tests/harness/services.sh
+ * prints it); without it the whole program is skipped (exit 77).
+ * WS_HARNESS_DIR: tests/harness; the restart test starts a private server
+ * of its own with pg.sh there, since it stops and restarts it.
+ *
+ * Each test runs its own uv loop and ends with uv_loop_close() == 0, which
+ * proves every handle was closed; ASan/LSan prove the memory was freed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+#include <uv.h>
+#include "wavesched/log.h"
+#include "wavesched/pg.h"
+
+static const char *pg_url;
+
+/* ---- loop helpers ------------------------------------------------------ */
+
+typedef struct tctx {
+	uv_loop_t loop;
+	uv_timer_t watchdog;
+	bool expired;
+} tctx;
+
+static void watchdog_cb(uv_timer_t *t)
+{
+	tctx *x = t->data;
+	x->expired = true;
+}
+
+static void tctx_init(tctx *t)
+{
+	assert_int_equal(uv_loop_init(&t->loop), 0);
+	uv_timer_init(&t->loop, &t->watchdog);
+	t->watchdog.data = t;
+}
+
+/* Closes what the test context owns and checks nothing else is left. */
+static void tctx_done(tctx *t)
+{
+	uv_close((uv_handle_t *)&t->watchdog, NULL);
+	uv_run(&t->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&t->loop), 0);
+}
+
+/* Runs the loop until *flag is true or `ms` have passed. */
+static bool run_until(tctx *t, const bool *flag, uint64_t ms)
+{
+	t->expired = false;
+	uv_timer_start(&t->watchdog, watchdog_cb, ms, 0);
+	while (!*flag && !t->expired)
+		uv_run(&t->loop, UV_RUN_ONCE);
+	uv_timer_stop(&t->watchdog);
+	return *flag;
+}
+
+static void run_for(tctx *t, uint64_t ms)
+{
+	bool never = false;
+	run_until(t, &never, ms);
+}
+
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
+/* ---- query results, copied out of the callback -------------------------- */
+
+typedef struct qres {
+	bool done;
+	int calls;
+	int code;
+	char sqlstate[6];
+	char message[512];
+	int ntuples;
+	bool v0_null;
+	char v0[256];
+	char v1[256];
+	uint64_t at_ms;
+} qres;
+
+static void query_cb(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	qres *r = arg;
+	r->calls++;
+	r->done = true;
+	r->at_ms = now_ms();
+	if (err) {
+		assert_null(res);
+		assert_non_null(err->message);
+		assert_non_null(err->sqlstate);
+		assert_non_null(err->detail);
+		r->code = err->code;
+		snprintf(r->sqlstate, sizeof(r->sqlstate), "%s", err->sqlstate);
+		snprintf(r->message, sizeof(r->message), "%s", err->message);
+		return;
+	}
+	assert_non_null(res);
+	r->code = 0;
+	r->ntuples = PQntuples(res);
+	if (r->ntuples > 0 && PQnfields(res) > 0) {
+		r->v0_null = PQgetisnull(res, 0, 0);
+		snprintf(r->v0, sizeof(r->v0), "%s", PQgetvalue(res, 0, 0));
+		if (PQnfields(res) > 1)
+			snprintf(r->v1, sizeof(r->v1), "%s", PQgetvalue(res, 0, 1));
+	}
+}
+
+static qres sync_query(tctx *t, ws_pg_pool *p, const char *sql, int n, const char *const *params)
+{
+	qres r = { 0 };
+	assert_int_equal(ws_pg_query(p, sql, n, params, query_cb, &r), 0);
+	assert_true(run_until(t, &r.done, 20000));
+	assert_int_equal(r.calls, 1);
+	return r;
+}
+
+static qres sync_conn_query(tctx *t, ws_pg_conn *c, const char *sql, int n, const char *const *params)
+{
+	qres r = { 0 };
+	assert_int_equal(ws_pg_conn_query(c, sql, n, params, query_cb, &r), 0);
+	assert_true(run_until(t, &r.done, 20000));
+	assert_int_equal(r.calls, 1);
+	return r;
+}
+
+typedef struct acq {
+	bool done;
+	int calls;
+	ws_pg_conn *conn;
+	int code;
+} acq;
+
+static void acquire_cb(void *arg, ws_pg_conn *c, const ws_pg_err *err)
+{
+	acq *a = arg;
+	a->calls++;
+	a->done = true;
+	a->conn = c;
+	a->code = err ? err->code : 0;
+	if (err)
+		assert_null(c);
+	else
+		assert_non_null(c);
+}
+
+static ws_pg_conn *sync_acquire(tctx *t, ws_pg_pool *p)
+{
+	acq a = { 0 };
+	assert_int_equal(ws_pg_acquire(p, acquire_cb, &a), 0);
+	assert_true(run_until(t, &a.done, 20000));
+	assert_int_equal(a.code, 0);
+	return a.conn;
+}
+
+static void closed_cb(void *arg)
+{
+	int *n = arg;
+	(*n)++;
+}
+
+static void close_pool(tctx *t, ws_pg_pool *p)
+{
+	int closed = 0;
+	ws_pg_pool_close(p, closed_cb, &closed);
+	t->expired = false;
+	uv_timer_start(&t->watchdog, watchdog_cb, 20000, 0);
+	while (closed == 0 && !t->expired)
+		uv_run(&t->loop, UV_RUN_ONCE);
+	uv_timer_stop(&t->watchdog);
+	assert_int_equal(closed, 1);
+}
+
+static ws_pg_pool *new_pool(tctx *t, const char *url, int size, uint64_t timeout_ms)
+{
+	ws_pg_opts o = { .conninfo = url, .size = size, .query_timeout_ms = timeout_ms,
+			 .connect_timeout_ms = 3000, .backoff_min_ms = 50, .backoff_max_ms = 400 };
+	ws_pg_pool *p = ws_pg_pool_new(&t->loop, &o);
+	assert_non_null(p);
+	ws_pg_pool_start(p);
+	return p;
+}
+
+/* ---- tests against the shared server ------------------------------------ */
+
+static void test_query_params(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 2, 5000);
+
+	const char *params[] = { "2", "40", NULL };
+	qres r = sync_query(&t, p, "SELECT $1::int + $2::int, $3::text IS NULL", 3, params);
+	assert_int_equal(r.code, 0);
+	assert_int_equal(r.ntuples, 1);
+	assert_string_equal(r.v0, "42");
+	assert_string_equal(r.v1, "t");
+
+	/* Parameters are values, never SQL. */
+	const char *evil[] = { "x'); DROP TABLE nothing; --" };
+	r = sync_query(&t, p, "SELECT $1::text", 1, evil);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.v0, evil[0]);
+
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.size, 2);
+	assert_true(st.queries >= 2);
+	assert_int_equal(st.errors, 0);
+	assert_true(ws_pg_pool_ready(p));
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+static void test_concurrent_queries(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 3, 10000);
+	enum { N = 20 };
+	qres r[N];
+	char vals[N][8];
+	memset(r, 0, sizeof(r));
+	for (int i = 0; i < N; i++) {
+		snprintf(vals[i], sizeof(vals[i]), "%d", i);
+		const char *params[] = { vals[i] };
+		assert_int_equal(ws_pg_query(p, "SELECT $1::int, pg_sleep(0.02)", 1, params, query_cb, &r[i]), 0);
+	}
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.waiting, N);
+	uint64_t deadline = now_ms() + 20000;
+	int done = 0, peak_busy = 0;
+	while (done < N && now_ms() < deadline) {
+		run_for(&t, 10);
+		ws_pg_pool_stats(p, &st);
+		if (st.busy > peak_busy)
+			peak_busy = st.busy;
+		done = 0;
+		for (int i = 0; i < N; i++)
+			done += r[i].done;
+	}
+	assert_int_equal(done, N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_equal(r[i].code, 0);
+		assert_string_equal(r[i].v0, vals[i]);
+	}
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.connected, 3);
+	assert_int_equal(st.waiting, 0);
+	assert_int_equal(st.busy, 0);
+	assert_int_equal(st.queries, N);
+	assert_int_equal(peak_busy, 3);
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+static void test_transaction_rollback(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 2, 5000);
+	char table[64], sql[256];
+	snprintf(table, sizeof(table), "ws_test_tx_%ld", (long)getpid());
+	snprintf(sql, sizeof(sql), "CREATE TABLE %s (v int)", table);
+	assert_int_equal(sync_query(&t, p, sql, 0, NULL).code, 0);
+
+	ws_pg_conn *c = sync_acquire(&t, p);
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.busy, 1);
+	assert_int_equal(sync_conn_query(&t, c, "BEGIN", 0, NULL).code, 0);
+	snprintf(sql, sizeof(sql), "INSERT INTO %s VALUES ($1)", table);
+	const char *one[] = { "1" };
+	assert_int_equal(sync_conn_query(&t, c, sql, 1, one).code, 0);
+	/* Visible inside the transaction... */
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	qres r = sync_conn_query(&t, c, sql, 0, NULL);
+	assert_string_equal(r.v0, "1");
+	assert_int_equal(sync_conn_query(&t, c, "ROLLBACK", 0, NULL).code, 0);
+	ws_pg_release(c);
+
+	/* ...and gone after ROLLBACK. */
+	r = sync_query(&t, p, sql, 0, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.v0, "0");
+
+	/* Statements may be queued on an acquired connection without waiting:
+	 * they run in order. */
+	c = sync_acquire(&t, p);
+	qres a = { 0 }, b = { 0 }, e = { 0 };
+	assert_int_equal(ws_pg_conn_query(c, "BEGIN", 0, NULL, query_cb, &a), 0);
+	snprintf(sql, sizeof(sql), "INSERT INTO %s VALUES (2)", table);
+	assert_int_equal(ws_pg_conn_query(c, sql, 0, NULL, query_cb, &b), 0);
+	assert_int_equal(ws_pg_conn_query(c, "COMMIT", 0, NULL, query_cb, &e), 0);
+	assert_true(run_until(&t, &e.done, 10000));
+	assert_true(a.done && b.done);
+	assert_true(a.at_ms <= b.at_ms && b.at_ms <= e.at_ms);
+	assert_int_equal(a.code + b.code + e.code, 0);
+	ws_pg_release(c);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	assert_string_equal(sync_query(&t, p, sql, 0, NULL).v0, "1");
+
+	snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
+	assert_int_equal(sync_query(&t, p, sql, 0, NULL).code, 0);
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+/* A connection released inside a failed or open transaction is rolled back
+ * before anybody else gets it (size 1: the same connection is reused). */
+static void test_release_inside_transaction(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 1, 5000);
+	char table[64], sql[256];
+	snprintf(table, sizeof(table), "ws_test_rel_%ld", (long)getpid());
+	snprintf(sql, sizeof(sql), "CREATE TABLE %s (v int)", table);
+	assert_int_equal(sync_query(&t, p, sql, 0, NULL).code, 0);
+
+	/* Failed transaction. */
+	ws_pg_conn *c = sync_acquire(&t, p);
+	assert_int_equal(sync_conn_query(&t, c, "BEGIN", 0, NULL).code, 0);
+	qres r = sync_conn_query(&t, c, "SELECT 1/0", 0, NULL);
+	assert_int_equal(r.code, WS_EDB);
+	assert_string_equal(r.sqlstate, "22012");
+	r = sync_conn_query(&t, c, "SELECT 1", 0, NULL);
+	assert_string_equal(r.sqlstate, "25P02");   /* in failed transaction */
+	ws_pg_release(c);
+	r = sync_query(&t, p, "SELECT 7", 0, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.v0, "7");
+
+	/* Open transaction with a write the holder never committed. */
+	c = sync_acquire(&t, p);
+	assert_int_equal(sync_conn_query(&t, c, "BEGIN", 0, NULL).code, 0);
+	snprintf(sql, sizeof(sql), "INSERT INTO %s VALUES (1)", table);
+	assert_int_equal(sync_conn_query(&t, c, sql, 0, NULL).code, 0);
+	ws_pg_release(c);
+	snprintf(sql, sizeof(sql), "SELECT count(*), current_setting('transaction_isolation') FROM %s", table);
+	r = sync_query(&t, p, sql, 0, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.v0, "0");
+
+	/* A released connection refuses statements. */
+	qres x = { 0 };
+	assert_int_equal(ws_pg_conn_query(c, "SELECT 1", 0, NULL, query_cb, &x), WS_EINVAL);
+
+	snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
+	assert_int_equal(sync_query(&t, p, sql, 0, NULL).code, 0);
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+static void test_query_timeout(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 1, 200);
+	/* Connect first so the 200 ms are spent in the query. */
+	assert_int_equal(sync_query(&t, p, "SELECT 1", 0, NULL).code, 0);
+
+	uint64_t t0 = now_ms();
+	qres r = sync_query(&t, p, "SELECT pg_sleep(5)", 0, NULL);
+	uint64_t took = now_ms() - t0;
+	assert_int_equal(r.code, WS_ETIMEDOUT);
+	assert_string_equal(r.sqlstate, "57014");
+	assert_true(took >= 190 && took < 2500);
+
+	/* The same (only) connection works afterwards. */
+	r = sync_query(&t, p, "SELECT 'after'", 0, NULL);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(r.v0, "after");
+
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.errors, 1);
+	assert_int_equal(st.reconnects, 0);
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+static void test_syntax_error(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 1, 5000);
+	qres r = sync_query(&t, p, "SELEC 1", 0, NULL);
+	assert_int_equal(r.code, WS_EDB);
+	assert_string_equal(r.sqlstate, "42601");
+	assert_non_null(strstr(r.message, "syntax error"));
+	/* The message is the primary one, without "ERROR:" or a newline. */
+	assert_null(strstr(r.message, "ERROR:"));
+	assert_null(strchr(r.message, '\n'));
+
+	r = sync_query(&t, p, "SELECT $1::int", 1, (const char *const[]){ "nope" });
+	assert_int_equal(r.code, WS_EDB);
+	assert_string_equal(r.sqlstate, "22P02");
+
+	r = sync_query(&t, p, "", 0, NULL);
+	assert_int_equal(r.code, WS_EINVAL);
+
+	/* Still usable. */
+	assert_int_equal(sync_query(&t, p, "SELECT 1", 0, NULL).code, 0);
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+typedef struct notes {
+	int count;
+	char channel[64];
+	char payload[128];
+	bool got;
+} notes;
+
+static void notify_cb(void *arg, const char *channel, const char *payload)
+{
+	notes *n = arg;
+	n->count++;
+	n->got = true;
+	snprintf(n->channel, sizeof(n->channel), "%s", channel);
+	snprintf(n->payload, sizeof(n->payload), "%s", payload);
+}
+
+/* Sends pg_notify until the listener hears it (LISTEN is asynchronous). */
+static void notify_until_heard(tctx *t, ws_pg_pool *p, const char *channel, const char *payload, notes *n)
+{
+	n->got = false;
+	uint64_t deadline = now_ms() + 20000;
+	const char *params[] = { channel, payload };
+	while (!n->got && now_ms() < deadline) {
+		qres r = sync_query(t, p, "SELECT pg_notify($1, $2)", 2, params);
+		if (r.code != 0)
+			print_message("pg_notify: %s\n", r.message);
+		run_until(t, &n->got, 200);
+	}
+	assert_true(n->got);
+	assert_string_equal(n->channel, channel);
+	assert_string_equal(n->payload, payload);
+}
+
+static void test_listen_notify(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 1, 5000);
+	notes a = { 0 }, b = { 0 };
+	assert_int_equal(ws_pg_listen(p, "ws_test_chan", notify_cb, &a), 0);
+	/* Quoted as an identifier: case, spaces and quotes survive. */
+	assert_int_equal(ws_pg_listen(p, "Ws \"Odd\" Chan", notify_cb, &b), 0);
+	assert_int_equal(ws_pg_listen(p, "", notify_cb, &b), WS_EINVAL);
+	notify_until_heard(&t, p, "ws_test_chan", "hello", &a);
+	notify_until_heard(&t, p, "Ws \"Odd\" Chan", "odd", &b);
+	assert_int_equal(b.count >= 1, 1);
+	/* The listen connection is extra: it does not count in the pool. */
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.connected, 1);
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+/* ---- tests that need no server ----------------------------------------- */
+
+static void test_unreachable_and_close(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, "postgresql:///postgres?host=/nonexistent-wavesched&user=postgres", 2, 300);
+	qres r = sync_query(&t, p, "SELECT 1", 0, NULL);
+	assert_int_equal(r.code, WS_EUNAVAIL);
+	assert_non_null(strstr(r.message, "unreachable"));
+	assert_non_null(strstr(r.message, "nonexistent-wavesched"));
+	assert_false(ws_pg_pool_ready(p));
+	acq a = { 0 };
+	assert_int_equal(ws_pg_acquire(p, acquire_cb, &a), 0);
+	assert_true(run_until(&t, &a.done, 5000));
+	assert_int_equal(a.code, WS_EUNAVAIL);
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.connected, 0);
+	assert_int_equal(st.errors, 2);   /* the query and the acquire */
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+/* Closing fails what waits, exactly once, and refuses new work. */
+static void test_close_fails_queued(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_opts o = { .conninfo = "postgresql:///postgres?host=/nonexistent-wavesched", .size = 1,
+			 .max_queue = 2 };
+	ws_pg_pool *p = ws_pg_pool_new(&t.loop, &o);
+	assert_non_null(p);
+	qres r[3];
+	memset(r, 0, sizeof(r));
+	/* Not started: the queries wait. */
+	assert_int_equal(ws_pg_query(p, "SELECT 1", 0, NULL, query_cb, &r[0]), 0);
+	assert_int_equal(ws_pg_query(p, "SELECT 2", 0, NULL, query_cb, &r[1]), 0);
+	assert_int_equal(ws_pg_query(p, "SELECT 3", 0, NULL, query_cb, &r[2]), WS_EUNAVAIL); /* queue full */
+	assert_int_equal(ws_pg_query(p, NULL, 0, NULL, query_cb, &r[2]), WS_EINVAL);
+	assert_int_equal(ws_pg_query(p, "SELECT $1", -1, NULL, query_cb, &r[2]), WS_EINVAL);
+	assert_int_equal(ws_pg_query(p, "SELECT $1", 1, NULL, query_cb, &r[2]), WS_EINVAL);
+	run_for(&t, 20);
+	assert_false(r[0].done);
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.waiting, 2);
+	close_pool(&t, p);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(r[i].calls, 1);
+		assert_int_equal(r[i].code, WS_EUNAVAIL);
+		assert_non_null(strstr(r[i].message, "closing"));
+	}
+	assert_false(r[2].done);
+	tctx_done(&t);
+}
+
+static void test_bad_conninfo(void **state)
+{
+	(void)state;
+	uv_loop_t loop;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	ws_pg_opts o = { .conninfo = "host=x port" };
+	assert_null(ws_pg_pool_new(&loop, &o));
+	o.conninfo = "postgresql://[::1";
+	assert_null(ws_pg_pool_new(&loop, &o));
+	o = (ws_pg_opts){ .conninfo = "dbname=x", .size = -1 };
+	assert_null(ws_pg_pool_new(&loop, &o));
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Closing waits for a statement in flight and for a held connection; the
+ * holder can still finish its transaction. */
+static void test_close_waits_for_work(void **state)
+{
+	(void)state;
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, pg_url, 2, 5000);
+	ws_pg_conn *c = sync_acquire(&t, p);
+	qres slow = { 0 }, in_tx = { 0 };
+	assert_int_equal(ws_pg_query(p, "SELECT 'slow', pg_sleep(0.3)", 0, NULL, query_cb, &slow), 0);
+	run_for(&t, 50);   /* on the wire */
+	int closed = 0;
+	ws_pg_pool_close(p, closed_cb, &closed);
+	qres refused = { 0 };
+	assert_int_equal(ws_pg_query(p, "SELECT 1", 0, NULL, query_cb, &refused), WS_EUNAVAIL);
+	assert_int_equal(ws_pg_conn_query(c, "SELECT 'holder'", 0, NULL, query_cb, &in_tx), 0);
+	assert_true(run_until(&t, &slow.done, 5000));
+	assert_int_equal(slow.code, 0);
+	assert_string_equal(slow.v0, "slow");
+	assert_true(run_until(&t, &in_tx.done, 5000));
+	assert_string_equal(in_tx.v0, "holder");
+	run_for(&t, 50);
+	assert_int_equal(closed, 0);   /* still held */
+	ws_pg_release(c);
+	t.expired = false;
+	uv_timer_start(&t.watchdog, watchdog_cb, 5000, 0);
+	while (!closed && !t.expired)
+		uv_run(&t.loop, UV_RUN_ONCE);
+	uv_timer_stop(&t.watchdog);
+	assert_int_equal(closed, 1);
+	tctx_done(&t);
+}
+
+/* ---- server restart, on a private server -------------------------------- */
+
+typedef struct spawned {
+	uv_process_t proc;
+	bool done;
+	int64_t status;
+	int signal;
+} spawned;
+
+static void spawn_exit_cb(uv_process_t *proc, int64_t status, int sig)
+{
+	spawned *s = proc->data;
+	s->done = true;
+	s->status = status;
+	s->signal = sig;
+	uv_close((uv_handle_t *)proc, NULL);
+}
+
+/* Runs `bash HARNESS/pg.sh CMD DIR` without blocking the loop. */
+static void harness_spawn(tctx *t, spawned *s, const char *cmd, const char *dir)
+{
+	char script[1024];
+	snprintf(script, sizeof(script), "%s/pg.sh", getenv("WS_HARNESS_DIR"));
+	char *args[] = { "bash", script, (char *)cmd, (char *)dir, NULL };
+	uv_stdio_container_t stdio[3] = {
+		{ .flags = UV_IGNORE }, { .flags = UV_INHERIT_FD, .data.fd = 2 }, { .flags = UV_INHERIT_FD, .data.fd = 2 },
+	};
+	uv_process_options_t o = { .exit_cb = spawn_exit_cb, .file = "bash", .args = args,
+				   .stdio_count = 3, .stdio = stdio };
+	memset(s, 0, sizeof(*s));
+	s->proc.data = s;
+	assert_int_equal(uv_spawn(&t->loop, &s->proc, &o), 0);
+}
+
+static void harness_run(tctx *t, const char *cmd, const char *dir)
+{
+	spawned s;
+	harness_spawn(t, &s, cmd, dir);
+	assert_true(run_until(t, &s.done, 90000));
+	assert_int_equal(s.status, 0);
+	run_for(t, 1);   /* let the process handle close */
+}
+
+static void shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void shell(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The private server's directory, so that a failed test still removes it. */
+static char private_base[64], private_dir[128];
+static int frozen_pid;
+
+static int private_teardown(void **state)
+{
+	(void)state;
+	if (frozen_pid > 0)
+		kill(frozen_pid, SIGCONT);
+	if (private_dir[0]) {
+		char cmd[1024];
+		snprintf(cmd, sizeof(cmd), "bash '%s/pg.sh' clean '%s'", getenv("WS_HARNESS_DIR"), private_dir);
+		if (system(cmd) != 0)
+			print_message("cannot clean %s\n", private_dir);
+		rmdir(private_base);
+	}
+	private_dir[0] = '\0';
+	frozen_pid = 0;
+	return 0;
+}
+
+static void test_server_restart(void **state)
+{
+	(void)state;
+	const char *hd = getenv("WS_HARNESS_DIR");
+	if (!hd || !*hd) {
+		print_message("WS_HARNESS_DIR is not set: skipping the restart test\n");
+		skip();
+	}
+	snprintf(private_base, sizeof(private_base), "/tmp/wspgtest.XXXXXX");
+	assert_non_null(mkdtemp(private_base));
+	chmod(private_base, 0755);   /* the server may run as nobody */
+	char url[1024];
+	const char *dir = private_dir;
+	snprintf(private_dir, sizeof(private_dir), "%s/pg", private_base);
+	shell("bash '%s/pg.sh' start '%s'", hd, dir);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "bash '%s/pg.sh' url '%s'", hd, dir);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(url, sizeof(url), f));
+	assert_int_equal(pclose(f), 0);
+	url[strcspn(url, "\n")] = '\0';
+
+	tctx t;
+	tctx_init(&t);
+	ws_pg_pool *p = new_pool(&t, url, 2, 15000);
+	notes n = { 0 };
+	assert_int_equal(ws_pg_listen(p, "ws_restart", notify_cb, &n), 0);
+	assert_int_equal(sync_query(&t, p, "SELECT 1", 0, NULL).code, 0);
+	notify_until_heard(&t, p, "ws_restart", "before", &n);
+
+	/* 0. A server that does not answer the cancel: the statement fails
+	 * with WS_ETIMEDOUT after the grace period and the connection is
+	 * reset (the backend is frozen with SIGSTOP). */
+	ws_pg_pool *hung = new_pool(&t, url, 1, 300);
+	qres pid = sync_query(&t, hung, "SELECT pg_backend_pid()", 0, NULL);
+	assert_int_equal(pid.code, 0);
+	qres frozen = { 0 };
+	assert_int_equal(ws_pg_query(hung, "SELECT pg_sleep(10)", 0, NULL, query_cb, &frozen), 0);
+	run_for(&t, 50);
+	frozen_pid = atoi(pid.v0);
+	assert_int_equal(kill(frozen_pid, SIGSTOP), 0);
+	uint64_t t0 = now_ms();
+	assert_true(run_until(&t, &frozen.done, 10000));
+	assert_int_equal(frozen.code, WS_ETIMEDOUT);
+	assert_non_null(strstr(frozen.message, "did not acknowledge"));
+	assert_true(now_ms() - t0 >= 2000);
+	assert_int_equal(kill(frozen_pid, SIGCONT), 0);
+	frozen_pid = 0;
+	qres fresh = sync_query(&t, hung, "SELECT pg_backend_pid()", 0, NULL);
+	assert_int_equal(fresh.code, 0);
+	assert_string_not_equal(fresh.v0, pid.v0);
+	close_pool(&t, hung);
+
+	/* 1. A statement in flight when the server goes away fails with
+	 * WS_EUNAVAIL (57P01 or a closed socket): it is never re-sent.  A held
+	 * connection loses its session: its holder gets WS_EUNAVAIL until it
+	 * releases it. */
+	ws_pg_conn *held = sync_acquire(&t, p);
+	assert_int_equal(sync_conn_query(&t, held, "BEGIN", 0, NULL).code, 0);
+	qres inflight = { 0 };
+	assert_int_equal(ws_pg_query(p, "SELECT pg_sleep(30)", 0, NULL, query_cb, &inflight), 0);
+	run_for(&t, 100);
+	spawned s;
+	harness_spawn(&t, &s, "restart", dir);
+	assert_true(run_until(&t, &inflight.done, 30000));
+	assert_int_equal(inflight.code, WS_EUNAVAIL);
+	assert_true(run_until(&t, &s.done, 90000));
+	assert_int_equal(s.status, 0);
+	qres refused = { 0 };
+	assert_int_equal(ws_pg_conn_query(held, "COMMIT", 0, NULL, query_cb, &refused), WS_EUNAVAIL);
+	ws_pg_release(held);
+
+	/* 2. After the restart the pool reconnects by itself; LISTEN is
+	 * re-issued on the listen connection. */
+	qres after = sync_query(&t, p, "SELECT 'back'", 0, NULL);
+	assert_int_equal(after.code, 0);
+	assert_string_equal(after.v0, "back");
+	notify_until_heard(&t, p, "ws_restart", "after", &n);
+	ws_pg_stats st;
+	ws_pg_pool_stats(p, &st);
+	assert_true(st.reconnects >= 1);
+
+	/* 3. While the server is down, statements wait in the queue; one whose
+	 * time-out passes first fails with WS_EUNAVAIL (pool q, 700 ms), one
+	 * that outlives the outage runs once the pool is back (pool p, 15 s). */
+	harness_run(&t, "stop", dir);
+	uint64_t deadline = now_ms() + 10000;
+	while (ws_pg_pool_ready(p) && now_ms() < deadline)
+		run_for(&t, 20);
+	assert_false(ws_pg_pool_ready(p));
+	ws_pg_pool *q = new_pool(&t, url, 1, 700);
+	qres down = sync_query(&t, q, "SELECT 1", 0, NULL);
+	assert_int_equal(down.code, WS_EUNAVAIL);
+	assert_non_null(strstr(down.message, "unreachable"));
+	close_pool(&t, q);
+
+	qres waits = { 0 };
+	assert_int_equal(ws_pg_query(p, "SELECT 'waited'", 0, NULL, query_cb, &waits), 0);
+	run_for(&t, 200);
+	assert_false(waits.done);
+	ws_pg_pool_stats(p, &st);
+	assert_int_equal(st.waiting, 1);
+	harness_spawn(&t, &s, "start", dir);
+	assert_true(run_until(&t, &waits.done, 30000));
+	assert_int_equal(waits.code, 0);
+	assert_string_equal(waits.v0, "waited");
+	assert_true(run_until(&t, &s.done, 90000));
+	assert_int_equal(s.status, 0);
+
+	close_pool(&t, p);
+	tctx_done(&t);
+}
+
+int main(void)
+{
+	pg_url = getenv("WS_TEST_PG_URL");
+	if (!pg_url || !*pg_url) {
+		printf("WS_TEST_PG_URL is not set: skipping (start servers with "
+		       "eval \"$(tests/harness/services.sh start .run/services)\")\n");
+		return 77;
+	}
+	const char *lvl = getenv("WS_LOG_LEVEL");
+	if (lvl)
+		ws_log_set_level(lvl);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_query_params),
+		cmocka_unit_test(test_concurrent_queries),
+		cmocka_unit_test(test_transaction_rollback),
+		cmocka_unit_test(test_release_inside_transaction),
+		cmocka_unit_test(test_query_timeout),
+		cmocka_unit_test(test_syntax_error),
+		cmocka_unit_test(test_listen_notify),
+		cmocka_unit_test(test_unreachable_and_close),
+		cmocka_unit_test(test_close_fails_queued),
+		cmocka_unit_test(test_bad_conninfo),
+		cmocka_unit_test(test_close_waits_for_work),
+		cmocka_unit_test_teardown(test_server_restart, private_teardown),
+	};
+	return cmocka_run_group_tests_name("pg", tests, NULL, NULL);
+}
