@@ -163,6 +163,10 @@ struct ws_pg_pool {
 	uint64_t rng;
 	ws_pg_stats stats;
 	char last_error[PG_ERRBUF];
+	/* Known down: every connection failed its last attempt.  Waiting
+	 * work is failed at once then, and new work refused, so callers get
+	 * a prompt "unavailable" instead of hanging for a whole time-out. */
+	bool down;
 };
 
 /* The error handed to a callback, with room for the text it points to. */
@@ -183,6 +187,7 @@ typedef struct pg_cancel_job {
 } pg_cancel_job;
 
 static void pool_dispatch(ws_pg_pool *p);
+static bool pool_any_ready(const ws_pg_pool *p);
 static void pool_kick(ws_pg_pool *p);
 static void pool_maybe_finish(ws_pg_pool *p);
 static void conn_connect(ws_pg_conn *c);
@@ -559,6 +564,10 @@ static void conn_connect_failed(ws_pg_conn *c, const char *why)
 	conn_set_state(c, CONN_DOWN);
 	if (p->closing)
 		return;   /* pool_close_step tears it down */
+	if (!c->listen && !pool_any_ready(p) && !p->down) {
+		p->down = true;
+		pool_kick(p);   /* fails what waits, from the loop, not from here */
+	}
 	uint64_t delay = conn_next_backoff(c);
 	if (c->fail_streak++ == 0)
 		ws_warn("pg", "connection %d: cannot connect: %s; retrying in %llu ms", c->id, msg,
@@ -649,6 +658,8 @@ static void conn_ready(ws_pg_conn *c)
 	}
 	conn_timer_stop(c);
 	conn_set_state(c, CONN_READY);
+	if (!c->listen)
+		p->down = false;
 	if (c->ever_connected) {
 		p->stats.reconnects++;
 		ws_info("pg", "connection %d: connected again", c->id);
@@ -1168,10 +1179,25 @@ static ws_pg_conn *pool_free_conn(ws_pg_pool *p)
 	return NULL;
 }
 
+/* The database is known to be unreachable: fail what waits in the pool's
+ * queue now (work queued on an acquired connection stays with it). */
+static void pool_fail_waiting(ws_pg_pool *p)
+{
+	pg_req *q;
+	while ((q = list_pop(&p->queue)) != NULL) {
+		pg_errbuf eb;
+		err_set(&eb, WS_EUNAVAIL, "the database is unreachable%s%s",
+			p->last_error[0] ? ": " : "", p->last_error);
+		req_fail(q, &eb);
+	}
+}
+
 static void pool_dispatch(ws_pg_pool *p)
 {
 	if (p->kick_closed)
 		return;
+	if (p->down && !pool_any_ready(p))
+		pool_fail_waiting(p);
 	for (int i = 0; i <= p->size; i++)
 		conn_pump(&p->conns[i]);
 	while (!p->closing && p->queue.head) {
@@ -1326,7 +1352,7 @@ int ws_pg_query(ws_pg_pool *p, const char *sql, int nparams, const char *const *
 {
 	if (!p || !query_args_ok(sql, nparams, params, cb))
 		return WS_EINVAL;
-	if (p->closing)
+	if (p->closing || (p->down && !pool_any_ready(p)))
 		return WS_EUNAVAIL;
 	if (p->queue.len >= p->max_queue) {
 		ws_warn("pg", "query queue is full (%zu waiting); refusing a statement", p->queue.len);
@@ -1349,7 +1375,7 @@ int ws_pg_acquire(ws_pg_pool *p, ws_pg_acquire_cb cb, void *arg)
 {
 	if (!p || !cb)
 		return WS_EINVAL;
-	if (p->closing)
+	if (p->closing || (p->down && !pool_any_ready(p)))
 		return WS_EUNAVAIL;
 	if (p->queue.len >= p->max_queue)
 		return WS_EUNAVAIL;

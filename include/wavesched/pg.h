@@ -9,8 +9,12 @@
  * query has a time-out (a uv_timer; on expiry the query is cancelled with
  * PQcancel on the thread pool -- never on the loop -- and the callback gets
  * WS_ETIMEDOUT).  A broken connection is reconnected with exponential
- * back-off; queries queued meanwhile wait (bounded queue) or fail with
- * WS_EUNAVAIL when no connection comes back within their time-out.
+ * back-off.  While some connection may still come back, queued work waits
+ * (bounded queue) and fails with WS_EUNAVAIL only when its time-out passes;
+ * once every connection has failed its last attempt the database is known
+ * down: waiting work fails at once and new work is refused with WS_EUNAVAIL
+ * until a connection is up again (callers answer "unavailable" promptly
+ * instead of hanging).
  *
  * Callbacks fire exactly once.  The PGresult passed to a callback belongs to
  * the pool and is cleared when the callback returns.

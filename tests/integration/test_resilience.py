@@ -24,7 +24,8 @@ class PostgresRestart(unittest.TestCase):
         self.db = Database(url)
 
     def tearDown(self):
-        subprocess.run([self.pg, "stop", os.path.join(self.dir, "pg")], capture_output=True)
+        # clean: stops the server and removes its data, wherever pg.sh put it
+        subprocess.run([self.pg, "clean", os.path.join(self.dir, "pg")], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def test_survives_restart(self):

@@ -490,20 +490,35 @@ static void test_unreachable_and_close(void **state)
 	(void)state;
 	tctx t;
 	tctx_init(&t);
-	ws_pg_pool *p = new_pool(&t, "postgresql:///postgres?host=/nonexistent-wavesched&user=postgres", 2, 300);
-	qres r = sync_query(&t, p, "SELECT 1", 0, NULL);
+	ws_pg_opts o = { .conninfo = "postgresql:///postgres?host=/nonexistent-wavesched&user=postgres",
+			 .size = 2, .query_timeout_ms = 30000, .backoff_min_ms = 50, .backoff_max_ms = 400 };
+	ws_pg_pool *p = ws_pg_pool_new(&t.loop, &o);
+	assert_non_null(p);
+	/* Submitted before any attempt has failed: the query waits, then
+	 * fails as soon as every connection has failed (not after 30 s). */
+	uint64_t t0 = now_ms();
+	qres r = { 0 };
+	assert_int_equal(ws_pg_query(p, "SELECT 1", 0, NULL, query_cb, &r), 0);
+	ws_pg_pool_start(p);
+	assert_true(run_until(&t, &r.done, 5000));
+	assert_int_equal(r.calls, 1);
 	assert_int_equal(r.code, WS_EUNAVAIL);
+	assert_true(now_ms() - t0 < 5000);
 	assert_non_null(strstr(r.message, "unreachable"));
 	assert_non_null(strstr(r.message, "nonexistent-wavesched"));
 	assert_false(ws_pg_pool_ready(p));
+	/* Known down: new work is refused at once, its callback never runs. */
 	acq a = { 0 };
-	assert_int_equal(ws_pg_acquire(p, acquire_cb, &a), 0);
-	assert_true(run_until(&t, &a.done, 5000));
-	assert_int_equal(a.code, WS_EUNAVAIL);
+	assert_int_equal(ws_pg_acquire(p, acquire_cb, &a), WS_EUNAVAIL);
+	qres r2 = { 0 };
+	assert_int_equal(ws_pg_query(p, "SELECT 2", 0, NULL, query_cb, &r2), WS_EUNAVAIL);
+	run_for(&t, 20);
+	assert_false(a.done);
+	assert_false(r2.done);
 	ws_pg_stats st;
 	ws_pg_pool_stats(p, &st);
 	assert_int_equal(st.connected, 0);
-	assert_int_equal(st.errors, 2);   /* the query and the acquire */
+	assert_int_equal(st.errors, 1);   /* the query that waited */
 	close_pool(&t, p);
 	tctx_done(&t);
 }
@@ -738,8 +753,12 @@ static void test_server_restart(void **state)
 	assert_int_equal(ws_pg_conn_query(held, "COMMIT", 0, NULL, query_cb, &refused), WS_EUNAVAIL);
 	ws_pg_release(held);
 
-	/* 2. After the restart the pool reconnects by itself; LISTEN is
+	/* 2. After the restart the pool reconnects by itself (while it is
+	 * known down, work is refused rather than queued); LISTEN is
 	 * re-issued on the listen connection. */
+	for (int i = 0; i < 300 && !ws_pg_pool_ready(p); i++)
+		run_for(&t, 100);
+	assert_true(ws_pg_pool_ready(p));
 	qres after = sync_query(&t, p, "SELECT 'back'", 0, NULL);
 	assert_int_equal(after.code, 0);
 	assert_string_equal(after.v0, "back");
@@ -748,32 +767,41 @@ static void test_server_restart(void **state)
 	ws_pg_pool_stats(p, &st);
 	assert_true(st.reconnects >= 1);
 
-	/* 3. While the server is down, statements wait in the queue; one whose
-	 * time-out passes first fails with WS_EUNAVAIL (pool q, 700 ms), one
-	 * that outlives the outage runs once the pool is back (pool p, 15 s). */
+	/* 3. While the server is down: once every connection has failed a
+	 * reconnect the pool is known down, queued work fails and new work is
+	 * refused at once (callers answer "unavailable" promptly instead of
+	 * hanging for a whole time-out).  When the server is back, so is the
+	 * pool, by itself. */
 	harness_run(&t, "stop", dir);
-	uint64_t deadline = now_ms() + 10000;
-	while (ws_pg_pool_ready(p) && now_ms() < deadline)
-		run_for(&t, 20);
+	static qres probe[100];
+	memset(probe, 0, sizeof(probe));
+	int refused_at = -1;
+	for (int i = 0; i < 100; i++) {
+		int rc = ws_pg_query(p, "SELECT 1", 0, NULL, query_cb, &probe[i]);
+		if (rc == WS_EUNAVAIL) {
+			refused_at = i;
+			break;
+		}
+		assert_int_equal(rc, 0);
+		run_for(&t, 100);
+	}
+	assert_true(refused_at >= 0);
+	run_for(&t, 50);
+	for (int i = 0; i < refused_at; i++) {
+		assert_true(probe[i].done);
+		assert_int_equal(probe[i].code, WS_EUNAVAIL);
+	}
+	assert_false(probe[refused_at].done);   /* refused: its callback never runs */
 	assert_false(ws_pg_pool_ready(p));
-	ws_pg_pool *q = new_pool(&t, url, 1, 700);
-	qres down = sync_query(&t, q, "SELECT 1", 0, NULL);
-	assert_int_equal(down.code, WS_EUNAVAIL);
-	assert_non_null(strstr(down.message, "unreachable"));
-	close_pool(&t, q);
 
-	qres waits = { 0 };
-	assert_int_equal(ws_pg_query(p, "SELECT 'waited'", 0, NULL, query_cb, &waits), 0);
-	run_for(&t, 200);
-	assert_false(waits.done);
-	ws_pg_pool_stats(p, &st);
-	assert_int_equal(st.waiting, 1);
 	harness_spawn(&t, &s, "start", dir);
-	assert_true(run_until(&t, &waits.done, 30000));
-	assert_int_equal(waits.code, 0);
-	assert_string_equal(waits.v0, "waited");
 	assert_true(run_until(&t, &s.done, 90000));
 	assert_int_equal(s.status, 0);
+	for (int i = 0; i < 300 && !ws_pg_pool_ready(p); i++)
+		run_for(&t, 100);
+	qres back = sync_query(&t, p, "SELECT 'back again'", 0, NULL);
+	assert_int_equal(back.code, 0);
+	assert_string_equal(back.v0, "back again");
 
 	close_pool(&t, p);
 	tctx_done(&t);
