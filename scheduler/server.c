@@ -105,7 +105,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	s.pool = ws_pg_pool_new(&loop, &po);
 	s.redis = ws_redis_new(&loop, cfg->redis_url, d);
 	s.metrics = ws_metrics_new();
-	s.fleet = s.pool ? ws_fleet_store_new(s.pool) : NULL;
+	s.fleet = s.pool ? ws_fleet_store_new(&loop, s.pool) : NULL;
 	if (!s.pool || !s.redis || !s.metrics || !s.fleet) {
 		rc = d->len ? WS_EINVAL : WS_ENOMEM;
 		goto fail_early;
