@@ -23,59 +23,24 @@
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
+#include "wavesched/arena.h"
 #include "wavesched/ydoc.h"
 
-#define YDOC_DEFAULT_MAX_BYTES ((size_t)16 << 20)
+/* Defaults sized for real fleets (a 100,000-tenant fleet file is ~30 MB and
+ * ~3 million nodes).  Documents from the network are bounded long before
+ * this by the HTTP body limit (max_body_bytes); these caps stop a runaway
+ * file or stored document, not a hostile client. */
+#define YDOC_DEFAULT_MAX_BYTES ((size_t)1 << 30)
 #define YDOC_DEFAULT_MAX_DEPTH 64
-#define YDOC_DEFAULT_MAX_NODES ((size_t)2000000)
-#define YDOC_CHUNK_SIZE ((size_t)64 << 10)
+#define YDOC_DEFAULT_MAX_NODES ((size_t)60000000)
 
-/*
- * A minimal bump allocator: the tree is built once and freed once, so
- * there is no per-node free.  Chunks are chained; an allocation larger than
- * a chunk gets a chunk of its own.
- */
-typedef struct ychunk {
-	struct ychunk *next;
-	size_t used, cap;
-	max_align_t data[];
-} ychunk;
-
+/* The tree lives in the arena; input-driven sizes use ws_arena_try_alloc
+ * so that running out of memory is reported, not fatal. */
 struct ydoc {
 	char *name;
 	ynode *root;
-	ychunk *chunks;
+	ws_arena *arena;
 };
-
-static void *ydoc_alloc(ydoc *doc, size_t size)
-{
-	const size_t align = sizeof(max_align_t);
-	size = (size + align - 1) / align * align;
-	if (size == 0)
-		size = align;
-	ychunk *c = doc->chunks;
-	if (!c || c->cap - c->used < size) {
-		size_t cap = size > YDOC_CHUNK_SIZE ? size : YDOC_CHUNK_SIZE;
-		c = malloc(sizeof(*c) + cap);
-		if (!c)
-			return NULL;
-		c->cap = cap;
-		c->used = 0;
-		/* Keep the partly used chunk in front when a big one is added so
-		 * small allocations keep filling it. */
-		if (doc->chunks && size > YDOC_CHUNK_SIZE) {
-			c->next = doc->chunks->next;
-			doc->chunks->next = c;
-		} else {
-			c->next = doc->chunks;
-			doc->chunks = c;
-		}
-	}
-	void *p = (char *)c->data + c->used;
-	c->used += size;
-	memset(p, 0, size);
-	return p;
-}
 
 /* One open collection while the tree is being built. */
 typedef struct yframe {
@@ -118,7 +83,7 @@ static ynode *yb_node(ybuild *b, ynode_kind kind, const yaml_mark_t *mark)
 		b->fatal = true;
 		return NULL;
 	}
-	ynode *n = ydoc_alloc(b->doc, sizeof(*n));
+	ynode *n = ws_arena_try_alloc(b->doc->arena, sizeof(*n));
 	if (!n) {
 		yb_error(b, (int)mark->line + 1, (int)mark->column + 1, "out of memory");
 		b->fatal = true;
@@ -235,8 +200,8 @@ static void yb_pop(ybuild *b)
 	ynode *n = f->node;
 	if (n->kind == YNODE_MAP) {
 		n->len = f->n / 2;
-		n->keys = ydoc_alloc(b->doc, n->len * sizeof(ynode *));
-		n->items = ydoc_alloc(b->doc, n->len * sizeof(ynode *));
+		n->keys = ws_arena_try_alloc(b->doc->arena, n->len * sizeof(ynode *));
+		n->items = ws_arena_try_alloc(b->doc->arena, n->len * sizeof(ynode *));
 		if (!n->keys || !n->items) {
 			yb_error(b, n->line, n->column, "out of memory");
 			b->fatal = true;
@@ -249,7 +214,7 @@ static void yb_pop(ybuild *b)
 		}
 	} else {
 		n->len = f->n;
-		n->items = ydoc_alloc(b->doc, n->len * sizeof(ynode *));
+		n->items = ws_arena_try_alloc(b->doc->arena, n->len * sizeof(ynode *));
 		if (!n->items) {
 			yb_error(b, n->line, n->column, "out of memory");
 			b->fatal = true;
@@ -289,7 +254,7 @@ static void yb_scalar(ybuild *b, const yaml_event_t *ev)
 	ynode *n = yb_node(b, YNODE_SCALAR, m);
 	if (!n)
 		return;
-	char *v = ydoc_alloc(b->doc, len + 1);
+	char *v = ws_arena_try_alloc(b->doc->arena, len + 1);
 	if (!v) {
 		yb_error(b, n->line, n->column, "out of memory");
 		b->fatal = true;
@@ -358,6 +323,7 @@ ydoc *ydoc_parse(const char *name, const char *buf, size_t len,
 		ws_diag_add(d, name, 0, 0, "out of memory");
 		return NULL;
 	}
+	doc->arena = ws_arena_new();
 	b.doc = doc;
 	if (len > b.lim.max_bytes) {
 		yb_error(&b, 0, 0, "document is too large (%zu bytes, the limit is %zu)",
@@ -496,10 +462,7 @@ void ydoc_free(ydoc *doc)
 {
 	if (!doc)
 		return;
-	for (ychunk *c = doc->chunks, *next; c; c = next) {
-		next = c->next;
-		free(c);
-	}
+	ws_arena_free(doc->arena);
 	free(doc->name);
 	free(doc);
 }

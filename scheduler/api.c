@@ -14,54 +14,26 @@
 #include <time.h>
 #include <jansson.h>
 #include "ws_config.h"
-#include "wavesched/api.h"
-#include "wavesched/auth.h"
+#include "api_internal.h"
 #include "wavesched/log.h"
 #include "wavesched/window.h"
 
-struct ws_api {
-	ws_api_deps d;
-	size_t pending;
-};
-
-typedef struct api_call api_call;
-typedef void (*handler_fn)(api_call *c);
-
-typedef struct route {
-	const char *method;
-	const char *pattern;    /* "/v1/tenants/{slug}": one {param} segment at most */
-	bool auth;
-	ws_perm perm;
-	handler_fn fn;
-} route;
-
-struct api_call {
-	ws_api *api;
-	ws_http_req *req;
-	const route *rt;
-	char param[256];        /* the {param} segment, decoded */
-	ws_principal who;
-	char actor[160];        /* "token:<name>" for records */
-};
-
-#define SLUG_MAX 63
-
 /* ---- answers ---------------------------------------------------------- */
 
-static void call_finish(api_call *c)
+void call_finish(api_call *c)
 {
 	c->api->pending--;
 	ws_principal_clear(&c->who);
 	free(c);
 }
 
-static void reply_json(api_call *c, int status, json_t *doc)
+void reply_json(api_call *c, int status, json_t *doc)
 {
 	ws_http_respond_json(c->req, status, doc);
 	call_finish(c);
 }
 
-static void reply_error(api_call *c, int status, const char *code, const char *message,
+void reply_error(api_call *c, int status, const char *code, const char *message,
 			json_t *details)
 {
 	ws_http_respond_error(c->req, status, code, message, details);
@@ -70,7 +42,7 @@ static void reply_error(api_call *c, int status, const char *code, const char *m
 
 /* A database failure becomes 503 when it is about reaching the database and
  * 500 otherwise; the server-side detail goes to the log, not to the client. */
-static void reply_db_error(api_call *c, const ws_pg_err *err)
+void reply_db_error(api_call *c, const ws_pg_err *err)
 {
 	ws_error("api", "request=%llu route=%s database: %s%s%s",
 		 (unsigned long long)ws_http_req_id(c->req), ws_http_req_route(c->req), err->message,
@@ -82,7 +54,7 @@ static void reply_db_error(api_call *c, const ws_pg_err *err)
 }
 
 /* diagnostics -> [{"message": "file:line:col: msg", "line", "column"}] */
-static json_t *diags_json(const ws_diags *d)
+json_t *diags_json(const ws_diags *d)
 {
 	json_t *arr = json_array();
 	for (size_t i = 0; i < d->len; i++) {
@@ -98,15 +70,34 @@ static json_t *diags_json(const ws_diags *d)
 	return arr;
 }
 
-static bool query_flag(api_call *c, const char *name)
+bool query_flag(api_call *c, const char *name)
 {
 	const char *v = ws_http_req_query_param(c->req, name);
 	return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0);
 }
 
-static int64_t now_utc(void)
+int64_t now_utc(void)
 {
 	return (int64_t)time(NULL);
+}
+
+json_t *body_json_object(api_call *c)
+{
+	size_t len;
+	const char *body = ws_http_req_body(c->req, &len);
+	json_error_t je;
+	json_t *in = json_loadb(body, len, 0, &je);
+	if (!in || !json_is_object(in)) {
+		char msg[300];
+		if (!in)
+			snprintf(msg, sizeof(msg), "body:%d:%d: %s", je.line, je.column, je.text);
+		else
+			snprintf(msg, sizeof(msg), "body: expected a JSON object");
+		json_decref(in);
+		reply_error(c, 400, "malformed", msg, NULL);
+		return NULL;
+	}
+	return in;
 }
 
 /* ---- operations ------------------------------------------------------- */
@@ -207,516 +198,6 @@ static void h_metrics(api_call *c)
 	call_finish(c);
 }
 
-/* ---- fleet ------------------------------------------------------------ */
-
-/*
- * Rendering a fleet view (a 10,000-tenant export, or next windows computed
- * with libical for every tenant) and parsing an uploaded fleet are CPU work
- * of up to hundreds of milliseconds: they run on libuv's thread pool with a
- * retained snapshot, and only the answer is sent from the loop.
- */
-
-typedef enum { RENDER_FLEET_JSON, RENDER_FLEET_YAML, RENDER_TENANTS, RENDER_TENANT } render_kind;
-
-typedef struct render_job {
-	uv_work_t work;
-	api_call *c;
-	render_kind kind;
-	ws_fleet_snapshot *snap;
-	int64_t now;
-	char *body;          /* the answer, malloc'd */
-	size_t len;
-	int status;
-} render_job;
-
-static json_t *tenant_view(const ws_fleet *f, const ws_tenant *t, int64_t now)
-{
-	json_t *o = fleet_tenant_to_json(f, t);
-	ws_interval best = { 0 }, iv;
-	bool found = false;
-	const int64_t horizon = now + 400LL * 86400;
-	for (size_t i = 0; i < t->n_windows; i++) {
-		if (window_next(&t->windows[i], t->timezone, now, horizon, &iv) == 0 &&
-		    (!found || iv.start < best.start)) {
-			best = iv;
-			found = true;
-		}
-	}
-	if (found) {
-		char s[40], e[40];
-		int off_end = ws_tz_offset(t->timezone, best.end);
-		ws_time_format(best.start, best.utc_offset, false, s, sizeof(s));
-		ws_time_format(best.end, off_end, false, e, sizeof(e));
-		json_object_set_new(o, "next_window", json_pack("{s:s, s:s}", "start", s, "end", e));
-	} else {
-		/* No windows: the tenant can be deployed at any time (fleet.md). */
-		json_object_set_new(o, "next_window", json_null());
-	}
-	return o;
-}
-
-static char *dump_json(json_t *doc, size_t *len)
-{
-	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	json_decref(doc);
-	*len = text ? strlen(text) : 0;
-	return text;
-}
-
-/* On the thread pool: reads the retained snapshot and c->who, both
- * immutable while the job runs. */
-static void render_work_cb(uv_work_t *w)
-{
-	render_job *j = w->data;
-	const ws_fleet *f = j->snap->fleet;
-	j->status = 200;
-	switch (j->kind) {
-	case RENDER_FLEET_JSON:
-		j->body = dump_json(fleet_to_json(f), &j->len);
-		break;
-	case RENDER_FLEET_YAML: {
-		json_t *doc = fleet_to_json(f);
-		j->body = doc ? ws_json_to_yaml(doc, &j->len) : NULL;
-		json_decref(doc);
-		break;
-	}
-	case RENDER_TENANTS: {
-		json_t *arr = json_array();
-		for (size_t i = 0; i < f->n_tenants; i++)
-			if (ws_principal_sees_tenant(&j->c->who, f->tenants[i].slug))
-				json_array_append_new(arr, tenant_view(f, &f->tenants[i], j->now));
-		j->body = dump_json(json_pack("{s:o}", "tenants", arr), &j->len);
-		break;
-	}
-	case RENDER_TENANT: {
-		const ws_tenant *t = fleet_tenant(f, j->c->param);
-		if (t)
-			j->body = dump_json(tenant_view(f, t, j->now), &j->len);
-		else
-			j->status = 404;
-		break;
-	}
-	}
-}
-
-static void render_after_cb(uv_work_t *w, int status)
-{
-	render_job *j = w->data;
-	api_call *c = j->c;
-	char genbuf[32];
-	snprintf(genbuf, sizeof(genbuf), "%lld", (long long)j->snap->generation);
-	ws_fleet_snapshot_release(j->snap);
-	if (status == 0 && j->status == 404) {
-		reply_error(c, 404, "not_found", "no such tenant", NULL);
-	} else if (status != 0 || !j->body) {
-		reply_error(c, 500, "internal", "cannot render the answer", NULL);
-	} else {
-		if (j->kind == RENDER_FLEET_JSON || j->kind == RENDER_FLEET_YAML)
-			ws_http_add_header(c->req, "X-Fleet-Generation", genbuf);
-		ws_http_respond(c->req, 200, j->kind == RENDER_FLEET_YAML ? "application/yaml"
-				: "application/json", j->body, j->len);
-		call_finish(c);
-	}
-	free(j->body);
-	free(j);
-}
-
-static void render_snapshot_cb(void *arg, ws_fleet_snapshot *snap, const ws_pg_err *err)
-{
-	render_job *j = arg;
-	if (err) {
-		api_call *c = j->c;
-		free(j);
-		reply_db_error(c, err);
-		return;
-	}
-	ws_fleet_snapshot_retain(snap);
-	j->snap = snap;
-	j->work.data = j;
-	int rc = uv_queue_work(j->c->api->d.loop, &j->work, render_work_cb, render_after_cb);
-	if (rc) {
-		api_call *c = j->c;
-		ws_fleet_snapshot_release(snap);
-		free(j);
-		reply_error(c, 503, "unavailable", "the service is overloaded; retry later", NULL);
-	}
-}
-
-static void render_start(api_call *c, render_kind kind)
-{
-	render_job *j = calloc(1, sizeof(*j));
-	if (!j) {
-		reply_error(c, 503, "unavailable", "out of memory", NULL);
-		return;
-	}
-	j->c = c;
-	j->kind = kind;
-	j->now = now_utc();
-	ws_fleet_store_snapshot(c->api->d.fleet, render_snapshot_cb, j);
-}
-
-static void h_fleet_get(api_call *c)
-{
-	const char *fmt = ws_http_req_query_param(c->req, "format");
-	const char *accept = ws_http_req_header(c->req, "Accept");
-	if (fmt && strcmp(fmt, "yaml") && strcmp(fmt, "json")) {
-		reply_error(c, 400, "bad_request", "format must be yaml or json", NULL);
-		return;
-	}
-	bool yaml = fmt ? strcmp(fmt, "yaml") == 0 : (accept && strstr(accept, "yaml"));
-	render_start(c, yaml ? RENDER_FLEET_YAML : RENDER_FLEET_JSON);
-}
-
-static void h_tenants(api_call *c)
-{
-	render_start(c, RENDER_TENANTS);
-}
-
-static void h_tenant(api_call *c)
-{
-	/* A tenant token learns nothing about tenants it is not scoped to,
-	 * not even whether they exist: same 404 as for a missing one. */
-	if (!ws_principal_sees_tenant(&c->who, c->param)) {
-		reply_error(c, 404, "not_found", "no such tenant", NULL);
-		return;
-	}
-	render_start(c, RENDER_TENANT);
-}
-
-/* PUT /v1/fleet: parse and validate on the thread pool, then import. */
-typedef struct fleet_put {
-	uv_work_t work;
-	api_call *c;
-	const char *body;   /* borrowed from the request, which outlives the job */
-	size_t len;
-	int status;         /* 0 = valid; else 400 or 422 */
-	ws_diags diags;
-	char *canonical;    /* the canonical JSON text, when valid */
-	size_t n_tenants;
-} fleet_put;
-
-static void fleet_put_work_cb(uv_work_t *w)
-{
-	fleet_put *p = w->data;
-	/* Syntax first: a document that is not YAML/JSON at all is a 400 with
-	 * the position; one that parses but breaks fleet.md is a 422. */
-	ydoc *doc = ydoc_parse("body", p->body, p->len, NULL, &p->diags);
-	if (!doc) {
-		p->status = 400;
-		return;
-	}
-	ydoc_free(doc);
-	ws_fleet *f = fleet_parse("body", p->body, p->len, &p->diags);
-	if (!f) {
-		p->status = 422;
-		return;
-	}
-	json_t *canon = fleet_to_json(f);
-	p->canonical = canon ? json_dumps(canon, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-	p->n_tenants = f->n_tenants;
-	json_decref(canon);
-	fleet_free(f);
-}
-
-static void fleet_put_done(void *arg, json_t *report, const ws_pg_err *err)
-{
-	fleet_put *p = arg;
-	api_call *c = p->c;
-	size_t nt = p->n_tenants;
-	free(p->canonical);
-	free(p);
-	if (err) {
-		reply_db_error(c, err);
-		return;
-	}
-	json_t *out = json_deep_copy(report);
-	json_object_set_new(out, "tenants", json_integer((json_int_t)nt));
-	ws_info("fleet", "import by %s: %s tenants=%zu generation=%lld", c->actor,
-		json_is_true(json_object_get(report, "dry_run")) ? "dry run" : "applied", nt,
-		(long long)json_integer_value(json_object_get(report, "generation")));
-	reply_json(c, 200, out);
-}
-
-static void fleet_put_after_cb(uv_work_t *w, int status)
-{
-	fleet_put *p = w->data;
-	api_call *c = p->c;
-	if (status != 0 || (p->status == 0 && !p->canonical)) {
-		ws_diags_free(&p->diags);
-		free(p->canonical);
-		free(p);
-		reply_error(c, 500, "internal", "cannot process the fleet document", NULL);
-		return;
-	}
-	if (p->status == 400) {
-		char *first = p->diags.len ? ws_diag_format(&p->diags.items[0]) : NULL;
-		reply_error(c, 400, "malformed", first ? first : "malformed document", diags_json(&p->diags));
-		free(first);
-	} else if (p->status == 422) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "the fleet document has %zu problem%s", p->diags.len,
-			 p->diags.len == 1 ? "" : "s");
-		reply_error(c, 422, "validation_failed", msg, diags_json(&p->diags));
-	}
-	ws_diags_free(&p->diags);
-	if (p->status) {
-		free(p);
-		return;
-	}
-	ws_fleet_store_import(c->api->d.fleet, p->canonical, query_flag(c, "dry_run"), c->actor,
-			      fleet_put_done, p);
-}
-
-static void h_fleet_put(api_call *c)
-{
-	size_t len = 0;
-	const char *body = ws_http_req_body(c->req, &len);
-	if (len == 0) {
-		reply_error(c, 400, "bad_request", "the request has no body: send a fleet document", NULL);
-		return;
-	}
-	fleet_put *p = calloc(1, sizeof(*p));
-	if (!p) {
-		reply_error(c, 503, "unavailable", "out of memory", NULL);
-		return;
-	}
-	p->c = c;
-	p->body = body;
-	p->len = len;
-	ws_diags_init(&p->diags);
-	p->work.data = p;
-	if (uv_queue_work(c->api->d.loop, &p->work, fleet_put_work_cb, fleet_put_after_cb)) {
-		free(p);
-		reply_error(c, 503, "unavailable", "the service is overloaded; retry later", NULL);
-	}
-}
-
-/* ---- tokens ----------------------------------------------------------- */
-
-static bool valid_slug(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > SLUG_MAX)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
-			return false;
-	return true;
-}
-
-typedef struct token_new {
-	api_call *c;
-	char secret[WS_TOKEN_LEN + 1];
-} token_new;
-
-static json_t *token_row_json(const PGresult *res, int r)
-{
-	json_error_t je;
-	json_t *tenants = json_loads(PQgetvalue(res, r, 3), 0, &je);
-	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}",
-			      "id", PQgetvalue(res, r, 0), "name", PQgetvalue(res, r, 1),
-			      "role", PQgetvalue(res, r, 2), "tenants", tenants ? tenants : json_array(),
-			      "created_by", PQgetvalue(res, r, 4), "created_at", PQgetvalue(res, r, 5));
-	json_object_set_new(o, "expires_at", PQgetisnull(res, r, 6) ? json_null()
-			    : json_string(PQgetvalue(res, r, 6)));
-	json_object_set_new(o, "revoked_at", PQgetisnull(res, r, 7) ? json_null()
-			    : json_string(PQgetvalue(res, r, 7)));
-	return o;
-}
-
-#define TOKEN_COLUMNS \
-	"id::text, name, role, array_to_json(tenants)::text, created_by, " \
-	"to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), " \
-	"to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), " \
-	"to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
-static void token_create_done(void *arg, const PGresult *res, const ws_pg_err *err)
-{
-	token_new *t = arg;
-	api_call *c = t->c;
-	if (err) {
-		explicit_bzero(t->secret, sizeof(t->secret));
-		free(t);
-		reply_db_error(c, err);
-		return;
-	}
-	json_t *o = token_row_json(res, 0);
-	/* The secret is in this answer and nowhere else, ever. */
-	json_object_set_new(o, "token", json_string(t->secret));
-	explicit_bzero(t->secret, sizeof(t->secret));
-	free(t);
-	ws_info("auth", "token created id=%s role=%s by %s",
-		json_string_value(json_object_get(o, "id")),
-		json_string_value(json_object_get(o, "role")), c->actor);
-	ws_http_add_header(c->req, "Cache-Control", "no-store");
-	reply_json(c, 201, o);
-}
-
-static void h_token_create(api_call *c)
-{
-	size_t len;
-	const char *body = ws_http_req_body(c->req, &len);
-	json_error_t je;
-	json_t *in = json_loadb(body, len, 0, &je);
-	if (!in || !json_is_object(in)) {
-		char msg[300];
-		if (!in)
-			snprintf(msg, sizeof(msg), "body:%d:%d: %s", je.line, je.column, je.text);
-		else
-			snprintf(msg, sizeof(msg), "body: expected a JSON object");
-		json_decref(in);
-		reply_error(c, 400, "malformed", msg, NULL);
-		return;
-	}
-	ws_diags d;
-	ws_diags_init(&d);
-	const char *key;
-	json_t *val;
-	json_object_foreach(in, key, val) {
-		if (strcmp(key, "role") && strcmp(key, "tenants") && strcmp(key, "name") &&
-		    strcmp(key, "expires"))
-			ws_diag_add(&d, NULL, 0, 0,
-				    "unknown field \"%s\" (expected one of: role, tenants, name, expires)", key);
-	}
-	const char *role_s = json_string_value(json_object_get(in, "role"));
-	ws_role role = WS_ROLE_VIEWER;
-	if (!role_s || ws_role_parse(role_s, &role))
-		ws_diag_add(&d, NULL, 0, 0,
-			    "\"role\" must be one of admin, platform, security, approver, tenant, viewer");
-	json_t *tenants = json_object_get(in, "tenants");
-	json_t *slugs = json_array();
-	if (tenants && !json_is_array(tenants))
-		ws_diag_add(&d, NULL, 0, 0, "\"tenants\" must be a list of tenant slugs");
-	size_t i;
-	json_t *v;
-	json_array_foreach(tenants, i, v) {
-		if (!json_is_string(v) || !valid_slug(json_string_value(v)))
-			ws_diag_add(&d, NULL, 0, 0, "tenants[%zu] is not a tenant slug", i);
-		else
-			json_array_append(slugs, v);
-	}
-	if (role_s && role == WS_ROLE_TENANT && json_array_size(slugs) == 0)
-		ws_diag_add(&d, NULL, 0, 0, "a tenant token needs at least one tenant slug");
-	if (role_s && role != WS_ROLE_TENANT && json_array_size(tenants) > 0)
-		ws_diag_add(&d, NULL, 0, 0, "only tenant tokens are scoped to tenants");
-	const char *name = json_string_value(json_object_get(in, "name"));
-	if (json_object_get(in, "name") && (!name || !*name || strlen(name) > 100))
-		ws_diag_add(&d, NULL, 0, 0, "\"name\" must be a string of 1 to 100 characters");
-	const char *expires = json_string_value(json_object_get(in, "expires"));
-	int64_t exp_s = 0;
-	if (json_object_get(in, "expires") &&
-	    (!expires || ws_duration_parse(expires, &exp_s) || exp_s <= 0))
-		ws_diag_add(&d, NULL, 0, 0, "\"expires\" must be a duration such as 90d or 12h");
-	if (d.len) {
-		json_decref(in);
-		json_decref(slugs);
-		reply_error(c, 422, "validation_failed", "the token request is invalid", diags_json(&d));
-		ws_diags_free(&d);
-		return;
-	}
-	token_new *t = calloc(1, sizeof(*t));
-	char hash[65], exp_buf[32] = "", *slug_text = json_dumps(slugs, JSON_COMPACT);
-	if (!t || !slug_text || ws_token_generate(t->secret, hash)) {
-		free(t);
-		free(slug_text);
-		json_decref(in);
-		json_decref(slugs);
-		reply_error(c, 500, "internal", "cannot generate a token", NULL);
-		return;
-	}
-	t->c = c;
-	if (exp_s)
-		snprintf(exp_buf, sizeof(exp_buf), "%lld", (long long)exp_s);
-	char auto_name[64];
-	snprintf(auto_name, sizeof(auto_name), "%s-token", ws_role_name(role));
-	const char *params[] = { name ? name : auto_name, ws_role_name(role), slug_text, hash,
-				 c->actor, exp_s ? exp_buf : NULL };
-	int rc = ws_pg_query(c->api->d.pool,
-			     "INSERT INTO api_tokens (name, role, tenants, secret_hash, created_by, expires_at) "
-			     "SELECT $1, $2, ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5, "
-			     "now() + make_interval(secs => $6::bigint) "
-			     "RETURNING " TOKEN_COLUMNS,
-			     6, params, token_create_done, t);
-	free(slug_text);
-	json_decref(in);
-	json_decref(slugs);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		token_create_done(t, NULL, &e);
-	}
-}
-
-static void token_list_done(void *arg, const PGresult *res, const ws_pg_err *err)
-{
-	api_call *c = arg;
-	if (err) {
-		reply_db_error(c, err);
-		return;
-	}
-	json_t *arr = json_array();
-	for (int r = 0; r < PQntuples(res); r++)
-		json_array_append_new(arr, token_row_json(res, r));
-	reply_json(c, 200, json_pack("{s:o}", "tokens", arr));
-}
-
-static void h_token_list(api_call *c)
-{
-	int rc = ws_pg_query(c->api->d.pool,
-			     "SELECT " TOKEN_COLUMNS " FROM api_tokens ORDER BY created_at, id",
-			     0, NULL, token_list_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		token_list_done(c, NULL, &e);
-	}
-}
-
-static void token_revoke_done(void *arg, const PGresult *res, const ws_pg_err *err)
-{
-	api_call *c = arg;
-	if (err) {
-		reply_db_error(c, err);
-		return;
-	}
-	if (PQntuples(res) == 0) {
-		reply_error(c, 404, "not_found", "no such token", NULL);
-		return;
-	}
-	ws_info("auth", "token revoked id=%s by %s", c->param, c->actor);
-	reply_json(c, 200, token_row_json(res, 0));
-}
-
-static bool valid_uuid(const char *s)
-{
-	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-	if (strlen(s) != sizeof(shape) - 1)
-		return false;
-	for (size_t i = 0; shape[i]; i++) {
-		char ch = s[i];
-		bool hex = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
-		if (shape[i] == '-' ? ch != '-' : !hex)
-			return false;
-	}
-	return true;
-}
-
-static void h_token_revoke(api_call *c)
-{
-	if (!valid_uuid(c->param)) {
-		reply_error(c, 404, "not_found", "no such token", NULL);
-		return;
-	}
-	const char *params[] = { c->param };
-	/* Revoking twice keeps the first revocation time. */
-	int rc = ws_pg_query(c->api->d.pool,
-			     "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) "
-			     "WHERE id = $1::uuid RETURNING " TOKEN_COLUMNS,
-			     1, params, token_revoke_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		token_revoke_done(c, NULL, &e);
-	}
-}
-
 /* ---- routing and authentication ---------------------------------------- */
 
 static const route routes[] = {
@@ -730,6 +211,11 @@ static const route routes[] = {
 	{ "POST", "/v1/tokens", true, WS_PERM_TOKENS, h_token_create },
 	{ "GET", "/v1/tokens", true, WS_PERM_TOKENS, h_token_list },
 	{ "DELETE", "/v1/tokens/{id}", true, WS_PERM_TOKENS, h_token_revoke },
+	{ "POST", "/v1/policies", true, WS_PERM_FLEET_WRITE, h_policy_create },
+	{ "GET", "/v1/policies", true, WS_PERM_READ_FLEET, h_policy_list },
+	{ "POST", "/v1/policies/validate", true, WS_PERM_READ_FLEET, h_policy_validate },
+	{ "GET", "/v1/policies/{name}", true, WS_PERM_READ_FLEET, h_policy_get },
+	{ "POST", "/v1/rollouts", true, WS_PERM_FLEET_WRITE, h_rollout_create },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -783,6 +269,10 @@ static void auth_done(void *arg, const PGresult *res, const ws_pg_err *err)
 	}
 	snprintf(c->who.id, sizeof(c->who.id), "%s", PQgetvalue(res, 0, 0));
 	c->who.name = strdup(PQgetvalue(res, 0, 1));
+	if (!c->who.name) {
+		reply_error(c, 503, "unavailable", "out of memory", NULL);
+		return;
+	}
 	if (ws_role_parse(PQgetvalue(res, 0, 2), &c->who.role)) {
 		reply_error(c, 500, "internal", "the token has an unknown role", NULL);
 		return;
@@ -869,13 +359,16 @@ void ws_api_handle(void *arg, ws_http_req *req)
 	}
 	if (!c->rt) {
 		if (path_known) {
-			char allow[64] = "";
+			char allow[128] = "";
+			size_t used = 0;
 			for (size_t i = 0; i < N_ROUTES; i++) {
 				char param[sizeof(c->param)];
 				if (path_match(routes[i].pattern, path, param, sizeof(param))) {
-					if (*allow)
-						strcat(allow, ", ");
-					strcat(allow, routes[i].method);
+					int n = snprintf(allow + used, sizeof(allow) - used, "%s%s",
+							 used ? ", " : "", routes[i].method);
+					if (n < 0 || (size_t)n >= sizeof(allow) - used)
+						break;
+					used += (size_t)n;
 				}
 			}
 			ws_http_add_header(req, "Allow", allow);

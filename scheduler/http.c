@@ -3,9 +3,11 @@
  *
  * Shape of the thing.  A ws_http_server owns a listening uv_tcp_t, a grace
  * timer used while draining, and a list of connections.  A connection
- * (ws_http_conn) embeds its uv_tcp_t, a uv_timer_t (header, idle, write and
- * linger time-outs all share it) and a uv_shutdown_t; it frees itself when
- * the close callbacks of both handles have arrived, never earlier.
+ * (ws_http_conn) embeds its uv_tcp_t, a uv_timer_t (header, body, idle,
+ * write and linger time-outs all share it) and a uv_shutdown_t; it frees
+ * itself when the close callbacks of both handles have arrived, never
+ * earlier.  A connection that cannot be served (limit, shutdown, no memory)
+ * is still accepted, into a throwaway handle, and closed at once.
  *
  * Input.  Bytes read are appended to the connection's input buffer and fed
  * to http-parser by conn_pump().  When a message completes the parser is
@@ -14,14 +16,15 @@
  * input buffer and reading stops once it exceeds the read-ahead budget.
  * Requests are therefore answered strictly in order, one at a time.
  *
- * Requests.  A ws_http_req owns an arena for its strings (method, path,
- * query, headers, decoded query parameters, added response headers) and a
- * capped body buffer; everything is freed in one place (req_free) once the
- * request has been answered.  A request handed to the handler ("cur") is
- * not owned by the connection: if the connection closes first, the request
- * is "orphaned" (req->conn = NULL, kept on the server's orphan list) and the
- * eventual answer is dropped.  If the server itself is freed before that,
- * req->server becomes NULL too; answering still frees the request.
+ * Requests.  A ws_http_req owns an arena (ws_arena, the project's lifetime
+ * allocator) for its strings (method, path, query, headers, decoded query
+ * parameters, added response headers) and a capped body buffer; everything
+ * is freed in one place (req_free) once the request has been answered.
+ * A request handed to the handler ("cur") is not owned by the connection:
+ * if the connection closes first, the request is "orphaned" (req->conn =
+ * NULL, kept on the server's orphan list) and the eventual answer is
+ * dropped.  If the server itself is freed before that, req->server becomes
+ * NULL too; answering still frees the request.
  *
  * Output.  A response is rendered into one malloc'd buffer and queued with
  * uv_write; the write request frees it in its callback.  The connection
@@ -35,6 +38,7 @@
  */
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@
 #include <time.h>
 #include <http_parser.h>
 #include <jansson.h>
+#include "wavesched/arena.h"
 #include "wavesched/http.h"
 #include "wavesched/log.h"
 
@@ -62,6 +67,22 @@
 #define HTTP_PIPELINE_BYTES_MIN (4 * 1024)
 /* http_parser_url stores 16-bit offsets. */
 #define HTTP_URL_MAX 65535
+/* uv_buf_init() takes an unsigned int length: a response is handed to
+ * uv_write in pieces of at most this many bytes.  The tests build with a
+ * small value so that the splitting is exercised. */
+#ifndef WS_HTTP_WRITE_BUF_MAX
+#define WS_HTTP_WRITE_BUF_MAX UINT_MAX
+#endif
+/* Pieces kept on the stack; more (responses over 8 x 4 GiB) are malloc'd. */
+#define HTTP_WRITE_BUFS_INLINE 8
+/* Connections (and handles to refuse them) are allocated through this, so
+ * the tests can make accept-time allocation fail on demand. */
+#ifdef WS_HTTP_TEST_CALLOC
+void *WS_HTTP_TEST_CALLOC(size_t n, size_t size);
+#define http_accept_calloc WS_HTTP_TEST_CALLOC
+#else
+#define http_accept_calloc calloc
+#endif
 
 static const ws_http_limits http_default_limits = {
 	.max_header_bytes = 16 * 1024,
@@ -70,12 +91,13 @@ static const ws_http_limits http_default_limits = {
 	.idle_timeout_ms = 60 * 1000,
 	.max_connections = 1024,
 	.max_pipelined = 16,
+	.body_timeout_ms = 60 * 1000,
 };
 
 static atomic_uint_fast64_t http_next_req_id;
 
 /* ---------------------------------------------------------------------- */
-/* Small buffers and the per-request arena.                               */
+/* Small buffers.                                                         */
 
 /* A growable byte buffer with a hard cap; always NUL-terminated once
  * allocated. */
@@ -144,63 +166,21 @@ static void hbuf_free(hbuf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* The arena: blocks of at least 4 KiB; allocations are 16-byte aligned and
- * live until arena_free. */
-typedef struct arena_block {
-	struct arena_block *next;
-	size_t used;
-	size_t cap;
-	size_t pad_;   /* keeps the header a multiple of 16 bytes */
-} arena_block;
-
-typedef struct arena {
-	arena_block *head;
-} arena;
-
-#define ARENA_BLOCK 4096
-#define ARENA_ALIGN 16
-
-static void *arena_alloc(arena *a, size_t n)
+/* A copy of s[0..n) in the request's arena, or NULL when memory runs out.
+ * Not ws_arena_strdup(): that wants a NUL-terminated string and aborts on
+ * exhaustion, and these strings come from the network (header names and
+ * values, the path, the query), so running out is answered with a 500. */
+static char *arena_strndup(ws_arena *a, const char *s, size_t n)
 {
-	n = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-	if (n == 0)
-		n = ARENA_ALIGN;
-	arena_block *b = a->head;
-	if (!b || b->cap - b->used < n) {
-		size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-		b = malloc(sizeof(*b) + cap);
-		if (!b)
-			return NULL;
-		b->used = 0;
-		b->cap = cap;
-		b->next = a->head;
-		a->head = b;
-	}
-	void *p = (char *)(b + 1) + b->used;
-	b->used += n;
-	return p;
-}
-
-static char *arena_strndup(arena *a, const char *s, size_t n)
-{
-	char *p = arena_alloc(a, n + 1);
+	if (n == SIZE_MAX)
+		return NULL;
+	char *p = ws_arena_try_alloc(a, n + 1);
 	if (!p)
 		return NULL;
 	if (n)
 		memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
-}
-
-static void arena_free(arena *a)
-{
-	arena_block *b = a->head;
-	while (b) {
-		arena_block *next = b->next;
-		free(b);
-		b = next;
-	}
-	a->head = NULL;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -229,7 +209,7 @@ struct ws_http_req {
 	ws_http_req *orphan_next;
 	bool orphaned;
 
-	arena mem;
+	ws_arena *mem;               /* strings, headers, parameters; see req_free */
 	uint64_t id;
 	uint64_t start_ns;
 	const char *method;          /* static string from http-parser */
@@ -287,6 +267,7 @@ struct ws_http_conn {
 	bool in_value;
 	size_t head_bytes;
 	uint64_t head_start_ms;      /* the header time-out runs from here */
+	uint64_t body_start_ms;      /* the body time-out runs from here */
 	unsigned messages;           /* messages begun on this connection */
 	unsigned served;             /* responses queued on this connection */
 
@@ -322,6 +303,11 @@ struct ws_http_server {
 	bool draining;
 	bool finishing;
 	bool listener_closed;
+	/* The throwaway handle refused connections are accepted into (see
+	 * server_reject); initialised only while in use. */
+	uv_tcp_t spare;
+	bool spare_busy;             /* closing; its close callback clears this */
+	bool accept_pending;         /* a connection waits for the spare */
 	int port;
 	void (*shutdown_cb)(void *arg);
 	void *shutdown_arg;
@@ -352,6 +338,10 @@ static ws_http_req *req_new(ws_http_conn *c)
 	ws_http_req *r = calloc(1, sizeof(*r));
 	if (!r)
 		return NULL;
+	/* The shared lifetime allocator (common/arena.c).  ws_arena_new() only
+	 * aborts if a few bytes cannot be had; everything sized by the client
+	 * goes through ws_arena_try_alloc() and fails softly. */
+	r->mem = ws_arena_new();
 	r->server = c->s;
 	r->conn = c;
 	r->id = atomic_fetch_add(&http_next_req_id, 1) + 1;
@@ -367,7 +357,7 @@ static void req_free(ws_http_req *r)
 {
 	if (!r)
 		return;
-	arena_free(&r->mem);
+	ws_arena_free(r->mem);
 	hbuf_free(&r->body);
 	free(r);
 }
@@ -424,9 +414,9 @@ static int hexval(unsigned char ch)
 /* Percent-decodes s[0..n) into the arena; `plus` turns '+' into a space
  * (query strings).  Fails on a truncated or non-hex escape and on %00, which
  * would silently cut the C string short. */
-static int pct_decode(arena *a, const char *s, size_t n, bool plus, char **out)
+static int pct_decode(ws_arena *a, const char *s, size_t n, bool plus, char **out)
 {
-	char *o = arena_alloc(a, n + 1);
+	char *o = n < SIZE_MAX ? ws_arena_try_alloc(a, n + 1) : NULL;
 	if (!o)
 		return WS_ENOMEM;
 	size_t j = 0;
@@ -469,12 +459,12 @@ static int req_parse_query(ws_http_req *r)
 			size_t klen = eq ? (size_t)(eq - q) : seg;
 			const char *v = eq ? eq + 1 : q + seg;
 			size_t vlen = eq ? seg - klen - 1 : 0;
-			kv *p = arena_alloc(&r->mem, sizeof(*p));
+			kv *p = ws_arena_try_alloc(r->mem, sizeof(*p));
 			if (!p)
 				return WS_ENOMEM;
-			int rc = pct_decode(&r->mem, q, klen, true, &p->name);
+			int rc = pct_decode(r->mem, q, klen, true, &p->name);
 			if (rc == 0)
-				rc = pct_decode(&r->mem, v, vlen, true, &p->value);
+				rc = pct_decode(r->mem, v, vlen, true, &p->value);
 			if (rc)
 				return rc;
 			p->next = NULL;
@@ -493,8 +483,8 @@ static int req_parse_target(ws_http_req *r, const char *url, size_t len,
 			    const char **why)
 {
 	if (len == 1 && url[0] == '*') {
-		r->path = arena_strndup(&r->mem, "*", 1);
-		r->query = arena_strndup(&r->mem, "", 0);
+		r->path = arena_strndup(r->mem, "*", 1);
+		r->query = arena_strndup(r->mem, "", 0);
 		return r->path && r->query ? 0 : WS_ENOMEM;
 	}
 	struct http_parser_url u;
@@ -509,16 +499,16 @@ static int req_parse_target(ws_http_req *r, const char *url, size_t len,
 		p = url + u.field_data[UF_PATH].off;
 		plen = u.field_data[UF_PATH].len;
 	}
-	int rc = pct_decode(&r->mem, p, plen, false, &r->path);
+	int rc = pct_decode(r->mem, p, plen, false, &r->path);
 	if (rc) {
 		*why = "the path has an invalid percent-escape (or %00)";
 		return rc;
 	}
 	if (u.field_set & (1u << UF_QUERY))
-		r->query = arena_strndup(&r->mem, url + u.field_data[UF_QUERY].off,
+		r->query = arena_strndup(r->mem, url + u.field_data[UF_QUERY].off,
 					 u.field_data[UF_QUERY].len);
 	else
-		r->query = arena_strndup(&r->mem, "", 0);
+		r->query = arena_strndup(r->mem, "", 0);
 	if (!r->query)
 		return WS_ENOMEM;
 	rc = req_parse_query(r);
@@ -670,8 +660,32 @@ static int conn_write_take(ws_http_conn *c, char *data, size_t len)
 	}
 	wr->c = c;
 	wr->data = data;
-	uv_buf_t b = uv_buf_init(data, (unsigned)len);
-	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb);
+	/* A body of 4 GiB or more would be cut short by the unsigned length of
+	 * uv_buf_init() while Content-Length promises all of it: split it.
+	 * uv_write copies the array, so it need not outlive the call. */
+	const size_t piece = WS_HTTP_WRITE_BUF_MAX;
+	size_t nbufs = len / piece + (len % piece != 0);
+	if (nbufs == 0)
+		nbufs = 1;   /* an empty write still completes, in conn_write_cb */
+	uv_buf_t inline_bufs[HTTP_WRITE_BUFS_INLINE];
+	uv_buf_t *bufs = inline_bufs;
+	if (nbufs > HTTP_WRITE_BUFS_INLINE) {
+		bufs = nbufs <= UINT_MAX ? calloc(nbufs, sizeof(*bufs)) : NULL;
+		if (!bufs) {
+			free(data);
+			free(wr);
+			conn_close(c, "out of memory");
+			return WS_ENOMEM;
+		}
+	}
+	for (size_t i = 0, off = 0; i < nbufs; i++) {
+		size_t n = len - off < piece ? len - off : piece;
+		bufs[i] = uv_buf_init(data + off, (unsigned)n);
+		off += n;
+	}
+	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs, conn_write_cb);
+	if (bufs != inline_bufs)
+		free(bufs);
 	if (rc) {
 		free(data);
 		free(wr);
@@ -772,6 +786,12 @@ static void conn_read_stop(ws_http_conn *c)
 	c->reading = false;
 }
 
+/* a + b, or UINT64_MAX rather than wrapping (a time-out limit may be huge). */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
 /* Starts or stops reading and (re)arms the one timer for the current
  * phase.  While the handler holds a request (or streams) no timer runs:
  * the handler's own deadlines apply. */
@@ -796,10 +816,19 @@ static void conn_update_io(ws_http_conn *c)
 	} else if (c->writing) {
 		ms = lim->idle_timeout_ms;
 	} else if ((c->parsing && !c->parsing->head_done) || (!c->parsing && c->served == 0)) {
-		uint64_t deadline = c->head_start_ms + lim->header_timeout_ms;
+		uint64_t deadline = sat_add(c->head_start_ms, lim->header_timeout_ms);
 		ms = deadline > now ? deadline - now : 0;
+	} else if (c->parsing && !c->parsing->complete) {
+		/* The body: a deadline from the end of the head that reads do not
+		 * move, or a client sending a byte now and then would hold the
+		 * connection (and up to max_body_bytes) for ever.  A body that
+		 * stops altogether goes after the idle time-out if that is sooner. */
+		uint64_t deadline = sat_add(c->body_start_ms, lim->body_timeout_ms);
+		ms = deadline > now ? deadline - now : 0;
+		if (ms > lim->idle_timeout_ms)
+			ms = lim->idle_timeout_ms;
 	} else {
-		ms = lim->idle_timeout_ms;   /* between requests, or a stalled body */
+		ms = lim->idle_timeout_ms;   /* between requests */
 	}
 	uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
 }
@@ -831,10 +860,13 @@ static void conn_response_written(ws_http_conn *c)
 		conn_linger(c);
 		return;
 	}
-	/* A request head that arrived while we were busy gets a full header
-	 * time-out from now. */
+	/* A request head (or body) that arrived while we were busy gets a
+	 * full header (or body) time-out from now: the client may well have
+	 * been waiting for this answer, or for its 100 Continue. */
 	if (c->parsing && !c->parsing->head_done)
 		c->head_start_ms = uv_now(c->s->loop);
+	else if (c->parsing && !c->parsing->complete)
+		c->body_start_ms = uv_now(c->s->loop);
 	if (c->pumping)
 		return;   /* the pump on the stack continues */
 	conn_pump(c);
@@ -901,11 +933,11 @@ static int conn_flush_header(ws_http_conn *c)
 	const char *v = c->value.p ? c->value.p : "";
 	while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
 		vlen--;
-	kv *h = arena_alloc(&r->mem, sizeof(*h));
+	kv *h = ws_arena_try_alloc(r->mem, sizeof(*h));
 	if (h) {
 		h->next = NULL;
-		h->name = arena_strndup(&r->mem, c->field.p ? c->field.p : "", c->field.len);
-		h->value = arena_strndup(&r->mem, v, vlen);
+		h->name = arena_strndup(r->mem, c->field.p ? c->field.p : "", c->field.len);
+		h->value = arena_strndup(r->mem, v, vlen);
 	}
 	if (!h || !h->name || !h->value) {
 		conn_set_error(c, 500, "internal", "out of memory");
@@ -995,6 +1027,7 @@ static int on_headers_complete(http_parser *p)
 	if (c->in_value && conn_flush_header(c))
 		return -1;
 	r->head_done = true;
+	c->body_start_ms = uv_now(c->s->loop);
 	r->method = http_method_str((enum http_method)p->method);
 	r->http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
 	r->is_head = p->method == HTTP_HEAD;
@@ -1230,7 +1263,8 @@ static void server_grace_close_cb(uv_handle_t *h)
 
 static void server_maybe_finish(ws_http_server *s)
 {
-	if (!s->draining || s->finishing || s->n_conns > 0 || !s->listener_closed)
+	if (!s->draining || s->finishing || s->n_conns > 0 || !s->listener_closed ||
+	    s->spare_busy)
 		return;
 	s->finishing = true;
 	uv_timer_stop(&s->grace);
@@ -1244,34 +1278,69 @@ static void server_listener_close_cb(uv_handle_t *h)
 	server_maybe_finish(s);
 }
 
+static void server_accept(ws_http_server *s);
+
 static void server_reject_close_cb(uv_handle_t *h)
 {
 	free(h);
 }
 
-static void server_connection_cb(uv_stream_t *l, int status)
+static void server_spare_close_cb(uv_handle_t *h)
 {
-	ws_http_server *s = l->data;
-	if (status < 0) {
-		ws_warn(HTTP_SUBSYS, "accept failed: %s", uv_strerror(status));
+	ws_http_server *s = h->data;
+	s->spare_busy = false;
+	if (s->accept_pending) {
+		s->accept_pending = false;
+		if (!uv_is_closing((uv_handle_t *)&s->listener))
+			server_accept(s);
+	}
+	server_maybe_finish(s);
+}
+
+/* Refuses the connection waiting on the listener.  It must still be taken
+ * with uv_accept(): libuv stops polling a listener whose accepted
+ * connection is left waiting (uv__server_io), and then nothing is ever
+ * accepted again.  The throwaway handle is the server's spare when that is
+ * free, so refusing needs no memory (it is what happens when memory is
+ * short); otherwise one is allocated.  With neither, the connection waits
+ * and the spare's close callback, one loop turn later, deals with it. */
+static void server_reject(ws_http_server *s, const char *why)
+{
+	uv_tcp_t *t = s->spare_busy ? http_accept_calloc(1, sizeof(*t)) : &s->spare;
+	if (!t) {
+		s->accept_pending = true;
+		ws_warn(HTTP_SUBSYS, "connection waits to be refused (%s): no memory for a "
+			"handle", why);
 		return;
 	}
-	if (s->draining)
+	uv_tcp_init(s->loop, t);   /* cannot fail: no socket is created */
+	t->data = s;
+	if (t == &s->spare)
+		s->spare_busy = true;
+	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t) == 0)
+		ws_warn(HTTP_SUBSYS, "connection refused: %s (%zu connections open)", why,
+			s->n_conns);
+	uv_close((uv_handle_t *)t,
+		 t == &s->spare ? server_spare_close_cb : server_reject_close_cb);
+}
+
+/* Takes the connection waiting on the listener: serves it, or refuses it
+ * (see server_reject: every path must uv_accept it). */
+static void server_accept(ws_http_server *s)
+{
+	if (s->draining) {
+		server_reject(s, "shutting down");
 		return;
+	}
 	if (s->n_conns >= s->lim.max_connections) {
-		uv_tcp_t *t = malloc(sizeof(*t));
-		if (!t)
-			return;
-		uv_tcp_init(s->loop, t);
-		if (uv_accept(l, (uv_stream_t *)t) == 0)
-			ws_warn(HTTP_SUBSYS, "connection refused: %zu connections open (max_connections)",
-				s->n_conns);
-		uv_close((uv_handle_t *)t, server_reject_close_cb);
+		server_reject(s, "max_connections reached");
 		return;
 	}
-	ws_http_conn *c = calloc(1, sizeof(*c));
-	if (!c)
+	ws_http_conn *c = http_accept_calloc(1, sizeof(*c));
+	if (!c) {
+		server_reject(s, "out of memory");
 		return;
+	}
 	c->s = s;
 	c->state = CONN_ACTIVE;
 	uv_tcp_init(s->loop, &c->tcp);
@@ -1287,13 +1356,23 @@ static void server_connection_cb(uv_stream_t *l, int status)
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	int rc = uv_accept(l, (uv_stream_t *)&c->tcp);
+	int rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp);
 	if (rc) {
 		conn_close(c, uv_strerror(rc));
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	conn_update_io(c);
+}
+
+static void server_connection_cb(uv_stream_t *l, int status)
+{
+	ws_http_server *s = l->data;
+	if (status < 0) {
+		ws_warn(HTTP_SUBSYS, "accept failed: %s", uv_strerror(status));
+		return;
+	}
+	server_accept(s);
 }
 
 ws_http_server *ws_http_server_new(uv_loop_t *loop, const ws_http_limits *limits,
@@ -1319,6 +1398,8 @@ ws_http_server *ws_http_server_new(uv_loop_t *loop, const ws_http_limits *limits
 		s->lim.max_connections = http_default_limits.max_connections;
 	if (!s->lim.max_pipelined)
 		s->lim.max_pipelined = http_default_limits.max_pipelined;
+	if (!s->lim.body_timeout_ms)
+		s->lim.body_timeout_ms = http_default_limits.body_timeout_ms;
 	s->read_ahead = s->lim.max_pipelined * HTTP_PIPELINE_BYTES_PER_REQ;
 	if (s->read_ahead < HTTP_PIPELINE_BYTES_MIN)
 		s->read_ahead = HTTP_PIPELINE_BYTES_MIN;
@@ -1556,12 +1637,12 @@ void ws_http_add_header(ws_http_req *r, const char *name, const char *value)
 			r->id, HTTP_RESP_HEADERS_MAX, name);
 		return;
 	}
-	kv *h = arena_alloc(&r->mem, sizeof(*h));
+	kv *h = ws_arena_try_alloc(r->mem, sizeof(*h));
 	if (!h)
 		return;
 	h->next = NULL;
-	h->name = arena_strndup(&r->mem, name, nlen);
-	h->value = arena_strndup(&r->mem, value, vlen);
+	h->name = arena_strndup(r->mem, name, nlen);
+	h->value = arena_strndup(r->mem, value, vlen);
 	if (!h->name || !h->value)
 		return;
 	*r->resp_tail = h;

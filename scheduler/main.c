@@ -256,8 +256,9 @@ static int cmd_token(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	int64_t exp_s = 0;
-	if (expires && (ws_duration_parse(expires, &exp_s) || exp_s <= 0)) {
-		fprintf(stderr, "wavesched: --expires \"%s\" is not a duration such as 90d or 12h\n", expires);
+	if (expires && (ws_duration_parse(expires, &exp_s) || exp_s <= 0 || exp_s > WS_TOKEN_MAX_LIFETIME_S)) {
+		fprintf(stderr, "wavesched: --expires \"%s\" is not a duration such as 90d or 12h (at most 3650d)\n",
+			expires);
 		return EXIT_USAGE;
 	}
 	ws_config cfg;

@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,13 +111,19 @@ static bool labels_ok(const char *s)
 	       !strchr(s, '}');
 }
 
-/* Binary search; returns the index where `key` is or would be inserted. */
-static size_t find_family(const ws_metrics *m, const char *name, bool *found)
+/* Binary search in an array of `n` structs of `size` bytes sorted by the
+ * string each holds at `key_off`; returns the index where `key` is or would
+ * be inserted.  Families and series are both kept this way. */
+static size_t find_sorted(const void *base, size_t n, size_t size, size_t key_off,
+			  const char *key, bool *found)
 {
-	size_t lo = 0, hi = m->n_fams;
+	const char *p = base;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(m->fams[mid].name, name);
+		const char *k;
+		memcpy(&k, p + mid * size + key_off, sizeof(k));
+		int c = strcmp(k, key);
 		if (c == 0) {
 			*found = true;
 			return mid;
@@ -130,23 +137,29 @@ static size_t find_family(const ws_metrics *m, const char *name, bool *found)
 	return lo;
 }
 
+static size_t find_family(const ws_metrics *m, const char *name, bool *found)
+{
+	return find_sorted(m->fams, m->n_fams, sizeof(*m->fams), offsetof(family, name), name, found);
+}
+
 static size_t find_series(const family *f, const char *labels, bool *found)
 {
-	size_t lo = 0, hi = f->n_series;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(f->series[mid].labels, labels);
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return find_sorted(f->series, f->n_series, sizeof(*f->series), offsetof(series, labels),
+			   labels, found);
+}
+
+/* Room for one more of `n` elements of `size` bytes in `arr` (capacity
+ * *cap, doubled from `first`): returns the array, moved or not, or NULL when
+ * memory runs out (then `arr` is still valid and unchanged). */
+static void *grow_for_one(void *arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+	if (n < *cap)
+		return arr;
+	size_t ncap = *cap ? *cap * 2 : first;
+	void *p = realloc(arr, ncap * size);
+	if (p)
+		*cap = ncap;
+	return p;
 }
 
 /* Finds or creates the family; NULL (with a warning) when the name or the
@@ -177,14 +190,10 @@ static family *get_family(ws_metrics *m, const char *name, const char *help,
 			METRICS_MAX_FAMILIES, name);
 		return NULL;
 	}
-	if (m->n_fams == m->cap_fams) {
-		size_t cap = m->cap_fams ? m->cap_fams * 2 : 16;
-		family *fams = realloc(m->fams, cap * sizeof(*fams));
-		if (!fams)
-			return NULL;
-		m->fams = fams;
-		m->cap_fams = cap;
-	}
+	family *fams = grow_for_one(m->fams, m->n_fams, &m->cap_fams, sizeof(*fams), 16);
+	if (!fams)
+		return NULL;
+	m->fams = fams;
 	family f = { 0 };
 	f.type = type;
 	f.name = strdup(name);
@@ -213,14 +222,10 @@ static series *get_series(family *f, const char *labels)
 		f->full_warned = true;
 		return NULL;
 	}
-	if (f->n_series == f->cap_series) {
-		size_t cap = f->cap_series ? f->cap_series * 2 : 8;
-		series *s = realloc(f->series, cap * sizeof(*s));
-		if (!s)
-			return NULL;
-		f->series = s;
-		f->cap_series = cap;
-	}
+	series *grown = grow_for_one(f->series, f->n_series, &f->cap_series, sizeof(*grown), 8);
+	if (!grown)
+		return NULL;
+	f->series = grown;
 	series s = { 0 };
 	s.labels = strdup(labels);
 	if (!s.labels)

@@ -20,17 +20,25 @@ static int read_file(const char *path, char **out, ws_diags *d)
 		return WS_EIO;
 	}
 	char *buf = malloc(MIGRATION_MAX_BYTES + 1);
-	size_t n = buf ? fread(buf, 1, MIGRATION_MAX_BYTES + 1, f) : 0;
-	int err = ferror(f);
+	if (!buf) {
+		fclose(f);
+		ws_diag_add(d, path, 0, 0, "out of memory");
+		return WS_ENOMEM;
+	}
+	size_t n = fread(buf, 1, MIGRATION_MAX_BYTES + 1, f);
+	int err = ferror(f) ? errno : 0;
 	fclose(f);
-	if (!buf || err || n > MIGRATION_MAX_BYTES) {
-		ws_diag_add(d, path, 0, 0, err ? "read error" : "larger than %u bytes",
-			    MIGRATION_MAX_BYTES);
+	if (err || n > MIGRATION_MAX_BYTES) {
+		if (err)
+			ws_diag_add(d, path, 0, 0, "read error: %s", strerror(err));
+		else
+			ws_diag_add(d, path, 0, 0, "larger than %u bytes", MIGRATION_MAX_BYTES);
 		free(buf);
 		return WS_EIO;
 	}
 	buf[n] = '\0';
-	*out = buf;
+	char *fit = realloc(buf, n + 1);   /* kept for the service's lifetime: no slack */
+	*out = fit ? fit : buf;
 	return 0;
 }
 
@@ -72,7 +80,14 @@ int ws_migrations_load(const char *dir, ws_migration_set *set, ws_diags *d)
 		}
 		ws_migration *m = &set->items[set->len];
 		memset(m, 0, sizeof(*m));
-		m->version = atoi(nm);
+		char *num_end;
+		long num = strtol(nm, &num_end, 10);
+		if (*num_end != '_' || num < 1 || num > 999999) {
+			ws_diag_add(d, dir, 0, 0, "migration file \"%s\": the number must be 1 to 999999", nm);
+			rc = WS_EINVAL;
+			continue;
+		}
+		m->version = (int)num;
 		m->name = strdup(nm);
 		char *path = NULL;
 		if (asprintf(&path, "%s/%s", dir, nm) < 0 || !m->name) {
@@ -163,15 +178,24 @@ int ws_migrate_run(const char *conninfo, const ws_migration_set *set, bool statu
 		PQfinish(conn);
 		return WS_ENOMEM;
 	}
-	exec_ok(conn, "SET client_min_messages = warning", 0, NULL, NULL, d, "set");
-	if ((rc = exec_ok(conn,
+	if ((rc = exec_ok(conn, "SET client_min_messages = warning", 0, NULL, NULL, d, "configuring the session")))
+		goto done;
+	/* --status writes nothing: without the table, nothing is applied. */
+	if ((rc = exec_ok(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL, &res, d,
+			  "looking for schema_migrations")))
+		goto done;
+	bool have_table = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	res = NULL;
+	if (!have_table && !status_only &&
+	    (rc = exec_ok(conn,
 			  "CREATE TABLE IF NOT EXISTS schema_migrations ("
 			  " version integer PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,"
 			  " applied_at timestamptz NOT NULL DEFAULT now())",
 			  0, NULL, NULL, d, "creating schema_migrations")))
 		goto done;
-	if ((rc = exec_ok(conn, WS_MIGRATIONS_APPLIED_SQL, 0, NULL, &res, d,
-			  "reading schema_migrations")))
+	if ((rc = exec_ok(conn, have_table || !status_only ? WS_MIGRATIONS_APPLIED_SQL
+			  : "SELECT 1 WHERE false", 0, NULL, &res, d, "reading schema_migrations")))
 		goto done;
 
 	/* Applied migrations must still be the files we have. */

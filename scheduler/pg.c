@@ -17,7 +17,9 @@
  * with PQcancel on the thread pool (PQcancel blocks, so never on the loop);
  * it fails with WS_ETIMEDOUT when the server answers the cancel (SQLSTATE
  * 57014), or when the server does not answer within PG_CANCEL_GRACE_MS, and
- * then the connection is reset.
+ * then the connection is reset.  Until the cancel request has been
+ * delivered the connection takes no new statement: a statement that ends
+ * just before its cancel lands must not let that cancel hit the next one.
  *
  * Broken connections are reconnected with exponential back-off and jitter.
  * A statement in flight on a connection that breaks fails with WS_EUNAVAIL:
@@ -108,6 +110,8 @@ static const char *const conn_state_names[] = { "down", "connecting", "ready", "
 /* The connection timer serves one purpose at a time. */
 typedef enum { CT_NONE, CT_CONNECT, CT_BACKOFF, CT_CANCEL } conn_timer_role;
 
+typedef struct pg_cancel_job pg_cancel_job;
+
 /* The poll handle on PQsocket().  Allocated on its own because libpq may
  * change the socket while connecting, and a uv_poll_t is bound to one fd. */
 typedef struct pg_watch {
@@ -132,6 +136,10 @@ struct ws_pg_conn {
 	bool acquired;             /* a user holds it */
 	bool lost;                 /* the holder's session is gone */
 	bool needs_reset;          /* an internal ROLLBACK failed */
+	/* A cancel request for this session still on the thread pool: nothing
+	 * new is sent until it is done, or the cancel could hit the next
+	 * statement instead of the one that timed out. */
+	pg_cancel_job *cancel_job;
 	pg_req *cur;               /* on the wire */
 	PGresult *res;             /* result collected for cur so far */
 	req_list queue;
@@ -177,17 +185,19 @@ typedef struct pg_errbuf {
 	char detail[PG_ERRBUF];
 } pg_errbuf;
 
-typedef struct pg_cancel_job {
+struct pg_cancel_job {
 	uv_work_t work;
 	ws_pg_pool *pool;
+	ws_pg_conn *conn;          /* NULL once the session it targets is gone */
 	int conn_id;
 	PGcancel *cancel;
 	int ok;
 	char errbuf[256];
-} pg_cancel_job;
+};
 
 static void pool_dispatch(ws_pg_pool *p);
 static bool pool_any_ready(const ws_pg_pool *p);
+static bool pool_all_failed(const ws_pg_pool *p);
 static void pool_kick(ws_pg_pool *p);
 static void pool_maybe_finish(ws_pg_pool *p);
 static void conn_connect(ws_pg_conn *c);
@@ -397,6 +407,18 @@ static int req_new(ws_pg_pool *p, req_kind kind, const char *sql, int nparams,
 	return 0;
 }
 
+/* Puts a new request in line -- on connection `c` when given, else in the
+ * pool's queue -- and starts its time-out, which covers waiting and
+ * running. */
+static void req_enqueue(pg_req *q, ws_pg_conn *c)
+{
+	ws_pg_pool *p = q->pool;
+	q->conn = c;
+	q->state = c ? REQ_CONN_QUEUED : REQ_POOL_QUEUED;
+	list_push(c ? &c->queue : &p->queue, q);
+	uv_timer_start(&q->timer, req_timer_cb, p->query_timeout_ms, 0);
+}
+
 /*
  * Ends a request: the only place a request's callback runs, so it runs
  * exactly once.  The timer is closed first; the request is freed in its
@@ -525,6 +547,10 @@ static uint64_t conn_next_backoff(ws_pg_conn *c)
 
 static void conn_drop_pg(ws_pg_conn *c)
 {
+	if (c->cancel_job) {
+		c->cancel_job->conn = NULL;   /* it targets the old session */
+		c->cancel_job = NULL;
+	}
 	watch_detach(c);
 	PQclear(c->res);
 	c->res = NULL;
@@ -564,10 +590,6 @@ static void conn_connect_failed(ws_pg_conn *c, const char *why)
 	conn_set_state(c, CONN_DOWN);
 	if (p->closing)
 		return;   /* pool_close_step tears it down */
-	if (!c->listen && !pool_any_ready(p) && !p->down) {
-		p->down = true;
-		pool_kick(p);   /* fails what waits, from the loop, not from here */
-	}
 	uint64_t delay = conn_next_backoff(c);
 	if (c->fail_streak++ == 0)
 		ws_warn("pg", "connection %d: cannot connect: %s; retrying in %llu ms", c->id, msg,
@@ -576,6 +598,10 @@ static void conn_connect_failed(ws_pg_conn *c, const char *why)
 		ws_debug("pg", "connection %d: cannot connect (attempt %u): %s; retrying in %llu ms",
 			 c->id, c->fail_streak, msg, (unsigned long long)delay);
 	conn_timer_start(c, CT_BACKOFF, delay);
+	if (!c->listen && !p->down && pool_all_failed(p)) {
+		p->down = true;
+		pool_kick(p);   /* fails what waits, from the loop, not from here */
+	}
 }
 
 static void conn_connect(ws_pg_conn *c)
@@ -616,10 +642,7 @@ static int conn_push_internal(ws_pg_conn *c, const char *sql, ws_pg_cb cb)
 	q->internal = true;
 	q->cb = cb;
 	q->arg = c;
-	q->conn = c;
-	q->state = REQ_CONN_QUEUED;
-	list_push(&c->queue, q);
-	uv_timer_start(&q->timer, req_timer_cb, c->pool->query_timeout_ms, 0);
+	req_enqueue(q, c);
 	return 0;
 }
 
@@ -929,6 +952,10 @@ static void cancel_after_cb(uv_work_t *w, int status)
 	ws_pg_pool *p = job->pool;
 	if (status == 0 && !job->ok)
 		ws_warn("pg", "connection %d: cancel request failed: %s", job->conn_id, job->errbuf);
+	if (job->conn) {
+		job->conn->cancel_job = NULL;
+		pool_kick(p);   /* the connection may take its next statement */
+	}
 	PQfreeCancel(job->cancel);
 	free(job);
 	p->works--;
@@ -957,6 +984,7 @@ static void conn_cancel_start(ws_pg_conn *c)
 	}
 	job->work.data = job;
 	job->pool = p;
+	job->conn = c;
 	job->conn_id = c->id;
 	job->cancel = cx;
 	if (uv_queue_work(p->loop, &job->work, cancel_work_cb, cancel_after_cb) != 0) {
@@ -964,6 +992,7 @@ static void conn_cancel_start(ws_pg_conn *c)
 		free(job);
 	} else {
 		p->works++;
+		c->cancel_job = job;
 	}
 	conn_timer_start(c, CT_CANCEL, PG_CANCEL_GRACE_MS);
 }
@@ -1018,6 +1047,17 @@ static bool pool_any_ready(const ws_pg_pool *p)
 	return false;
 }
 
+/* Known down: no connection is up and every one failed its last attempt
+ * (one still on its first attempt, or lost and not yet retried, may come
+ * back). */
+static bool pool_all_failed(const ws_pg_pool *p)
+{
+	for (int i = 0; i < p->size; i++)
+		if (p->conns[i].state == CONN_READY || p->conns[i].fail_streak == 0)
+			return false;
+	return true;
+}
+
 static void req_timer_cb(uv_timer_t *t)
 {
 	pg_req *q = t->data;
@@ -1069,7 +1109,7 @@ static void rollback_done_cb(void *arg, const PGresult *res, const ws_pg_err *er
  * open once it is released. */
 static void conn_pump(ws_pg_conn *c)
 {
-	if (c->state != CONN_READY || c->cur)
+	if (c->state != CONN_READY || c->cur || c->cancel_job)
 		return;
 	if (c->needs_reset) {
 		conn_lost(c, "could not roll back an abandoned transaction; connection reset");
@@ -1102,7 +1142,7 @@ static void conn_pump(ws_pg_conn *c)
 static bool conn_is_free(const ws_pg_conn *c)
 {
 	return c->state == CONN_READY && !c->cur && !c->queue.head && !c->acquired && !c->listen &&
-	       !c->needs_reset && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+	       !c->needs_reset && !c->cancel_job && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 }
 
 static bool conn_has_user_work(const ws_pg_conn *c)
@@ -1347,49 +1387,51 @@ static bool query_args_ok(const char *sql, int nparams, const char *const *param
 	return sql && cb && nparams >= 0 && (nparams == 0 || params);
 }
 
+/* Whether the pool takes new work: not while closing or known down, and not
+ * beyond max_queue (`what` names the refused work in the warning). */
+static int pool_admit(ws_pg_pool *p, const char *what)
+{
+	if (p->closing || (p->down && !pool_any_ready(p)))
+		return WS_EUNAVAIL;
+	if (p->queue.len >= p->max_queue) {
+		ws_warn("pg", "query queue is full (%zu waiting); refusing %s", p->queue.len, what);
+		return WS_EUNAVAIL;
+	}
+	return 0;
+}
+
+/* Queues a caller's statement (cb) or acquire (acquire_cb): on connection
+ * `c` when given, else in the pool's queue. */
+static int req_submit(ws_pg_pool *p, ws_pg_conn *c, req_kind kind, const char *sql, int nparams,
+		      const char *const *params, ws_pg_cb cb, ws_pg_acquire_cb acquire_cb, void *arg)
+{
+	pg_req *q;
+	int rc = req_new(p, kind, sql, nparams, params, &q);
+	if (rc)
+		return rc;
+	q->cb = cb;
+	q->acquire_cb = acquire_cb;
+	q->arg = arg;
+	req_enqueue(q, c);
+	pool_kick(p);
+	return 0;
+}
+
 int ws_pg_query(ws_pg_pool *p, const char *sql, int nparams, const char *const *params,
 		ws_pg_cb cb, void *arg)
 {
 	if (!p || !query_args_ok(sql, nparams, params, cb))
 		return WS_EINVAL;
-	if (p->closing || (p->down && !pool_any_ready(p)))
-		return WS_EUNAVAIL;
-	if (p->queue.len >= p->max_queue) {
-		ws_warn("pg", "query queue is full (%zu waiting); refusing a statement", p->queue.len);
-		return WS_EUNAVAIL;
-	}
-	pg_req *q;
-	int rc = req_new(p, REQ_QUERY, sql, nparams, params, &q);
-	if (rc)
-		return rc;
-	q->cb = cb;
-	q->arg = arg;
-	q->state = REQ_POOL_QUEUED;
-	list_push(&p->queue, q);
-	uv_timer_start(&q->timer, req_timer_cb, p->query_timeout_ms, 0);
-	pool_kick(p);
-	return 0;
+	int rc = pool_admit(p, "a statement");
+	return rc ? rc : req_submit(p, NULL, REQ_QUERY, sql, nparams, params, cb, NULL, arg);
 }
 
 int ws_pg_acquire(ws_pg_pool *p, ws_pg_acquire_cb cb, void *arg)
 {
 	if (!p || !cb)
 		return WS_EINVAL;
-	if (p->closing || (p->down && !pool_any_ready(p)))
-		return WS_EUNAVAIL;
-	if (p->queue.len >= p->max_queue)
-		return WS_EUNAVAIL;
-	pg_req *q;
-	int rc = req_new(p, REQ_ACQUIRE, NULL, 0, NULL, &q);
-	if (rc)
-		return rc;
-	q->acquire_cb = cb;
-	q->arg = arg;
-	q->state = REQ_POOL_QUEUED;
-	list_push(&p->queue, q);
-	uv_timer_start(&q->timer, req_timer_cb, p->query_timeout_ms, 0);
-	pool_kick(p);
-	return 0;
+	int rc = pool_admit(p, "a connection request");
+	return rc ? rc : req_submit(p, NULL, REQ_ACQUIRE, NULL, 0, NULL, NULL, cb, arg);
 }
 
 int ws_pg_conn_query(ws_pg_conn *c, const char *sql, int nparams, const char *const *params,
@@ -1397,27 +1439,15 @@ int ws_pg_conn_query(ws_pg_conn *c, const char *sql, int nparams, const char *co
 {
 	if (!c || !query_args_ok(sql, nparams, params, cb))
 		return WS_EINVAL;
-	ws_pg_pool *p = c->pool;
 	if (!c->acquired) {
 		ws_error("pg", "ws_pg_conn_query: connection %d is not acquired", c->id);
 		return WS_EINVAL;
 	}
 	if (c->lost || c->state != CONN_READY)
 		return WS_EUNAVAIL;
-	if (c->queue.len >= p->max_queue)
+	if (c->queue.len >= c->pool->max_queue)
 		return WS_EUNAVAIL;
-	pg_req *q;
-	int rc = req_new(p, REQ_QUERY, sql, nparams, params, &q);
-	if (rc)
-		return rc;
-	q->cb = cb;
-	q->arg = arg;
-	q->conn = c;
-	q->state = REQ_CONN_QUEUED;
-	list_push(&c->queue, q);
-	uv_timer_start(&q->timer, req_timer_cb, p->query_timeout_ms, 0);
-	pool_kick(p);
-	return 0;
+	return req_submit(c->pool, c, REQ_QUERY, sql, nparams, params, cb, NULL, arg);
 }
 
 void ws_pg_release(ws_pg_conn *c)

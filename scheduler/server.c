@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 #include "ws_config.h"
 #include "wavesched/api.h"
 #include "wavesched/log.h"
@@ -64,8 +65,11 @@ static void signal_cb(uv_signal_t *h, int signum)
 {
 	server *s = h->data;
 	if (s->stopping) {
-		ws_warn("serve", "signal %d again while draining; still waiting for requests in flight", signum);
-		return;
+		/* A second signal means "now": whoever sent it has decided not
+		 * to wait for the drain.  Nothing is lost: every decision is a
+		 * committed row in PostgreSQL. */
+		ws_warn("serve", "signal %d again while draining: exiting without waiting", signum);
+		exit(1);
 	}
 	s->stopping = true;
 	ws_info("serve", "signal %d: draining (grace %llu ms)", signum,
@@ -85,6 +89,20 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 			    "no database configured: set WAVESCHED_DATABASE_URL or database_url in the config file");
 		return WS_EINVAL;
 	}
+	/* A malformed conninfo is a configuration error, said as such, rather
+	 * than a pool that can never connect. */
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &perr);
+	if (!opts) {
+		size_t n = perr ? strlen(perr) : 0;
+		while (n && (perr[n - 1] == '\n' || perr[n - 1] == ' '))
+			perr[--n] = '\0';
+		ws_diag_add(d, NULL, 0, 0, "invalid database_url (WAVESCHED_DATABASE_URL): %s",
+			    perr ? perr : "out of memory");
+		PQfreemem(perr);
+		return WS_EINVAL;
+	}
+	PQconninfoFree(opts);
 	/* Migrations are read once: /readyz compares the database with them. */
 	if ((rc = ws_migrations_load(ws_config_migrations_dir(cfg), &s.migrations, d)))
 		return rc;

@@ -4,13 +4,15 @@
  * wsv is a validation pass over one document: it knows the file name for
  * diagnostics, counts the problems it reported (the caller may pass a NULL
  * diagnostics list, so the count cannot be read from there) and owns no
- * memory: strings it returns are copied into `a`, the model's arena.
+ * memory: strings it returns are copied into `a`, the model's arena
+ * (ws_arena, include/wavesched/arena.h).
  */
 #ifndef WAVESCHED_FLEET_INTERNAL_H
 #define WAVESCHED_FLEET_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "wavesched/arena.h"
 #include "wavesched/fleet.h"
 #include "wavesched/window.h"
 #include "wavesched/ydoc.h"

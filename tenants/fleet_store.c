@@ -126,6 +126,7 @@ static void refresh_after_cb(uv_work_t *req, int status)
 		fail_waiters(r->waiters, WS_EDB, "the stored fleet does not validate", r->error);
 		fleet_free(r->fleet);
 		free(r->error);
+		free(r->doc);   /* still here when the parse was cancelled */
 		free(r);
 		return;
 	}
@@ -233,7 +234,7 @@ void ws_fleet_store_snapshot(ws_fleet_store *s, ws_fleet_snapshot_cb cb, void *a
 	int rc = ws_pg_query(s->pool, snapshot_sql, 1, params, read_done, c);
 	if (rc) {
 		free(c);
-		fail_waiters(w, rc, ws_strerror(rc), NULL);
+		fail_waiters(w, rc, "cannot read the fleet: the database is unavailable", NULL);
 	}
 }
 
@@ -268,6 +269,8 @@ void ws_fleet_store_import(ws_fleet_store *s, const char *canonical_json, bool d
 		return;
 	}
 	*c = (import_call){ cb, arg };
+	if (!actor || !*actor)
+		actor = "unknown";   /* fleet_imports.actor is required */
 	char sha[65];
 	ws_sha256_hex(canonical_json, strlen(canonical_json), sha);
 	const char *params[] = { canonical_json, dry_run ? "true" : "false", actor, sha };
@@ -275,7 +278,8 @@ void ws_fleet_store_import(ws_fleet_store *s, const char *canonical_json, bool d
 			     "SELECT ws_fleet_import($1::jsonb, $2::boolean, $3, $4)::text",
 			     4, params, import_done, c);
 	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
+		ws_pg_err e = { .code = rc, .sqlstate = "", .detail = "",
+				.message = "cannot import the fleet: the database is unavailable" };
 		free(c);
 		cb(arg, NULL, &e);
 	}

@@ -33,6 +33,8 @@ typedef enum {
 
 #define WS_TOKEN_PREFIX "wst_"
 #define WS_TOKEN_LEN (4 + 43)
+/* The longest lifetime a token may be given: ten years. */
+#define WS_TOKEN_MAX_LIFETIME_S (3650LL * 86400)
 
 typedef struct ws_principal {
 	char id[40];          /* token id (uuid) */

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "wavesched/arena.h"   /* ws_arena: fleets and selectors live in one */
 #include "wavesched/diag.h"
 #include "wavesched/ydoc.h"
 
@@ -125,19 +126,6 @@ WS_API void fleet_free(ws_fleet *f);
 
 WS_API const ws_tenant *fleet_tenant(const ws_fleet *f, const char *slug);
 WS_API const ws_cluster *fleet_cluster(const ws_fleet *f, const char *name);
-
-/*
- * An arena: many allocations with one lifetime, released together.  A fleet
- * keeps everything it owns in one; selector_parse() allocates the selector
- * it returns in the caller's.  Allocations are zeroed and aligned for any
- * type; running out of memory aborts the process with a message (a
- * validator has nothing sensible to do without memory).
- */
-typedef struct ws_arena ws_arena;
-WS_API ws_arena *ws_arena_new(void);
-WS_API void *ws_arena_alloc(ws_arena *a, size_t size);
-WS_API char *ws_arena_strdup(ws_arena *a, const char *s);
-WS_API void ws_arena_free(ws_arena *a);   /* NULL is fine */
 
 /* Selector parsing and matching (shared with policies).
  * selector_parse: `arena` is a ws_arena * that owns the result (it stays

@@ -14,6 +14,10 @@
  * is borrowed; ws_fleet_snapshot_retain() keeps it (for instance across a
  * uv_queue_work, where the worker may read it), ws_fleet_snapshot_release()
  * lets it go.  A snapshot is immutable, so workers may read it concurrently.
+ *
+ * Callbacks may run before the call returns when the request cannot even be
+ * sent (the database is known to be down): callers must be ready for that.
+ * Free the store only after the loop has run dry (pending parses refer to it).
  */
 #ifndef WAVESCHED_FLEET_STORE_H
 #define WAVESCHED_FLEET_STORE_H

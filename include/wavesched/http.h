@@ -13,7 +13,8 @@
  *
  * Errors the server answers itself, in the JSON error shape of api.md:
  * malformed request 400, header too large 431, body too large 413,
- * unsupported Transfer-Encoding/Expect 400/417, time-outs close the connection.
+ * unsupported Transfer-Encoding/Expect 400/417, time-outs (header, body, idle)
+ * close the connection.
  */
 #ifndef WAVESCHED_HTTP_H
 #define WAVESCHED_HTTP_H
@@ -34,6 +35,12 @@ typedef struct ws_http_limits {
 	uint64_t idle_timeout_ms;    /* keep-alive idle time; default 60 s */
 	size_t max_connections;      /* default 1024; beyond it new ones are closed */
 	size_t max_pipelined;        /* requests buffered ahead on one connection; default 16 */
+	/* Time to receive a whole request body, measured from the end of its
+	 * head (or, behind a pipelined request, from when that one's answer has
+	 * been written); default 60 s.  An absolute deadline, not reset by
+	 * reads, so a client cannot hold a connection by trickling the body.
+	 * A stalled body is also closed after idle_timeout_ms if that is shorter. */
+	uint64_t body_timeout_ms;
 } ws_http_limits;
 
 /* Called for each complete request.  The handler must eventually call

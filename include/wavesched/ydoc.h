@@ -36,9 +36,9 @@ struct ynode {
 typedef struct ydoc ydoc;
 
 typedef struct ydoc_limits {
-	size_t max_bytes;   /* default 16 MiB */
+	size_t max_bytes;   /* default 1 GiB (uploads are capped first by the HTTP body limit) */
 	int max_depth;      /* default 64 */
-	size_t max_nodes;   /* default 2,000,000 */
+	size_t max_nodes;   /* default 60,000,000 */
 } ydoc_limits;
 
 /* Parses one document.  On a syntax error or a cap, returns NULL and adds a

@@ -202,3 +202,56 @@ safe_rm_tree() {
 	esac
 	rm -rf -- "$1"
 }
+
+# harness_usage NAME COMMANDS: the usage line of a harness script; exits 2.
+harness_usage() {
+	echo "usage: $1 $2 DIR" >&2
+	exit 2
+}
+
+# harness_args NAME COMMANDS ARG...: the command line every harness script
+# takes (CMD DIR): sets CMD and DIR (absolute), or prints the usage.
+harness_args() {
+	local name=$1 cmds=$2
+	shift 2
+	[ $# -eq 2 ] || harness_usage "$name" "$cmds"
+	CMD=$1
+	DIR=$(abs_path "$2")
+	need_dir "$DIR"
+}
+
+# The commands of a server script (pg.sh, redis.sh).
+WS_SERVER_CMDS="start|stop|restart|url|status|clean"
+
+# harness_dispatch NAME WHAT PREFIX FOR_RUNAS: runs CMD on the server in DIR
+# with the script's do_start, do_stop, do_url, do_status and do_clean, which
+# find the real directory in REAL.  start and restart create DIR
+# (prepare_dir PREFIX FOR_RUNAS); the others on a DIR that does not exist
+# answer as for a stopped server.  WHAT names the server in messages ("no
+# WHAT in DIR").  Commands that change the server hold DIR's lock.
+harness_dispatch() {
+	local name=$1 what=$2 prefix=$3 for_runas=$4
+	case "$CMD" in
+	start | restart)
+		REAL=$(prepare_dir "$DIR" "$prefix" "$for_runas")
+		lock_dir "$REAL"
+		[ "$CMD" = restart ] && do_stop
+		do_start
+		;;
+	stop | url | status | clean)
+		if [ ! -e "$DIR" ]; then
+			[ "$CMD" = url ] && die "no $what in $DIR: run '$name start $DIR' first"
+			[ "$CMD" = status ] && exit 1
+			exit 0
+		fi
+		REAL=$(cd -- "$DIR" && pwd -P)
+		case "$CMD" in
+		stop) lock_dir "$REAL"; do_stop ;;
+		url) do_url ;;
+		status) do_status ;;
+		clean) lock_dir "$REAL"; do_clean ;;
+		esac
+		;;
+	*) harness_usage "$name" "$WS_SERVER_CMDS" ;;
+	esac
+}

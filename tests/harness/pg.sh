@@ -153,37 +153,10 @@ do_clean() {
 	fi
 }
 
-usage() {
-	echo "usage: pg.sh start|stop|restart|url|status|clean DIR" >&2
-	exit 2
+do_status() {
+	"$BINDIR/pg_isready" -q -h "$(sock_dir)" -p "$PG_PORT" -U postgres -d postgres -t 2
 }
 
-[ $# -eq 2 ] || usage
-CMD=$1
-DIR=$(abs_path "$2")
-need_dir "$DIR"
+harness_args pg.sh "$WS_SERVER_CMDS" "$@"
 BINDIR=$(find_bindir)
-
-case "$CMD" in
-start | restart)
-	REAL=$(prepare_dir "$DIR" wavesched-pg 1)
-	lock_dir "$REAL"
-	[ "$CMD" = restart ] && do_stop
-	do_start
-	;;
-stop | url | status | clean)
-	if [ ! -e "$DIR" ]; then
-		[ "$CMD" = url ] && die "no database in $DIR: run 'pg.sh start $DIR' first"
-		[ "$CMD" = status ] && exit 1
-		exit 0
-	fi
-	REAL=$(cd -- "$DIR" && pwd -P)
-	case "$CMD" in
-	stop) lock_dir "$REAL"; do_stop ;;
-	url) do_url ;;
-	status) "$BINDIR/pg_isready" -q -h "$(sock_dir)" -p "$PG_PORT" -U postgres -d postgres -t 2 ;;
-	clean) lock_dir "$REAL"; do_clean ;;
-	esac
-	;;
-*) usage ;;
-esac
+harness_dispatch pg.sh database wavesched-pg 1

@@ -89,36 +89,13 @@ do_clean() {
 	safe_rm_tree "$REAL"
 }
 
-usage() {
-	echo "usage: redis.sh start|stop|restart|url|status|clean DIR" >&2
-	exit 2
+do_url() {
+	printf 'unix://%s\n' "$(sock_path)"
 }
 
-[ $# -eq 2 ] || usage
-CMD=$1
-DIR=$(abs_path "$2")
-need_dir "$DIR"
+do_status() {
+	pings "$(sock_path)"
+}
 
-case "$CMD" in
-start | restart)
-	REAL=$(prepare_dir "$DIR" wavesched-redis 0)
-	lock_dir "$REAL"
-	[ "$CMD" = restart ] && do_stop
-	do_start
-	;;
-stop | url | status | clean)
-	if [ ! -e "$DIR" ]; then
-		[ "$CMD" = url ] && die "no Redis in $DIR: run 'redis.sh start $DIR' first"
-		[ "$CMD" = status ] && exit 1
-		exit 0
-	fi
-	REAL=$(cd -- "$DIR" && pwd -P)
-	case "$CMD" in
-	stop) lock_dir "$REAL"; do_stop ;;
-	url) printf 'unix://%s\n' "$(sock_path)" ;;
-	status) pings "$(sock_path)" ;;
-	clean) lock_dir "$REAL"; do_clean ;;
-	esac
-	;;
-*) usage ;;
-esac
+harness_args redis.sh "$WS_SERVER_CMDS" "$@"
+harness_dispatch redis.sh Redis wavesched-redis 0

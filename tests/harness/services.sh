@@ -18,15 +18,8 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 export WS_HARNESS_PROG=${WS_HARNESS_PROG:-services.sh}
 . "$HERE/lib.sh"
 
-usage() {
-	echo "usage: services.sh start|stop|restart|clean DIR" >&2
-	exit 2
-}
-
-[ $# -eq 2 ] || usage
-CMD=$1
-DIR=$(abs_path "$2")
-need_dir "$DIR"
+USAGE_CMDS="start|stop|restart|clean"
+harness_args services.sh "$USAGE_CMDS" "$@"
 
 do_start() {
 	local pg_url redis_url
@@ -63,5 +56,5 @@ clean)
 	[ $rc = 0 ] && { rmdir -- "$DIR" 2>/dev/null || true; }
 	exit $rc
 	;;
-*) usage ;;
+*) harness_usage services.sh "$USAGE_CMDS" ;;
 esac

@@ -31,6 +31,8 @@ class Migrate(unittest.TestCase):
         self.assertIn(f"0 applied, {len(MIGRATIONS)} pending", st.stdout)
         for name in MIGRATIONS:
             self.assertIn(f"pending   {name}", st.stdout)
+        # --status changes nothing, not even the bookkeeping table
+        self.assertEqual(self.db.sql("SELECT to_regclass('schema_migrations') IS NULL"), "t")
         r = migrate(self.db)
         self.assertEqual(r.returncode, 0, r.stderr)
         for name in MIGRATIONS:

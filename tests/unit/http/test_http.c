@@ -29,6 +29,28 @@
 #define MAX_CLIENTS 16
 #define MAX_HELD 8
 
+/* The build hands http.c's responses to uv_write in pieces of this many
+ * bytes (meson.build) and routes its connection allocation through
+ * http_test_calloc() below. */
+#ifndef WS_HTTP_WRITE_BUF_MAX
+#error "test_http is built with -DWS_HTTP_WRITE_BUF_MAX (see meson.build)"
+#endif
+
+/* Accept-time allocations in http.c fail while this is positive. */
+static int calloc_failures;
+static int calloc_failed;
+
+void *http_test_calloc(size_t n, size_t size);
+void *http_test_calloc(size_t n, size_t size)
+{
+	if (calloc_failures > 0) {
+		calloc_failures--;
+		calloc_failed++;
+		return NULL;
+	}
+	return calloc(n, size);
+}
+
 /* ---------------------------------------------------------------------- */
 /* A raw TCP client on the test loop.                                      */
 
@@ -91,6 +113,14 @@ struct fx {
 	int done_calls;
 	int last_done_status;
 	bool last_done_connected;
+
+	/* A client sending a body one byte at a time. */
+	uv_timer_t trickle_timer;
+	tclient *trickler;
+	int trickled;
+	/* RUN_UNTIL(f, f->waited) after fx_wait: a pause without sleeping. */
+	uv_timer_t wait_timer;
+	bool waited;
 };
 
 static tresp *client_cur(tclient *c)
@@ -289,8 +319,8 @@ static void client_close(tclient *c)
 		}                                                                          \
 	} while (0)
 
-/* Starts a connection and, unless `expect_fail`, waits until it is up. */
-static tclient *client_new(fx *f)
+/* Starts a connection; client_new() below waits for it. */
+static tclient *client_start(fx *f)
 {
 	assert_true(f->nclients < MAX_CLIENTS);
 	tclient *c = calloc(1, sizeof(*c));
@@ -306,6 +336,13 @@ static tclient *client_new(fx *f)
 	assert_int_equal(uv_ip4_addr("127.0.0.1", f->port, &sa), 0);
 	assert_int_equal(uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&sa,
 					client_connect_cb), 0);
+	return c;
+}
+
+/* Starts a connection and waits until it is up (or has failed). */
+static tclient *client_new(fx *f)
+{
+	tclient *c = client_start(f);
 	RUN_UNTIL(f, c->connect_done);
 	return c;
 }
@@ -515,7 +552,11 @@ static int setup(void **state)
 	uv_timer_init(&f->loop, &f->watchdog);
 	uv_timer_init(&f->loop, &f->slow_timer);
 	uv_timer_init(&f->loop, &f->stream_timer);
+	uv_timer_init(&f->loop, &f->trickle_timer);
+	uv_timer_init(&f->loop, &f->wait_timer);
 	f->watchdog.data = f->slow_timer.data = f->stream_timer.data = f;
+	f->trickle_timer.data = f->wait_timer.data = f;
+	calloc_failures = calloc_failed = 0;
 	uv_timer_start(&f->watchdog, watchdog_cb, WATCHDOG_MS, 0);
 	*state = f;
 	return 0;
@@ -566,7 +607,10 @@ static void fx_cleanup(fx *f)
 		uv_close((uv_handle_t *)&f->watchdog, NULL);
 		uv_close((uv_handle_t *)&f->slow_timer, NULL);
 		uv_close((uv_handle_t *)&f->stream_timer, NULL);
+		uv_close((uv_handle_t *)&f->trickle_timer, NULL);
+		uv_close((uv_handle_t *)&f->wait_timer, NULL);
 	}
+	calloc_failures = 0;
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 }
 
@@ -597,6 +641,30 @@ static int teardown(void **state)
 	}
 	free(f);
 	return 0;
+}
+
+static void wait_cb(uv_timer_t *t)
+{
+	fx *f = t->data;
+	f->waited = true;
+}
+
+/* Starts a pause; the test then runs RUN_UNTIL(f, f->waited). */
+static void fx_wait(fx *f, uint64_t ms)
+{
+	f->waited = false;
+	uv_timer_start(&f->wait_timer, wait_cb, ms, 0);
+}
+
+static void trickle_cb(uv_timer_t *t)
+{
+	fx *f = t->data;
+	if (f->trickler->eof) {
+		uv_timer_stop(t);
+		return;
+	}
+	client_send(f->trickler, "x");
+	f->trickled++;
 }
 
 static ws_http_limits test_limits(void)
@@ -1223,6 +1291,134 @@ static void test_listen_errors(void **state)
 	fx_finish(f);
 }
 
+/* Responses are written in several uv_buf_t (here of 1000 bytes, in
+ * production of 4 GiB, the most uv_buf_init can describe): every byte of a
+ * body much larger than a piece arrives, matching Content-Length. */
+static void test_large_response_split(void **state)
+{
+	fx *f = *state;
+	fx_start(f, NULL);
+	enum { BIG = 100000 };   /* 101 pieces: more than fit on the stack */
+	_Static_assert(BIG / WS_HTTP_WRITE_BUF_MAX > 8, "the split must be exercised");
+	tclient *c = client_up(f);
+	const char *const head_fmt =
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n";
+	char *req = malloc(BIG + 128);
+	assert_non_null(req);
+	int n = snprintf(req, 128, head_fmt, BIG);
+	for (int i = 0; i < BIG; i++)
+		req[n + i] = (char)('a' + i % 26);
+	client_send_n(c, req, (size_t)n + BIG);
+	RUN_UNTIL(f, c->nresp == 1);
+	assert_int_equal(c->resp[0].status, 200);
+	assert_hdr(&c->resp[0], "content-length", "100000");
+	assert_int_equal(c->resp[0].blen, BIG);
+	assert_memory_equal(c->resp[0].body, req + n, BIG);
+	/* A body that is an exact number of pieces, and an empty one. */
+	static const int sizes[] = { 3 * WS_HTTP_WRITE_BUF_MAX, WS_HTTP_WRITE_BUF_MAX - 1, 0 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		n = snprintf(req, 128, head_fmt, sizes[i]);
+		memset(req + n, 'z', (size_t)sizes[i]);
+		client_send_n(c, req, (size_t)n + (size_t)sizes[i]);
+		RUN_UNTIL(f, c->nresp == i + 2);
+		assert_int_equal(c->resp[i + 1].status, 200);
+		assert_int_equal(c->resp[i + 1].blen, sizes[i]);
+	}
+	free(req);
+	assert_false(c->parse_error);
+	assert_false(c->eof);
+	fx_finish(f);
+}
+
+/* The body has an absolute deadline from the end of the head: a client
+ * trickling a byte at a time is cut off even though it is never idle. */
+static void test_body_timeout(void **state)
+{
+	fx *f = *state;
+	ws_http_limits lim = test_limits();
+	lim.body_timeout_ms = 200;
+	lim.idle_timeout_ms = 10000;
+	lim.header_timeout_ms = 10000;
+	fx_start(f, &lim);
+	tclient *c = client_up(f);
+	uint64_t t0 = uv_now(&f->loop);
+	/* 100 bytes at one per 10 ms would take a second. */
+	client_send(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n");
+	f->trickler = c;
+	uv_timer_start(&f->trickle_timer, trickle_cb, 10, 10);
+	RUN_UNTIL(f, c->eof);
+	uint64_t elapsed = uv_now(&f->loop) - t0;
+	uv_timer_stop(&f->trickle_timer);
+	/* Closed at the body deadline, long before the 10 s idle time-out,
+	 * unanswered (time-outs close without a response). */
+	assert_true(elapsed >= 190 && elapsed < 2000);
+	assert_true(f->trickled >= 1);
+	assert_int_equal(c->rawlen, 0);
+	assert_int_equal(f->handled, 0);
+	RUN_UNTIL(f, ws_http_server_connections(f->s) == 0);
+
+	/* A body behind a request with the handler gets its full time once
+	 * that answer has been written, however long the handler took. */
+	tclient *p = client_up(f);
+	client_send(p, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"
+		       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n");
+	RUN_UNTIL(f, f->nheld == 1);
+	fx_wait(f, 400);
+	RUN_UNTIL(f, f->waited);
+	assert_false(p->eof);
+	f->nheld = 0;
+	reply_s(f, f->held[0], "held");
+	RUN_UNTIL(f, p->nresp == 1);
+	client_send(p, "abc");
+	RUN_UNTIL(f, p->nresp == 2);
+	assert_string_equal(p->resp[0].body, "held");
+	assert_int_equal(p->resp[1].status, 200);
+	assert_string_equal(p->resp[1].body, "abc");
+	/* ... and no more. */
+	client_send(p, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na");
+	RUN_UNTIL(f, p->eof);
+	assert_int_equal(p->nresp, 2);
+	fx_finish(f);
+}
+
+/* A connection that cannot be served for want of memory is still accepted
+ * (and closed): otherwise libuv stops polling the listener for good. */
+static void test_accept_out_of_memory(void **state)
+{
+	fx *f = *state;
+	fx_start(f, NULL);
+	calloc_failures = 1;
+	tclient *c1 = client_up(f);
+	RUN_UNTIL(f, c1->eof);
+	assert_int_equal(c1->rawlen, 0);
+	assert_int_equal(calloc_failed, 1);
+	tclient *c2 = client_up(f);
+	client_send(c2, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+	RUN_UNTIL(f, c2->nresp == 1);
+	assert_int_equal(c2->resp[0].status, 200);
+
+	/* Memory stays short: connections arriving together are all refused,
+	 * though only the first finds the spare handle free and none can have
+	 * one allocated. */
+	calloc_failures = 1000;
+	tclient *more[3];
+	for (int i = 0; i < 3; i++)
+		more[i] = client_start(f);
+	RUN_UNTIL(f, more[0]->eof && more[1]->eof && more[2]->eof);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(more[i]->connect_status, 0);
+		assert_int_equal(more[i]->rawlen, 0);
+	}
+	assert_true(calloc_failed >= 4);
+	calloc_failures = 0;
+	tclient *c3 = client_up(f);
+	client_send(c3, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+	RUN_UNTIL(f, c3->nresp == 1);
+	assert_int_equal(c3->resp[0].status, 200);
+	assert_int_equal(ws_http_server_connections(f->s), 2);
+	fx_finish(f);
+}
+
 int main(void)
 {
 	/* As in the daemon: a write to a client that has gone must not kill us. */
@@ -1253,6 +1449,9 @@ int main(void)
 		T(test_expect_continue),
 		T(test_errors_and_head),
 		T(test_listen_errors),
+		T(test_large_response_split),
+		T(test_body_timeout),
+		T(test_accept_out_of_memory),
 	};
 #undef T
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);

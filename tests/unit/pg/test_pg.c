@@ -9,73 +9,11 @@
  * Each test runs its own uv loop and ends with uv_loop_close() == 0, which
  * proves every handle was closed; ASan/LSan prove the memory was freed.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <signal.h>
-#include <unistd.h>
-#include <sys/stat.h>
-#include <cmocka.h>
-#include <uv.h>
-#include "wavesched/log.h"
+#include <libpq-fe.h>
+#include "loop_test.h"
 #include "wavesched/pg.h"
 
 static const char *pg_url;
-
-/* ---- loop helpers ------------------------------------------------------ */
-
-typedef struct tctx {
-	uv_loop_t loop;
-	uv_timer_t watchdog;
-	bool expired;
-} tctx;
-
-static void watchdog_cb(uv_timer_t *t)
-{
-	tctx *x = t->data;
-	x->expired = true;
-}
-
-static void tctx_init(tctx *t)
-{
-	assert_int_equal(uv_loop_init(&t->loop), 0);
-	uv_timer_init(&t->loop, &t->watchdog);
-	t->watchdog.data = t;
-}
-
-/* Closes what the test context owns and checks nothing else is left. */
-static void tctx_done(tctx *t)
-{
-	uv_close((uv_handle_t *)&t->watchdog, NULL);
-	uv_run(&t->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&t->loop), 0);
-}
-
-/* Runs the loop until *flag is true or `ms` have passed. */
-static bool run_until(tctx *t, const bool *flag, uint64_t ms)
-{
-	t->expired = false;
-	uv_timer_start(&t->watchdog, watchdog_cb, ms, 0);
-	while (!*flag && !t->expired)
-		uv_run(&t->loop, UV_RUN_ONCE);
-	uv_timer_stop(&t->watchdog);
-	return *flag;
-}
-
-static void run_for(tctx *t, uint64_t ms)
-{
-	bool never = false;
-	run_until(t, &never, ms);
-}
-
-static uint64_t now_ms(void)
-{
-	return uv_hrtime() / 1000000u;
-}
 
 /* ---- query results, copied out of the callback -------------------------- */
 
@@ -166,21 +104,11 @@ static ws_pg_conn *sync_acquire(tctx *t, ws_pg_pool *p)
 	return a.conn;
 }
 
-static void closed_cb(void *arg)
-{
-	int *n = arg;
-	(*n)++;
-}
-
 static void close_pool(tctx *t, ws_pg_pool *p)
 {
 	int closed = 0;
 	ws_pg_pool_close(p, closed_cb, &closed);
-	t->expired = false;
-	uv_timer_start(&t->watchdog, watchdog_cb, 20000, 0);
-	while (closed == 0 && !t->expired)
-		uv_run(&t->loop, UV_RUN_ONCE);
-	uv_timer_stop(&t->watchdog);
+	run_until_count(t, &closed, 20000);
 	assert_int_equal(closed, 1);
 }
 
@@ -596,115 +524,20 @@ static void test_close_waits_for_work(void **state)
 	run_for(&t, 50);
 	assert_int_equal(closed, 0);   /* still held */
 	ws_pg_release(c);
-	t.expired = false;
-	uv_timer_start(&t.watchdog, watchdog_cb, 5000, 0);
-	while (!closed && !t.expired)
-		uv_run(&t.loop, UV_RUN_ONCE);
-	uv_timer_stop(&t.watchdog);
+	run_until_count(&t, &closed, 5000);
 	assert_int_equal(closed, 1);
 	tctx_done(&t);
 }
 
 /* ---- server restart, on a private server -------------------------------- */
 
-typedef struct spawned {
-	uv_process_t proc;
-	bool done;
-	int64_t status;
-	int signal;
-} spawned;
-
-static void spawn_exit_cb(uv_process_t *proc, int64_t status, int sig)
-{
-	spawned *s = proc->data;
-	s->done = true;
-	s->status = status;
-	s->signal = sig;
-	uv_close((uv_handle_t *)proc, NULL);
-}
-
-/* Runs `bash HARNESS/pg.sh CMD DIR` without blocking the loop. */
-static void harness_spawn(tctx *t, spawned *s, const char *cmd, const char *dir)
-{
-	char script[1024];
-	snprintf(script, sizeof(script), "%s/pg.sh", getenv("WS_HARNESS_DIR"));
-	char *args[] = { "bash", script, (char *)cmd, (char *)dir, NULL };
-	uv_stdio_container_t stdio[3] = {
-		{ .flags = UV_IGNORE }, { .flags = UV_INHERIT_FD, .data.fd = 2 }, { .flags = UV_INHERIT_FD, .data.fd = 2 },
-	};
-	uv_process_options_t o = { .exit_cb = spawn_exit_cb, .file = "bash", .args = args,
-				   .stdio_count = 3, .stdio = stdio };
-	memset(s, 0, sizeof(*s));
-	s->proc.data = s;
-	assert_int_equal(uv_spawn(&t->loop, &s->proc, &o), 0);
-}
-
-static void harness_run(tctx *t, const char *cmd, const char *dir)
-{
-	spawned s;
-	harness_spawn(t, &s, cmd, dir);
-	assert_true(run_until(t, &s.done, 90000));
-	assert_int_equal(s.status, 0);
-	run_for(t, 1);   /* let the process handle close */
-}
-
-static void shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void shell(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	assert_int_equal(system(cmd), 0);
-}
-
-/* The private server's directory, so that a failed test still removes it. */
-static char private_base[64], private_dir[128];
-static int frozen_pid;
-
-static int private_teardown(void **state)
-{
-	(void)state;
-	if (frozen_pid > 0)
-		kill(frozen_pid, SIGCONT);
-	if (private_dir[0]) {
-		char cmd[1024];
-		snprintf(cmd, sizeof(cmd), "bash '%s/pg.sh' clean '%s'", getenv("WS_HARNESS_DIR"), private_dir);
-		if (system(cmd) != 0)
-			print_message("cannot clean %s\n", private_dir);
-		rmdir(private_base);
-	}
-	private_dir[0] = '\0';
-	frozen_pid = 0;
-	return 0;
-}
-
 static void test_server_restart(void **state)
 {
 	(void)state;
-	const char *hd = getenv("WS_HARNESS_DIR");
-	if (!hd || !*hd) {
-		print_message("WS_HARNESS_DIR is not set: skipping the restart test\n");
-		skip();
-	}
-	snprintf(private_base, sizeof(private_base), "/tmp/wspgtest.XXXXXX");
-	assert_non_null(mkdtemp(private_base));
-	chmod(private_base, 0755);   /* the server may run as nobody */
-	char url[1024];
-	const char *dir = private_dir;
-	snprintf(private_dir, sizeof(private_dir), "%s/pg", private_base);
-	shell("bash '%s/pg.sh' start '%s'", hd, dir);
-	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "bash '%s/pg.sh' url '%s'", hd, dir);
-	FILE *f = popen(cmd, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(url, sizeof(url), f));
-	assert_int_equal(pclose(f), 0);
-	url[strcspn(url, "\n")] = '\0';
-
 	tctx t;
 	tctx_init(&t);
+	private_server *ps = private_start(&t, "pg.sh", "pg");
+	const char *url = ps->url, *dir = ps->dir;
 	ws_pg_pool *p = new_pool(&t, url, 2, 15000);
 	notes n = { 0 };
 	assert_int_equal(ws_pg_listen(p, "ws_restart", notify_cb, &n), 0);
@@ -744,7 +577,7 @@ static void test_server_restart(void **state)
 	assert_int_equal(ws_pg_query(p, "SELECT pg_sleep(30)", 0, NULL, query_cb, &inflight), 0);
 	run_for(&t, 100);
 	spawned s;
-	harness_spawn(&t, &s, "restart", dir);
+	harness_spawn(&t, &s, "pg.sh", "restart", dir);
 	assert_true(run_until(&t, &inflight.done, 30000));
 	assert_int_equal(inflight.code, WS_EUNAVAIL);
 	assert_true(run_until(&t, &s.done, 90000));
@@ -772,7 +605,7 @@ static void test_server_restart(void **state)
 	 * refused at once (callers answer "unavailable" promptly instead of
 	 * hanging for a whole time-out).  When the server is back, so is the
 	 * pool, by itself. */
-	harness_run(&t, "stop", dir);
+	harness_run(&t, "pg.sh", "stop", dir);
 	static qres probe[100];
 	memset(probe, 0, sizeof(probe));
 	int refused_at = -1;
@@ -794,7 +627,7 @@ static void test_server_restart(void **state)
 	assert_false(probe[refused_at].done);   /* refused: its callback never runs */
 	assert_false(ws_pg_pool_ready(p));
 
-	harness_spawn(&t, &s, "start", dir);
+	harness_spawn(&t, &s, "pg.sh", "start", dir);
 	assert_true(run_until(&t, &s.done, 90000));
 	assert_int_equal(s.status, 0);
 	for (int i = 0; i < 300 && !ws_pg_pool_ready(p); i++)
@@ -804,20 +637,15 @@ static void test_server_restart(void **state)
 	assert_string_equal(back.v0, "back again");
 
 	close_pool(&t, p);
+	private_clean(&t, ps);
 	tctx_done(&t);
 }
 
 int main(void)
 {
-	pg_url = getenv("WS_TEST_PG_URL");
-	if (!pg_url || !*pg_url) {
-		printf("WS_TEST_PG_URL is not set: skipping (start servers with "
-		       "eval \"$(tests/harness/services.sh start .run/services)\")\n");
+	pg_url = loop_test_server_url("WS_TEST_PG_URL");
+	if (!pg_url)
 		return 77;
-	}
-	const char *lvl = getenv("WS_LOG_LEVEL");
-	if (lvl)
-		ws_log_set_level(lvl);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_query_params),
 		cmocka_unit_test(test_concurrent_queries),

@@ -8,90 +8,26 @@
  *
  * Each test runs its own uv loop and ends with uv_loop_close() == 0.
  */
-#include <setjmp.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-#include <sys/stat.h>
-#include <cmocka.h>
 #include <hiredis/hiredis.h>
-#include <uv.h>
-#include "wavesched/log.h"
+#include "loop_test.h"
 #include "wavesched/redis.h"
 
 static const char *redis_url;
 
-typedef struct tctx {
-	uv_loop_t loop;
-	uv_timer_t watchdog;
-	bool expired;
-} tctx;
-
-static void watchdog_cb(uv_timer_t *t)
-{
-	tctx *x = t->data;
-	x->expired = true;
-}
-
-static void tctx_init(tctx *t)
-{
-	assert_int_equal(uv_loop_init(&t->loop), 0);
-	uv_timer_init(&t->loop, &t->watchdog);
-	t->watchdog.data = t;
-}
-
-static void tctx_done(tctx *t)
-{
-	uv_close((uv_handle_t *)&t->watchdog, NULL);
-	uv_run(&t->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&t->loop), 0);
-}
-
-static bool run_until(tctx *t, const bool *flag, uint64_t ms)
-{
-	t->expired = false;
-	uv_timer_start(&t->watchdog, watchdog_cb, ms, 0);
-	while (!*flag && !t->expired)
-		uv_run(&t->loop, UV_RUN_ONCE);
-	uv_timer_stop(&t->watchdog);
-	return *flag;
-}
-
-static void run_for(tctx *t, uint64_t ms)
-{
-	bool never = false;
-	run_until(t, &never, ms);
-}
-
 /* Runs the loop until the link is in state `s`, for at most `ms`. */
 static bool wait_state(tctx *t, ws_redis *r, ws_redis_state s, uint64_t ms)
 {
-	uint64_t deadline = uv_hrtime() / 1000000u + ms;
-	while (ws_redis_get_state(r) != s && uv_hrtime() / 1000000u < deadline)
+	uint64_t deadline = now_ms() + ms;
+	while (ws_redis_get_state(r) != s && now_ms() < deadline)
 		run_for(t, 10);
 	return ws_redis_get_state(r) == s;
-}
-
-static void closed_cb(void *arg)
-{
-	int *n = arg;
-	(*n)++;
 }
 
 static void close_link(tctx *t, ws_redis *r)
 {
 	int closed = 0;
 	ws_redis_close(r, closed_cb, &closed);
-	t->expired = false;
-	uv_timer_start(&t->watchdog, watchdog_cb, 10000, 0);
-	while (!closed && !t->expired)
-		uv_run(&t->loop, UV_RUN_ONCE);
-	uv_timer_stop(&t->watchdog);
+	run_until_count(t, &closed, 10000);
 	assert_int_equal(closed, 1);
 }
 
@@ -285,14 +221,20 @@ static void test_roundtrip(void **state)
 	tctx_done(&t);
 }
 
-/* SELECT from the URL: a key set in db 3 is not in db 0. */
-static void test_select_db(void **state)
+/* The tests that add ?db= or ?password= to the shared server's URL. */
+static void skip_unless_plain_unix_url(void)
 {
-	(void)state;
 	if (strncmp(redis_url, "unix://", 7) != 0 || strchr(redis_url, '?')) {
 		print_message("WS_TEST_REDIS_URL is not a plain unix:// URL: skipping\n");
 		skip();
 	}
+}
+
+/* SELECT from the URL: a key set in db 3 is not in db 0. */
+static void test_select_db(void **state)
+{
+	(void)state;
+	skip_unless_plain_unix_url();
 	tctx t;
 	tctx_init(&t);
 	char url3[1024];
@@ -318,10 +260,7 @@ static void test_select_db(void **state)
 static void test_auth_refused(void **state)
 {
 	(void)state;
-	if (strncmp(redis_url, "unix://", 7) != 0 || strchr(redis_url, '?')) {
-		print_message("WS_TEST_REDIS_URL is not a plain unix:// URL: skipping\n");
-		skip();
-	}
+	skip_unless_plain_unix_url();
 	tctx t;
 	tctx_init(&t);
 	char url[1024];
@@ -367,112 +306,18 @@ static void test_unreachable(void **state)
 
 /* ---- private server: stop, restart, hang ------------------------------- */
 
-typedef struct spawned {
-	uv_process_t proc;
-	bool done;
-	int64_t status;
-} spawned;
-
-static void spawn_exit_cb(uv_process_t *proc, int64_t status, int sig)
-{
-	spawned *s = proc->data;
-	(void)sig;
-	s->done = true;
-	s->status = status;
-	uv_close((uv_handle_t *)proc, NULL);
-}
-
-/* Runs `bash HARNESS/redis.sh CMD DIR` while the loop keeps running. */
-static void harness_run(tctx *t, const char *cmd, const char *dir)
-{
-	char script[1024];
-	snprintf(script, sizeof(script), "%s/redis.sh", getenv("WS_HARNESS_DIR"));
-	char *args[] = { "bash", script, (char *)cmd, (char *)dir, NULL };
-	uv_stdio_container_t stdio[3] = {
-		{ .flags = UV_IGNORE }, { .flags = UV_INHERIT_FD, .data.fd = 2 }, { .flags = UV_INHERIT_FD, .data.fd = 2 },
-	};
-	uv_process_options_t o = { .exit_cb = spawn_exit_cb, .file = "bash", .args = args,
-				   .stdio_count = 3, .stdio = stdio };
-	spawned s = { 0 };
-	s.proc.data = &s;
-	assert_int_equal(uv_spawn(&t->loop, &s.proc, &o), 0);
-	assert_true(run_until(t, &s.done, 60000));
-	assert_int_equal(s.status, 0);
-	run_for(t, 1);   /* the process handle's close */
-}
-
-typedef struct private_redis {
-	char base[64];
-	char dir[128];
-	char url[512];
-} private_redis;
-
-/* The private server of the running test, so that a failed test still
- * removes it (see private_teardown). */
-static private_redis *current;
-static int frozen_pid;
-
-static int private_teardown(void **state)
-{
-	(void)state;
-	if (frozen_pid > 0)
-		kill(frozen_pid, SIGCONT);
-	frozen_pid = 0;
-	if (current) {
-		char cmd[1024];
-		snprintf(cmd, sizeof(cmd), "bash '%s/redis.sh' clean '%s'", getenv("WS_HARNESS_DIR"), current->dir);
-		if (system(cmd) != 0)
-			print_message("cannot clean %s\n", current->dir);
-		rmdir(current->base);
-		current = NULL;
-	}
-	return 0;
-}
-
-static bool private_start(tctx *t, private_redis *pr)
-{
-	const char *hd = getenv("WS_HARNESS_DIR");
-	if (!hd || !*hd)
-		return false;
-	current = pr;
-	snprintf(pr->base, sizeof(pr->base), "/tmp/wsredistest.XXXXXX");
-	assert_non_null(mkdtemp(pr->base));
-	snprintf(pr->dir, sizeof(pr->dir), "%s/redis", pr->base);
-	harness_run(t, "start", pr->dir);
-	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "bash '%s/redis.sh' url '%s'", hd, pr->dir);
-	FILE *f = popen(cmd, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(pr->url, sizeof(pr->url), f));
-	assert_int_equal(pclose(f), 0);
-	pr->url[strcspn(pr->url, "\n")] = '\0';
-	return true;
-}
-
-static void private_clean(tctx *t, private_redis *pr)
-{
-	harness_run(t, "clean", pr->dir);
-	rmdir(pr->base);
-	current = NULL;
-}
-
 static void test_server_restart(void **state)
 {
 	(void)state;
 	tctx t;
 	tctx_init(&t);
-	private_redis pr;
-	if (!private_start(&t, &pr)) {
-		tctx_done(&t);
-		print_message("WS_HARNESS_DIR is not set: skipping\n");
-		skip();
-	}
-	ws_redis *r = new_link(&t, pr.url);
+	private_server *pr = private_start(&t, "redis.sh", "redis");
+	ws_redis *r = new_link(&t, pr->url);
 	assert_true(wait_state(&t, r, WS_REDIS_UP, 5000));
 	const char *ping[] = { "PING" };
 	assert_string_equal(sync_cmd(&t, r, 1, ping, NULL).str, "PONG");
 
-	harness_run(&t, "stop", pr.dir);
+	harness_run(&t, "redis.sh", "stop", pr->dir);
 	assert_true(wait_state(&t, r, WS_REDIS_DOWN, 3000));
 	assert_true(ws_redis_last_error(r)[0] != '\0');
 	reply x = { 0 };
@@ -480,13 +325,13 @@ static void test_server_restart(void **state)
 	run_for(&t, 300);   /* retrying against nothing */
 	assert_int_equal(ws_redis_get_state(r), WS_REDIS_DOWN);
 
-	harness_run(&t, "start", pr.dir);
+	harness_run(&t, "redis.sh", "start", pr->dir);
 	assert_true(wait_state(&t, r, WS_REDIS_UP, 5000));
 	assert_string_equal(sync_cmd(&t, r, 1, ping, NULL).str, "PONG");
 	assert_string_equal(ws_redis_last_error(r), "");
 
 	close_link(&t, r);
-	private_clean(&t, &pr);
+	private_clean(&t, pr);
 	tctx_done(&t);
 }
 
@@ -497,14 +342,9 @@ static void test_hung_server(void **state)
 	(void)state;
 	tctx t;
 	tctx_init(&t);
-	private_redis pr;
-	if (!private_start(&t, &pr)) {
-		tctx_done(&t);
-		print_message("WS_HARNESS_DIR is not set: skipping\n");
-		skip();
-	}
-	char pidfile[256];
-	snprintf(pidfile, sizeof(pidfile), "%s/redis.pid", pr.dir);
+	private_server *pr = private_start(&t, "redis.sh", "redis");
+	char pidfile[1400];
+	snprintf(pidfile, sizeof(pidfile), "%.1279s/redis.pid", pr->dir);
 	FILE *f = fopen(pidfile, "r");
 	assert_non_null(f);
 	int pid = 0;
@@ -512,7 +352,7 @@ static void test_hung_server(void **state)
 	fclose(f);
 	assert_int_equal(got, 1);
 
-	ws_redis *r = new_link(&t, pr.url);
+	ws_redis *r = new_link(&t, pr->url);
 	assert_true(wait_state(&t, r, WS_REDIS_UP, 5000));
 	frozen_pid = pid;
 	assert_int_equal(kill(pid, SIGSTOP), 0);
@@ -525,21 +365,15 @@ static void test_hung_server(void **state)
 	assert_true(wait_state(&t, r, WS_REDIS_UP, 5000));
 
 	close_link(&t, r);
-	private_clean(&t, &pr);
+	private_clean(&t, pr);
 	tctx_done(&t);
 }
 
 int main(void)
 {
-	redis_url = getenv("WS_TEST_REDIS_URL");
-	if (!redis_url || !*redis_url) {
-		printf("WS_TEST_REDIS_URL is not set: skipping (start servers with "
-		       "eval \"$(tests/harness/services.sh start .run/services)\")\n");
+	redis_url = loop_test_server_url("WS_TEST_REDIS_URL");
+	if (!redis_url)
 		return 77;
-	}
-	const char *lvl = getenv("WS_LOG_LEVEL");
-	if (lvl)
-		ws_log_set_level(lvl);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url_parsing),
 		cmocka_unit_test(test_roundtrip),

@@ -1,15 +1,15 @@
 /*
- * arena.c - the lifetime allocator of a fleet (see ws_arena in fleet.h).
+ * arena.c - the lifetime allocator (see include/wavesched/arena.h).
  *
- * A fleet is built once and freed once, so its strings, arrays and structs
- * are bump-allocated from chained chunks and released by one call, as
- * PostgreSQL does with memory contexts.  Nothing is freed individually.
+ * Allocations are bumped out of chained chunks.  An allocation larger than a
+ * chunk gets a chunk of its own, placed behind the current one so small
+ * allocations keep filling that.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "wavesched/fleet.h"
+#include "wavesched/arena.h"
 
 #define ARENA_CHUNK ((size_t)32 << 10)
 
@@ -39,22 +39,20 @@ ws_arena *ws_arena_new(void)
 	return a;
 }
 
-void *ws_arena_alloc(ws_arena *a, size_t size)
+void *ws_arena_try_alloc(ws_arena *a, size_t size)
 {
 	const size_t align = sizeof(max_align_t);
-	if (size > SIZE_MAX - align)
-		arena_oom(size);
+	if (size > SIZE_MAX - align - sizeof(arena_chunk))
+		return NULL;
 	size = size ? (size + align - 1) / align * align : align;
 	arena_chunk *c = a->head;
 	if (!c || c->cap - c->used < size) {
 		size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
 		c = malloc(sizeof(*c) + cap);
 		if (!c)
-			arena_oom(size);
+			return NULL;
 		c->cap = cap;
 		c->used = 0;
-		/* A big allocation gets its own chunk, placed behind the
-		 * current one so small allocations keep filling that. */
 		if (a->head && size > ARENA_CHUNK) {
 			c->next = a->head->next;
 			a->head->next = c;
@@ -66,6 +64,14 @@ void *ws_arena_alloc(ws_arena *a, size_t size)
 	void *p = (char *)c->data + c->used;
 	c->used += size;
 	memset(p, 0, size);
+	return p;
+}
+
+void *ws_arena_alloc(ws_arena *a, size_t size)
+{
+	void *p = ws_arena_try_alloc(a, size);
+	if (!p)
+		arena_oom(size);
 	return p;
 }
 

@@ -1,0 +1,520 @@
+/*
+ * cmd_policy.c - wavectl policy validate|push|list|show, wavectl plan (offline)
+ * and wavectl rollout create --dry-run.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <curl/curl.h>
+#include "wavectl.h"
+#include "wavesched/plan_text.h"
+#include "wavesched/planner.h"
+#include "wavesched/policy.h"
+#include "wavesched/window.h"
+
+static const char usage_policy[] =
+	"usage: wavectl policy validate FILE... [--fleet FLEET]\n"
+	"       wavectl policy push FILE\n"
+	"       wavectl policy list\n"
+	"       wavectl policy show NAME [--version N]\n"
+	"\n"
+	"validate  offline: checks policy files (every problem as FILE:LINE:COLUMN:\n"
+	"          message); with --fleet, also that their blackout calendars exist\n"
+	"          and that every wave selects somebody.  A valid policy prints a\n"
+	"          one-line summary.\n"
+	"push      stores FILE as the next version of its policy (validated first).\n"
+	"list      the stored policies, latest versions.\n"
+	"show      one stored policy (latest, or --version N), with its text.\n";
+
+static const char usage_plan[] =
+	"usage: wavectl plan --fleet FLEET --policy POLICY --release VERSION\n"
+	"                    [--kind standard|urgent] [--start RFC3339]\n"
+	"                    [--format text|json] [--diff OTHER_POLICY]\n"
+	"\n"
+	"Offline: plans RELEASE across FLEET with POLICY (spec/policy.md) and prints\n"
+	"the waves, each tenant's window in its own time zone, and the reasons.\n"
+	"--start defaults to now; --format json prints the plan JSON the service\n"
+	"would return for the same inputs.  --diff lists the tenants whose wave or\n"
+	"window changes under OTHER_POLICY, and why.\n";
+
+static const char usage_rollout[] =
+	"usage: wavectl rollout create --release VERSION --policy NAME [--start RFC3339]\n"
+	"                              [--kind standard|urgent] --dry-run\n"
+	"\n"
+	"Plans a rollout in the service, against the fleet and the stored policy,\n"
+	"and prints the plan (text; --format json for the plan JSON).  Starting\n"
+	"rollouts arrives with the engine; --dry-run is required for now.\n";
+
+/* ---- offline ------------------------------------------------------------ */
+
+static ws_fleet *load_fleet(const char *path)
+{
+	ws_diags d;
+	ws_diags_init(&d);
+	ws_fleet *f = fleet_parse_file(path, &d);
+	print_diags(&d);
+	if (!f)
+		fprintf(stderr, "wavectl: %s: %zu problem%s\n", path, d.len, d.len == 1 ? "" : "s");
+	ws_diags_free(&d);
+	return f;
+}
+
+static ws_policy *load_policy(const char *path)
+{
+	ws_diags d;
+	ws_diags_init(&d);
+	ws_policy *p = policy_parse_file(path, &d);
+	print_diags(&d);
+	if (!p)
+		fprintf(stderr, "wavectl: %s: %zu problem%s\n", path, d.len, d.len == 1 ? "" : "s");
+	ws_diags_free(&d);
+	return p;
+}
+
+static int policy_validate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "fleet", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *fleet_path = NULL;
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'f': fleet_path = optarg; break;
+		case 'h': fputs(usage_policy, stdout); return 0;
+		default: fputs(usage_policy, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind == argc) {
+		fprintf(stderr, "wavectl: policy validate takes one or more FILEs\n%s", usage_policy);
+		return EXIT_USAGE;
+	}
+	ws_fleet *f = NULL;
+	if (fleet_path && !(f = load_fleet(fleet_path)))
+		return EXIT_REFUSED;
+	int rc = 0;
+	for (int i = optind; i < argc; i++) {
+		ws_policy *p = load_policy(argv[i]);
+		if (!p) {
+			rc = EXIT_REFUSED;
+			continue;
+		}
+		if (f) {
+			ws_diags d;
+			ws_diags_init(&d);
+			if (policy_check_fleet(p, argv[i], f, &d)) {
+				print_diags(&d);
+				fprintf(stderr, "wavectl: %s: %zu problem%s against %s\n", argv[i], d.len,
+					d.len == 1 ? "" : "s", fleet_path);
+				rc = EXIT_REFUSED;
+				ws_diags_free(&d);
+				policy_free(p);
+				continue;
+			}
+			ws_diags_free(&d);
+		}
+		char *sum = policy_summary(p);
+		printf("%s: valid: %s\n", argv[i], sum ? sum : p->name);
+		free(sum);
+		policy_free(p);
+	}
+	fleet_free(f);
+	return rc;
+}
+
+static ws_plan *make_plan(const ws_fleet *f, const ws_policy *p, const char *release,
+			  ws_release_kind kind, int64_t start)
+{
+	ws_plan_input in = { .fleet = f, .policy = p, .release = release, .kind = kind, .start = start };
+	ws_diags d;
+	ws_diags_init(&d);
+	ws_plan *plan = plan_build(&in, &d);
+	print_diags(&d);
+	if (!plan)
+		fprintf(stderr, "wavectl: no plan with policy %s: %zu problem%s\n", p->name, d.len,
+			d.len == 1 ? "" : "s");
+	ws_diags_free(&d);
+	return plan;
+}
+
+int cmd_plan(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "fleet", required_argument, NULL, 'f' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "release", required_argument, NULL, 'r' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "start", required_argument, NULL, 's' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "diff", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *fleet_path = NULL, *policy_path = NULL, *release = NULL, *kind_s = "standard";
+	const char *start_s = NULL, *format = "text", *diff_path = NULL;
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'f': fleet_path = optarg; break;
+		case 'p': policy_path = optarg; break;
+		case 'r': release = optarg; break;
+		case 'k': kind_s = optarg; break;
+		case 's': start_s = optarg; break;
+		case 'F': format = optarg; break;
+		case 'd': diff_path = optarg; break;
+		case 'h': fputs(usage_plan, stdout); return 0;
+		default: fputs(usage_plan, stderr); return EXIT_USAGE;
+		}
+	}
+	ws_release_kind kind;
+	int64_t start = (int64_t)time(NULL);
+	if (optind != argc || !fleet_path || !policy_path || !release) {
+		fprintf(stderr, "wavectl: plan needs --fleet, --policy and --release\n%s", usage_plan);
+		return EXIT_USAGE;
+	}
+	if (ws_release_kind_parse(kind_s, &kind)) {
+		fprintf(stderr, "wavectl: --kind must be standard or urgent\n");
+		return EXIT_USAGE;
+	}
+	if (start_s && ws_time_parse(start_s, &start)) {
+		fprintf(stderr, "wavectl: --start \"%s\" is not an RFC 3339 time such as 2026-12-01T00:00:00Z\n",
+			start_s);
+		return EXIT_USAGE;
+	}
+	if (strcmp(format, "text") && strcmp(format, "json")) {
+		fprintf(stderr, "wavectl: --format must be text or json\n");
+		return EXIT_USAGE;
+	}
+	int rc = EXIT_REFUSED;
+	ws_fleet *f = load_fleet(fleet_path);
+	ws_policy *p = f ? load_policy(policy_path) : NULL;
+	ws_policy *other = p && diff_path ? load_policy(diff_path) : NULL;
+	ws_plan *plan = p && (!diff_path || other) ? make_plan(f, p, release, kind, start) : NULL;
+	ws_plan *plan2 = plan && other ? make_plan(f, other, release, kind, start) : NULL;
+	if (plan && diff_path && plan2) {
+		size_t changed = 0;
+		char *text = plan_render_diff(plan, plan2, &changed);
+		if (text) {
+			fputs(text, stdout);
+			rc = 0;
+		}
+		free(text);
+	} else if (plan && !diff_path) {
+		char *text = NULL;
+		if (strcmp(format, "json") == 0) {
+			json_t *doc = plan_to_json(plan);
+			text = doc ? json_dumps(doc, WS_PLAN_JSON_FLAGS) : NULL;
+			json_decref(doc);
+			if (text)
+				printf("%s\n", text);
+		} else {
+			text = plan_render_text(plan);
+			if (text)
+				fputs(text, stdout);
+		}
+		rc = text ? 0 : EXIT_REFUSED;
+		free(text);
+	}
+	plan_free(plan2);
+	plan_free(plan);
+	policy_free(other);
+	policy_free(p);
+	fleet_free(f);
+	return rc;
+}
+
+/* ---- through the service ------------------------------------------------ */
+
+static int simple_get(const char *path, json_t **out)
+{
+	response r;
+	int rc = http_call("GET", path, NULL, NULL, 0, NULL, &r);
+	if (rc == 0 && r.status != 200)
+		rc = report_error(&r);
+	else if (rc == 0 && !(*out = parse_ok(&r)))
+		rc = EXIT_REFUSED;
+	free(r.body.data);
+	return rc;
+}
+
+static int policy_push(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+			fputs(usage_policy, stdout);
+			return 0;
+		}
+		fprintf(stderr, "wavectl: policy push takes one FILE\n%s", usage_policy);
+		return EXIT_USAGE;
+	}
+	ws_policy *p = load_policy(argv[1]);
+	if (!p)
+		return EXIT_REFUSED;
+	policy_free(p);
+	char *text;
+	size_t len;
+	int rc = read_file(argv[1], &text, &len);
+	if (rc)
+		return rc;
+	response r;
+	rc = http_call("POST", "/v1/policies", "application/yaml", text, len, NULL, &r);
+	free(text);
+	if (rc == 0 && r.status != 200 && r.status != 201) {
+		rc = report_error(&r);
+	} else if (rc == 0) {
+		json_t *doc = parse_ok(&r);
+		if (!doc) {
+			rc = EXIT_REFUSED;
+		} else {
+			printf("%s policy %s version %lld (sha256 %s)\n",
+			       json_is_true(json_object_get(doc, "created")) ? "stored" : "unchanged:",
+			       json_string_value(json_object_get(doc, "name")),
+			       (long long)json_integer_value(json_object_get(doc, "version")),
+			       json_string_value(json_object_get(doc, "sha256")));
+			size_t i;
+			json_t *w;
+			json_array_foreach(json_object_get(doc, "warnings"), i, w)
+				fprintf(stderr, "wavectl: warning: %s\n",
+					json_string_value(json_object_get(w, "message")));
+			json_decref(doc);
+		}
+	}
+	free(r.body.data);
+	return rc;
+}
+
+static int policy_list(void)
+{
+	json_t *doc = NULL;
+	int rc = simple_get("/v1/policies", &doc);
+	if (rc)
+		return rc;
+	printf("%-28s %-8s %-9s %-21s %s\n", "POLICY", "VERSION", "VERSIONS", "STORED", "DESCRIPTION");
+	size_t i;
+	json_t *p;
+	json_array_foreach(json_object_get(doc, "policies"), i, p) {
+		const char *desc = json_string_value(json_object_get(p, "description"));
+		printf("%-28s %-8lld %-9lld %-21s %s\n", json_string_value(json_object_get(p, "name")),
+		       (long long)json_integer_value(json_object_get(p, "version")),
+		       (long long)json_integer_value(json_object_get(p, "versions")),
+		       json_string_value(json_object_get(p, "created_at")), desc ? desc : "");
+	}
+	json_decref(doc);
+	return 0;
+}
+
+static int policy_show(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "version", required_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *version = NULL;
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'v': version = optarg; break;
+		case 'h': fputs(usage_policy, stdout); return 0;
+		default: fputs(usage_policy, stderr); return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		fprintf(stderr, "wavectl: policy show takes one NAME\n%s", usage_policy);
+		return EXIT_USAGE;
+	}
+	char *esc = curl_easy_escape(NULL, argv[optind], 0);
+	char *vesc = version ? curl_easy_escape(NULL, version, 0) : NULL;
+	char *path = NULL;
+	if (asprintf(&path, "/v1/policies/%s%s%s", esc ? esc : "", vesc ? "?version=" : "",
+		     vesc ? vesc : "") < 0)
+		path = NULL;
+	curl_free(esc);
+	curl_free(vesc);
+	json_t *doc = NULL;
+	int rc = path ? simple_get(path, &doc) : EXIT_REFUSED;
+	free(path);
+	if (rc)
+		return rc;
+	printf("# policy %s version %lld, sha256 %s, stored %s by %s\n",
+	       json_string_value(json_object_get(doc, "name")),
+	       (long long)json_integer_value(json_object_get(doc, "version")),
+	       json_string_value(json_object_get(doc, "sha256")),
+	       json_string_value(json_object_get(doc, "created_at")),
+	       json_string_value(json_object_get(doc, "created_by")));
+	fputs(json_string_value(json_object_get(doc, "body")), stdout);
+	json_decref(doc);
+	return 0;
+}
+
+int cmd_policy(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage_policy, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	if (strcmp(argv[1], "validate") == 0)
+		return policy_validate(argc - 1, argv + 1);
+	if (strcmp(argv[1], "push") == 0)
+		return policy_push(argc - 1, argv + 1);
+	if (strcmp(argv[1], "list") == 0 && argc == 2)
+		return policy_list();
+	if (strcmp(argv[1], "show") == 0)
+		return policy_show(argc - 1, argv + 1);
+	fprintf(stderr, "wavectl: unknown or incomplete policy command \"%s\"\n%s", argv[1], usage_policy);
+	return EXIT_USAGE;
+}
+
+/* Rebuilds a ws_plan view from the plan JSON the service returned, to print
+ * it with the same table as the offline planner. */
+static int print_plan_json_as_text(json_t *doc)
+{
+	size_t nw = json_array_size(json_object_get(doc, "waves"));
+	ws_plan p = { 0 };
+	p.policy = json_string_value(json_object_get(doc, "policy"));
+	p.release = json_string_value(json_object_get(doc, "release"));
+	ws_time_parse(json_string_value(json_object_get(doc, "start")), &p.start);
+	p.waves = calloc(nw ? nw : 1, sizeof(*p.waves));
+	p.n_waves = nw;
+	json_t *un = json_object_get(doc, "unassigned"), *warn = json_object_get(doc, "warnings");
+	p.n_unassigned = json_array_size(un);
+	p.unassigned = calloc(p.n_unassigned ? p.n_unassigned : 1, sizeof(*p.unassigned));
+	p.n_warnings = json_array_size(warn);
+	p.warnings = calloc(p.n_warnings ? p.n_warnings : 1, sizeof(char *));
+	int rc = 0;
+	for (size_t w = 0; w < nw && p.waves; w++) {
+		json_t *jw = json_array_get(json_object_get(doc, "waves"), w);
+		ws_plan_wave *pw = &p.waves[w];
+		pw->index = (int)json_integer_value(json_object_get(jw, "index"));
+		pw->name = json_string_value(json_object_get(jw, "name"));
+		ws_time_parse(json_string_value(json_object_get(jw, "start")), &pw->start);
+		ws_time_parse(json_string_value(json_object_get(jw, "end")), &pw->end);
+		pw->soak_s = json_integer_value(json_object_get(jw, "soak_seconds"));
+		json_t *ts = json_object_get(jw, "tenants");
+		pw->n_tenants = json_array_size(ts);
+		pw->tenants = calloc(pw->n_tenants ? pw->n_tenants : 1, sizeof(*pw->tenants));
+		for (size_t i = 0; i < pw->n_tenants && pw->tenants; i++) {
+			json_t *jt = json_array_get(ts, i);
+			ws_plan_tenant *t = &pw->tenants[i];
+			const char *s = json_string_value(json_object_get(jt, "window_start"));
+			const char *e = json_string_value(json_object_get(jt, "window_end"));
+			t->slug = json_string_value(json_object_get(jt, "slug"));
+			t->cluster = json_string_value(json_object_get(jt, "cluster"));
+			if (!s || !e || ws_time_parse(s, &t->window_start) || ws_time_parse(e, &t->window_end))
+				rc = EXIT_REFUSED;
+			/* The offset is what the service wrote after the time. */
+			int64_t local_s = 0, local_e = 0;
+			char sz[40], ez[40];
+			snprintf(sz, sizeof(sz), "%.19sZ", s ? s : "");
+			snprintf(ez, sizeof(ez), "%.19sZ", e ? e : "");
+			if (!ws_time_parse(sz, &local_s) && !ws_time_parse(ez, &local_e)) {
+				t->offset_start = (int)(local_s - t->window_start);
+				t->offset_end = (int)(local_e - t->window_end);
+			}
+			json_t *rs = json_object_get(jt, "reasons");
+			t->n_reasons = json_array_size(rs);
+			t->reasons = calloc(t->n_reasons ? t->n_reasons : 1, sizeof(char *));
+			for (size_t k = 0; k < t->n_reasons && t->reasons; k++)
+				t->reasons[k] = json_string_value(json_array_get(rs, k));
+		}
+	}
+	for (size_t i = 0; i < p.n_unassigned && p.unassigned; i++) {
+		json_t *u = json_array_get(un, i);
+		p.unassigned[i].slug = json_string_value(json_object_get(u, "slug"));
+		p.unassigned[i].reason = json_string_value(json_object_get(u, "reason"));
+	}
+	for (size_t i = 0; i < p.n_warnings && p.warnings; i++)
+		p.warnings[i] = json_string_value(json_array_get(warn, i));
+	char *text = rc ? NULL : plan_render_text(&p);
+	if (text)
+		fputs(text, stdout);
+	else
+		fprintf(stderr, "wavectl: the service sent a plan this wavectl cannot read\n");
+	free(text);
+	for (size_t w = 0; w < nw && p.waves; w++) {
+		for (size_t i = 0; i < p.waves[w].n_tenants && p.waves[w].tenants; i++)
+			free(p.waves[w].tenants[i].reasons);
+		free(p.waves[w].tenants);
+	}
+	free(p.waves);
+	free(p.unassigned);
+	free(p.warnings);
+	return text ? rc : EXIT_REFUSED;
+}
+
+int cmd_rollout(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage_rollout, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	if (strcmp(argv[1], "create") != 0) {
+		fprintf(stderr, "wavectl: unknown rollout command \"%s\"\n%s", argv[1], usage_rollout);
+		return EXIT_USAGE;
+	}
+	static const struct option opts[] = {
+		{ "release", required_argument, NULL, 'r' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "start", required_argument, NULL, 's' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *release = NULL, *policy = NULL, *start = NULL, *kind = NULL, *format = "text";
+	bool dry = false;
+	int o;
+	argc--;
+	argv++;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'r': release = optarg; break;
+		case 'p': policy = optarg; break;
+		case 's': start = optarg; break;
+		case 'k': kind = optarg; break;
+		case 'F': format = optarg; break;
+		case 'n': dry = true; break;
+		case 'h': fputs(usage_rollout, stdout); return 0;
+		default: fputs(usage_rollout, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc || !release || !policy || (strcmp(format, "text") && strcmp(format, "json"))) {
+		fprintf(stderr, "wavectl: rollout create needs --release and --policy\n%s", usage_rollout);
+		return EXIT_USAGE;
+	}
+	if (!dry) {
+		fprintf(stderr, "wavectl: starting rollouts is not available yet: add --dry-run to see the plan\n");
+		return EXIT_USAGE;
+	}
+	json_t *req = json_pack("{s:s, s:s}", "release", release, "policy", policy);
+	if (start)
+		json_object_set_new(req, "start", json_string(start));
+	if (kind)
+		json_object_set_new(req, "kind", json_string(kind));
+	char *body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	response r;
+	int rc = http_call("POST", "/v1/rollouts?dry_run=1", "application/json", body, strlen(body), NULL, &r);
+	free(body);
+	if (rc == 0 && r.status != 200) {
+		rc = report_error(&r);
+	} else if (rc == 0 && strcmp(format, "json") == 0) {
+		fwrite(r.body.data, 1, r.body.len, stdout);
+		fputc('\n', stdout);
+	} else if (rc == 0) {
+		json_t *doc = parse_ok(&r);
+		rc = doc ? print_plan_json_as_text(doc) : EXIT_REFUSED;
+		json_decref(doc);
+	}
+	free(r.body.data);
+	return rc;
+}

@@ -1,0 +1,2023 @@
+/*
+ * planner.c - the planner of spec/policy.md, steps 1 to 6 (see planner.h).
+ *
+ * plan_build() runs the steps in order over *units* (a candidate tenant, or
+ * with `unit: cluster` a cluster with candidate tenants):
+ *
+ *   1. candidates    not frozen, version != release (no version: candidate);
+ *   2. wave choice   tenants in (criticality, slug) order, first matching wave
+ *                    with room under max_tenants;
+ *   3/4. dependencies in topological order, pushes, overflow waves; for
+ *                    clusters first the latest step-2 wave of their tenants;
+ *   5. windows       wave by wave, units in (depth, criticality, name) order,
+ *                    each in its earliest free occurrence;
+ *   6. reasons       short stable strings, built last so that wave numbers in
+ *                    them are the final ones (after empty waves are dropped).
+ *
+ * Where policy.md is silent we decided (and tests hold us to it):
+ *   - Plan failures are reported as diagnostics without a position.  A
+ *     release kind the policy does not allow, or a blackout name the fleet
+ *     does not have, stops the planner at once (the rest would be noise for
+ *     the wrong policy); otherwise every unmatched tenant (`unmatched:
+ *     error`, one diagnostic each, in slug order) and every cluster cycle is
+ *     reported before failing.
+ *   - A tenant pushed by several dependencies names the one in the latest
+ *     wave; ties go to the smallest slug (cluster name).  Its reasons are
+ *     `selected by wave "W"` then `after dependency A (wave N)`, N being A's
+ *     final, renumbered wave.
+ *   - `unit: cluster`: a tenant whose own step-2 wave is the cluster's wave
+ *     says `selected by wave "W"`; every other candidate tenant of the
+ *     cluster (unmatched, or selected by an earlier wave) says `moves with
+ *     cluster C`.  Dependency reasons, `depends on unassigned X` and the
+ *     overflow warning name clusters.  A cluster with no selected tenant
+ *     leaves each of its tenants unassigned with `matched no wave`.
+ *   - `tenant x depends on frozen tenant y` is warned for every candidate x,
+ *     placed or not.  Warnings are sorted and unique.
+ *   - Of several window occurrences starting at the same instant the one
+ *     listed first is tried first.
+ *   - Delay reasons: for each blackout calendar and for the cluster cap, the
+ *     latest `until` that rejected an earlier candidate; listed after the
+ *     wave reasons in (until, text) order.  A blackout rejection names the
+ *     latest-ending occurrence of that calendar overlapping the candidate;
+ *     `cluster C full until T` names the end of the last saturated stretch
+ *     the candidate ran into.  Slot placements add `slot from wave start`
+ *     (respect_windows: false) or `no maintenance windows: slot from wave
+ *     start` (a tenant or cluster without windows) before the delays.
+ *   - Intervals are half-open: a window ending when a blackout starts does
+ *     not overlap it, and a cap slot frees at the instant a window ends.
+ *   - Tenant windows are written with the tenant's offset even when it is
+ *     zero ("+00:00"); wave times, the plan start and times inside reasons
+ *     are UTC with "Z".
+ *   - A zero slot or horizon in a hand-built policy means the default (30m,
+ *     120d); policy_parse always fills them.
+ *
+ * Cost: O(n log n) in the tenants plus the candidate occurrences tried.
+ * Occurrences come from window_expand only.  Each distinct recurrence
+ * (rule, local start, zone, anchor; or a one-off range) is expanded once,
+ * lazily and only as far as some unit looks, and shared by every unit that
+ * has it (see "Recurrences"); blackout calendars become sorted occurrence
+ * arrays with a prefix maximum of ends (one binary search per check); the
+ * cluster cap is a treap of count breakpoints per cluster (read-only range
+ * probes, range add in O(log n)); a rejected candidate jumps its occurrence
+ * list past the instant that rejected it.  Units are sorted once by name and
+ * numbered in that order, so every "smallest name" tie-break is an integer
+ * comparison.  The plan lives in one arena (plan_free releases it); the
+ * working state is freed before plan_build returns.
+ */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "wavesched/arena.h"
+#include "wavesched/planner.h"
+#include "wavesched/window.h"
+
+#define PLAN_DEFAULT_SLOT_S ((int64_t)30 * 60)
+#define PLAN_DEFAULT_HORIZON_S ((int64_t)120 * 86400)
+#define DEFAULT_ANCHOR "2000-01-01"
+#define NO_TIME INT64_MIN
+
+/* Allocation --------------------------------------------------------------- */
+
+/* Like the arena: without memory a planner has nothing useful to return. */
+static void plan_oom(void)
+{
+	fprintf(stderr, "wavesched: out of memory while planning\n");
+	abort();
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		plan_oom();
+	return p;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		plan_oom();
+	return p;
+}
+
+/* Grows *v (of *cap elements of `size`) to hold at least `need`. */
+static void vec_reserve(void *vp, size_t *cap, size_t need, size_t size)
+{
+	void **v = vp;
+	if (need <= *cap)
+		return;
+	size_t c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	void *p = realloc(*v, c * size);
+	if (!p)
+		plan_oom();
+	*v = p;
+	*cap = c;
+}
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	int rc = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		plan_oom();
+	return s;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+	return hash_bytes(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}
+
+#define HASH_SEED 0xcbf29ce484222325ULL
+
+/* String interning ---------------------------------------------------------
+ * Reasons repeat across thousands of tenants, and zones are compared by
+ * pointer: both are interned, the copies living in `a`. */
+typedef struct strset {
+	struct strset_slot {
+		uint64_t h;
+		const char *s;
+	} *slot;
+	size_t cap, len;
+	ws_arena *a;
+} strset;
+
+static void strset_grow(strset *ss)
+{
+	size_t cap = ss->cap ? ss->cap * 2 : 64;
+	struct strset_slot *slot = xcalloc(cap, sizeof(*slot));
+	for (size_t i = 0; i < ss->cap; i++) {
+		if (!ss->slot[i].s)
+			continue;
+		size_t j = ss->slot[i].h & (cap - 1);
+		while (slot[j].s)
+			j = (j + 1) & (cap - 1);
+		slot[j] = ss->slot[i];
+	}
+	free(ss->slot);
+	ss->slot = slot;
+	ss->cap = cap;
+}
+
+/* The interned copy of s. */
+static const char *strset_intern(strset *ss, const char *s)
+{
+	if ((ss->len + 1) * 2 > ss->cap)
+		strset_grow(ss);
+	uint64_t h = hash_str(HASH_SEED, s);
+	size_t j = h & (ss->cap - 1);
+	for (; ss->slot[j].s; j = (j + 1) & (ss->cap - 1))
+		if (ss->slot[j].h == h && strcmp(ss->slot[j].s, s) == 0)
+			return ss->slot[j].s;
+	ss->slot[j].h = h;
+	ss->slot[j].s = ws_arena_strdup(ss->a, s);
+	ss->len++;
+	return ss->slot[j].s;
+}
+
+static void strset_free(strset *ss)
+{
+	free(ss->slot);
+	memset(ss, 0, sizeof(*ss));
+}
+
+/* The first index in sorted a[0..n) with a[i] >= x, searching from `lo`. */
+static size_t lower_bound(const int64_t *a, size_t lo, size_t n, int64_t x)
+{
+	size_t hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (a[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Recurrences --------------------------------------------------------------
+ * The occurrence starts of a distinct recurrence: (rule, local start, zone,
+ * anchor), or one one-off range.  The duration is left out of the key: an
+ * occurrence ends exactly `duration` after it starts (fleet.md; window_expand
+ * computes it the same way), so windows that differ only in length share
+ * one expansion and each unit adds its own length.
+ *
+ * Expansion through libical is the planner's dominant cost (~15 us a call,
+ * ~3 us an occurrence), so it is lazy: a recurrence is expanded in doubling
+ * chunks from the first instant a unit asks for, and only as far as units
+ * look.  Waves start in time order, so a request never goes back before an
+ * earlier one's start; an instant past the expanded range skips the gap. */
+typedef struct rec {
+	const ws_window *w;      /* the first window seen with this key */
+	const char *zone;        /* interned: the zone it is computed in */
+	uint64_t h;
+	int64_t hi;              /* every start in [lo, hi) is listed; INT64_MIN: none yet */
+	int64_t chunk;           /* the next expansion's length */
+	int64_t *start;          /* sorted */
+	int *off;                /* the zone's offset at each start */
+	size_t n, cap;
+} rec;
+
+typedef struct rectab {
+	rec *v;
+	size_t n, cap;
+	int32_t *slot;           /* open addressing over v, -1 empty */
+	size_t slot_cap;
+} rectab;
+
+static uint64_t rec_hash(const ws_window *w, const char *zone)
+{
+	uint64_t h = HASH_SEED;
+	if (w->one_off) {
+		h = hash_bytes(h, &w->from_utc, sizeof(w->from_utc));
+		return hash_bytes(h, &w->to_utc, sizeof(w->to_utc));
+	}
+	h = hash_str(h, w->rrule);
+	h = hash_bytes(h, &w->start_minute, sizeof(w->start_minute));
+	h = hash_str(h, zone);
+	return hash_str(h, w->anchor ? w->anchor : DEFAULT_ANCHOR);
+}
+
+static bool rec_same(const rec *r, const ws_window *w, const char *zone)
+{
+	const ws_window *x = r->w;
+	if (x->one_off || w->one_off)
+		return x->one_off && w->one_off && x->from_utc == w->from_utc &&
+		       x->to_utc == w->to_utc;
+	return x->start_minute == w->start_minute && r->zone == zone &&
+	       strcmp(x->rrule, w->rrule) == 0 &&
+	       strcmp(x->anchor ? x->anchor : DEFAULT_ANCHOR,
+		      w->anchor ? w->anchor : DEFAULT_ANCHOR) == 0;
+}
+
+static void rectab_rehash(rectab *t)
+{
+	size_t cap = t->slot_cap ? t->slot_cap * 2 : 64;
+	int32_t *slot = xmalloc(cap * sizeof(*slot));
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = -1;
+	for (size_t i = 0; i < t->n; i++) {
+		size_t j = t->v[i].h & (cap - 1);
+		while (slot[j] >= 0)
+			j = (j + 1) & (cap - 1);
+		slot[j] = (int32_t)i;
+	}
+	free(t->slot);
+	t->slot = slot;
+	t->slot_cap = cap;
+}
+
+/* The id of the recurrence of `w` computed in `zone` (interned). */
+static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
+{
+	if ((t->n + 1) * 2 > t->slot_cap)
+		rectab_rehash(t);
+	uint64_t h = rec_hash(w, zone);
+	size_t j = h & (t->slot_cap - 1);
+	for (; t->slot[j] >= 0; j = (j + 1) & (t->slot_cap - 1)) {
+		rec *r = &t->v[t->slot[j]];
+		if (r->h == h && rec_same(r, w, zone))
+			return (uint32_t)t->slot[j];
+	}
+	vec_reserve(&t->v, &t->cap, t->n + 1, sizeof(*t->v));
+	rec *r = &t->v[t->n];
+	memset(r, 0, sizeof(*r));
+	r->w = w;
+	r->zone = zone;
+	r->h = h;
+	r->hi = INT64_MIN;
+	t->slot[j] = (int32_t)t->n;
+	return (uint32_t)t->n++;
+}
+
+static int64_t window_length(const ws_window *w)
+{
+	return w->one_off ? w->to_utc - w->from_utc : w->duration_s;
+}
+
+typedef struct collect_arg {
+	rec *r;
+	int64_t from;
+} collect_arg;
+
+static int rec_collect_cb(void *arg, const ws_interval *iv)
+{
+	collect_arg *c = arg;
+	rec *r = c->r;
+	if (iv->start < c->from)
+		return 0;   /* listed already, or before anything asked for */
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 32;
+		int64_t *st = realloc(r->start, cap * sizeof(*st));
+		if (st)
+			r->start = st;
+		int *of = realloc(r->off, cap * sizeof(*of));
+		if (of)
+			r->off = of;
+		if (!st || !of)
+			plan_oom();
+		r->cap = cap;
+	}
+	r->start[r->n] = iv->start;
+	r->off[r->n] = iv->utc_offset;
+	r->n++;
+	return 0;
+}
+
+/*
+ * The first expansion's length: about two occurrences, so that a unit
+ * placed in its first free occurrence costs one libical call.  Only a
+ * sizing hint read from the rule's text; the occurrences themselves always
+ * come from window_expand.  A one-off range is expanded at once.
+ */
+static int64_t rec_first_chunk(const ws_window *w)
+{
+	if (w->one_off)
+		return INT64_MAX / 4;
+	bool daily = strcasestr(w->rrule, "FREQ=DAILY") && !strcasestr(w->rrule, "INTERVAL");
+	return (int64_t)(daily ? 3 : 15) * 86400;
+}
+
+/* Lists the starts in [max(hi, from), next chunk end); false when `limit`
+ * was reached already. */
+static bool rec_extend(rec *r, int64_t from, int64_t limit)
+{
+	int64_t lo = r->hi > from ? r->hi : from;
+	if (lo >= limit)
+		return false;
+	if (!r->chunk)
+		r->chunk = rec_first_chunk(r->w);
+	int64_t until = limit - lo > r->chunk ? lo + r->chunk : limit;
+	if (r->chunk < INT64_MAX / 4)
+		r->chunk *= 2;
+	collect_arg c = { .r = r, .from = lo };
+	/* A validated fleet always expands; a window that cannot be expanded
+	 * simply offers no occurrence. */
+	(void)window_expand(r->w, r->zone, lo, until, rec_collect_cb, &c);
+	r->hi = until;
+	return true;
+}
+
+/* The first listed occurrence at or after index `i` starting at or after
+ * `t`, expanding as needed; r->n when there is none before `limit`.
+ * `floor` is the current wave's start: no unit will ever ask for anything
+ * before it, so a gap up to there is never expanded.  (Only the wave start
+ * may bound that: another unit of the same wave may still look before `t`.) */
+static size_t rec_seek(rec *r, size_t i, int64_t t, int64_t floor, int64_t limit)
+{
+	for (;;) {
+		i = lower_bound(r->start, i, r->n, t);
+		if (i < r->n || !rec_extend(r, floor, limit))
+			return i;
+	}
+}
+
+static void rectab_free(rectab *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->v[i].start);
+		free(t->v[i].off);
+	}
+	free(t->v);
+	free(t->slot);
+}
+
+/* Blackout calendars ------------------------------------------------------
+ * The occurrences of one blocking calendar, sorted by start, with the index
+ * of the latest end among the first i + 1: the occurrences overlapping
+ * [s, e) are among those starting before e, and one does iff the latest of
+ * their ends is after s. */
+typedef struct calidx {
+	const ws_calendar *cal;
+	int64_t *start, *end;
+	size_t *pmax;
+	size_t n, cap;
+} calidx;
+
+typedef struct ival {
+	int64_t s, e;
+} ival;
+
+static int ival_cmp(const void *a, const void *b)
+{
+	const ival *x = a, *y = b;
+	if (x->s != y->s)
+		return x->s < y->s ? -1 : 1;
+	return (x->e > y->e) - (x->e < y->e);
+}
+
+typedef struct ival_vec {
+	ival *v;
+	size_t n, cap;
+} ival_vec;
+
+static int cal_collect_cb(void *arg, const ws_interval *iv)
+{
+	ival_vec *x = arg;
+	vec_reserve(&x->v, &x->cap, x->n + 1, sizeof(*x->v));
+	x->v[x->n].s = iv->start;
+	x->v[x->n].e = iv->end;
+	x->n++;
+	return 0;
+}
+
+static void calidx_build(calidx *ci, const ws_calendar *cal, int64_t from, int64_t until)
+{
+	ival_vec x = { 0 };
+	ci->cal = cal;
+	for (size_t i = 0; i < cal->n_occurrences; i++)
+		(void)window_expand(&cal->occurrences[i], "UTC", from, until, cal_collect_cb, &x);
+	if (x.n > 1)
+		qsort(x.v, x.n, sizeof(*x.v), ival_cmp);
+	ci->n = x.n;
+	ci->start = xmalloc(x.n * sizeof(*ci->start));
+	ci->end = xmalloc(x.n * sizeof(*ci->end));
+	ci->pmax = xmalloc(x.n * sizeof(*ci->pmax));
+	for (size_t i = 0; i < x.n; i++) {
+		ci->start[i] = x.v[i].s;
+		ci->end[i] = x.v[i].e;
+		ci->pmax[i] = i > 0 && ci->end[ci->pmax[i - 1]] >= x.v[i].e ? ci->pmax[i - 1] : i;
+	}
+	free(x.v);
+}
+
+/* The end of the latest-ending occurrence overlapping [s, e), or NO_TIME. */
+static int64_t calidx_block(const calidx *ci, int64_t s, int64_t e)
+{
+	size_t j = lower_bound(ci->start, 0, ci->n, e);   /* first starting at/after e */
+	if (j == 0)
+		return NO_TIME;
+	int64_t end = ci->end[ci->pmax[j - 1]];
+	return end > s ? end : NO_TIME;
+}
+
+static void calidx_free(calidx *ci)
+{
+	free(ci->start);
+	free(ci->end);
+	free(ci->pmax);
+}
+
+/* The cluster cap ----------------------------------------------------------
+ * Per cluster, the number of its units in progress as a step function: a
+ * treap of breakpoints keyed by time, each holding the count from its key to
+ * the next key, with lazy range add and subtree max/min.  Nodes of every
+ * cluster come from one pool, emptied after each wave (waves never overlap
+ * in time, so a wave starts with no unit in progress). */
+typedef struct cap_node {
+	int64_t key;
+	int32_t l, r;
+	uint32_t prio;
+	int32_t val, lazy, mx, mn;
+} cap_node;
+
+typedef struct cap_pool {
+	cap_node *n;             /* n[0] is the empty tree */
+	size_t len, cap;
+	uint32_t rng;
+} cap_pool;
+
+static int32_t cap_new(cap_pool *p, int64_t key, int32_t val)
+{
+	vec_reserve(&p->n, &p->cap, p->len + 1, sizeof(*p->n));
+	/* xorshift32: the tree's shape never shows in a result, but the same
+	 * input still builds the same tree. */
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 17;
+	p->rng ^= p->rng << 5;
+	cap_node *x = &p->n[p->len];
+	x->key = key;
+	x->l = x->r = 0;
+	x->prio = p->rng;
+	x->val = x->mx = x->mn = val;
+	x->lazy = 0;
+	return (int32_t)p->len++;
+}
+
+static void cap_apply(cap_pool *p, int32_t x, int32_t a)
+{
+	if (!x)
+		return;
+	p->n[x].val += a;
+	p->n[x].mx += a;
+	p->n[x].mn += a;
+	p->n[x].lazy += a;
+}
+
+static void cap_push(cap_pool *p, int32_t x)
+{
+	if (x && p->n[x].lazy) {
+		cap_apply(p, p->n[x].l, p->n[x].lazy);
+		cap_apply(p, p->n[x].r, p->n[x].lazy);
+		p->n[x].lazy = 0;
+	}
+}
+
+static void cap_pull(cap_pool *p, int32_t x)
+{
+	cap_node *n = &p->n[x];
+	n->mx = n->mn = n->val;
+	if (n->l) {
+		n->mx = p->n[n->l].mx > n->mx ? p->n[n->l].mx : n->mx;
+		n->mn = p->n[n->l].mn < n->mn ? p->n[n->l].mn : n->mn;
+	}
+	if (n->r) {
+		n->mx = p->n[n->r].mx > n->mx ? p->n[n->r].mx : n->mx;
+		n->mn = p->n[n->r].mn < n->mn ? p->n[n->r].mn : n->mn;
+	}
+}
+
+/* Splits x into keys < key (*a) and keys >= key (*b). */
+static void cap_split(cap_pool *p, int32_t x, int64_t key, int32_t *a, int32_t *b)
+{
+	if (!x) {
+		*a = *b = 0;
+		return;
+	}
+	cap_push(p, x);
+	if (p->n[x].key < key) {
+		int32_t ra, rb;
+		cap_split(p, p->n[x].r, key, &ra, &rb);
+		p->n[x].r = ra;
+		cap_pull(p, x);
+		*a = x;
+		*b = rb;
+	} else {
+		int32_t la, lb;
+		cap_split(p, p->n[x].l, key, &la, &lb);
+		p->n[x].l = lb;
+		cap_pull(p, x);
+		*a = la;
+		*b = x;
+	}
+}
+
+/* Joins a and b, every key of a below every key of b. */
+static int32_t cap_merge(cap_pool *p, int32_t a, int32_t b)
+{
+	if (!a || !b)
+		return a ? a : b;
+	if (p->n[a].prio > p->n[b].prio) {
+		cap_push(p, a);
+		p->n[a].r = cap_merge(p, p->n[a].r, b);
+		cap_pull(p, a);
+		return a;
+	}
+	cap_push(p, b);
+	p->n[b].l = cap_merge(p, a, p->n[b].l);
+	cap_pull(p, b);
+	return b;
+}
+
+static int32_t cap_first(cap_pool *p, int32_t x)
+{
+	while (x) {
+		cap_push(p, x);
+		if (!p->n[x].l)
+			break;
+		x = p->n[x].l;
+	}
+	return x;
+}
+
+static int32_t cap_last(cap_pool *p, int32_t x)
+{
+	while (x) {
+		cap_push(p, x);
+		if (!p->n[x].r)
+			break;
+		x = p->n[x].r;
+	}
+	return x;
+}
+
+/*
+ * Probing is read-only: most candidates of a busy cluster are rejected, and
+ * a probe that split and merged the tree would write to it every time.  A
+ * node's stored val/mx/mn include the adds applied to it; the adds still
+ * pending for its children are its `lazy`, so the true values below a node
+ * are the stored ones plus the sum of its ancestors' lazies (`acc`).
+ */
+
+/* The greatest key <= t (its true count in *val), or 0. */
+static int32_t cap_floor(const cap_pool *p, int32_t x, int64_t t, int32_t *val)
+{
+	int32_t best = 0, acc = 0;
+	while (x) {
+		const cap_node *n = &p->n[x];
+		if (n->key <= t) {
+			best = x;
+			*val = n->val + acc;
+			acc += n->lazy;
+			x = n->r;
+		} else {
+			acc += n->lazy;
+			x = n->l;
+		}
+	}
+	return best;
+}
+
+/* The highest true count among keys in [lo, hi). */
+static int32_t cap_range_max(const cap_pool *p, int32_t x, int64_t lo, int64_t hi)
+{
+	int32_t acc = 0, best = INT32_MIN;
+	/* Down to the first node inside the range: it splits the range. */
+	while (x && (p->n[x].key < lo || p->n[x].key >= hi)) {
+		acc += p->n[x].lazy;
+		x = p->n[x].key < lo ? p->n[x].r : p->n[x].l;
+	}
+	if (!x)
+		return best;
+	best = p->n[x].val + acc;
+	int32_t base = acc + p->n[x].lazy;
+	/* Left side: keys >= lo. */
+	acc = base;
+	for (int32_t y = p->n[x].l; y;) {
+		const cap_node *n = &p->n[y];
+		if (n->key >= lo) {
+			if (n->val + acc > best)
+				best = n->val + acc;
+			if (n->r && p->n[n->r].mx + acc + n->lazy > best)
+				best = p->n[n->r].mx + acc + n->lazy;
+			acc += n->lazy;
+			y = n->l;
+		} else {
+			acc += n->lazy;
+			y = n->r;
+		}
+	}
+	/* Right side: keys < hi. */
+	acc = base;
+	for (int32_t y = p->n[x].r; y;) {
+		const cap_node *n = &p->n[y];
+		if (n->key < hi) {
+			if (n->val + acc > best)
+				best = n->val + acc;
+			if (n->l && p->n[n->l].mx + acc + n->lazy > best)
+				best = p->n[n->l].mx + acc + n->lazy;
+			acc += n->lazy;
+			y = n->r;
+		} else {
+			acc += n->lazy;
+			y = n->l;
+		}
+	}
+	return best;
+}
+
+/* The greatest key in [lo, hi) whose true count is >= cap, or 0. */
+static int32_t cap_last_full(const cap_pool *p, int32_t x, int32_t acc, int64_t lo, int64_t hi,
+			     int32_t cap)
+{
+	if (!x || p->n[x].mx + acc < cap)
+		return 0;
+	const cap_node *n = &p->n[x];
+	int32_t r;
+	if (n->key < hi && (r = cap_last_full(p, n->r, acc + n->lazy, lo, hi, cap)))
+		return r;
+	if (n->key < lo)
+		return 0;
+	if (n->key < hi && n->val + acc >= cap)
+		return x;
+	return cap_last_full(p, n->l, acc + n->lazy, lo, hi, cap);
+}
+
+/* The least key > k whose true count is below cap, or 0. */
+static int32_t cap_next_below(const cap_pool *p, int32_t x, int32_t acc, int64_t k, int32_t cap)
+{
+	if (!x || p->n[x].mn + acc >= cap)
+		return 0;
+	const cap_node *n = &p->n[x];
+	int32_t r;
+	if (n->key > k && (r = cap_next_below(p, n->l, acc + n->lazy, k, cap)))
+		return r;
+	if (n->key > k && n->val + acc < cap)
+		return x;
+	return cap_next_below(p, n->r, acc + n->lazy, k, cap);
+}
+
+/*
+ * Whether one more unit fits in [s, e) under `cap` at every instant: the
+ * count in force at s (from the greatest breakpoint <= s) and at every
+ * breakpoint inside stay below cap.  When not, *until is the end of the
+ * last saturated stretch meeting [s, e): a later candidate of the same
+ * length that starts before it meets that stretch too.
+ */
+static bool cap_fits(const cap_pool *p, int32_t root, int64_t s, int64_t e, int32_t cap,
+		     int64_t *until)
+{
+	int32_t at_s = 0;
+	int32_t fl = cap_floor(p, root, s, &at_s);
+	int64_t lo = fl ? p->n[fl].key : s;
+	if (cap_range_max(p, root, lo, e) < cap)
+		return true;
+	int32_t full = cap_last_full(p, root, 0, lo, e, cap);
+	int32_t q = full ? cap_next_below(p, root, 0, p->n[full].key, cap) : 0;
+	/* The last breakpoint always counts 0 (every window ends). */
+	*until = q ? p->n[q].key : e;
+	return false;
+}
+
+/* Makes `key` a breakpoint, with the count in force just before it. */
+static void cap_breakpoint(cap_pool *p, int32_t *root, int64_t key)
+{
+	int32_t a, b;
+	cap_split(p, *root, key, &a, &b);
+	int32_t fb = cap_first(p, b);
+	if (!(fb && p->n[fb].key == key)) {
+		int32_t la = cap_last(p, a);
+		int32_t x = cap_new(p, key, la ? p->n[la].val : 0);
+		b = cap_merge(p, x, b);
+	}
+	*root = cap_merge(p, a, b);
+}
+
+static void cap_add(cap_pool *p, int32_t *root, int64_t s, int64_t e)
+{
+	cap_breakpoint(p, root, s);
+	cap_breakpoint(p, root, e);
+	int32_t a, b, m, c;
+	cap_split(p, *root, s, &a, &b);
+	cap_split(p, b, e, &m, &c);
+	cap_apply(p, m, 1);
+	*root = cap_merge(p, cap_merge(p, a, m), c);
+}
+
+/* Units --------------------------------------------------------------------- */
+
+enum { U_PENDING = 0, U_PLACED, U_UNASSIGNED };
+enum { WHY_NOMATCH = 1, WHY_DEP, WHY_HORIZON };           /* unassigned reasons */
+enum { SLOT_NONE = 0, SLOT_POLICY, SLOT_NO_WINDOWS };     /* where candidates come from */
+enum { DELAY_BLACKOUT = 0, DELAY_FULL = 1 };
+
+typedef struct unit {
+	const char *name;        /* slug, or cluster name */
+	uint32_t cluster;        /* fleet cluster index */
+	int crit;                /* the tenant's; a cluster's highest */
+	int sel;                 /* step-2 wave, -1 none */
+	int wave;                /* after step 3 (0-based, overflow included) */
+	int push_dep;            /* the unit that pushed it, -1 */
+	int depth;               /* longest chain of candidate dependencies below */
+	int state, why, why_ref; /* why/why_ref: the unassigned reason */
+	int slot_kind;
+	uint32_t dep_off, n_deps;
+	uint32_t rec_off, n_recs;
+	uint32_t cal_off, n_cals;
+	uint32_t mem_off, n_mem; /* its candidate tenants: the tenant's index (n_mem 1), or
+				  * for a cluster an offset into members[], by slug */
+	uint32_t delay_off, n_delays;
+	int64_t ws, we;
+	int32_t rec_id;          /* where the window came from, -1 slot */
+	uint32_t occ;            /* ... and which of its occurrences */
+	const char *zone;        /* interned: the tenant's (tenant mode) or cluster's zone */
+} unit;
+
+typedef struct delay {
+	int kind;
+	uint32_t ref;            /* calidx or fleet cluster index */
+	int64_t until;
+} delay;
+
+typedef struct wave_out {
+	int64_t start, end;
+	uint32_t off, n;         /* into placed[] */
+	int index;               /* 1-based after dropping, 0 dropped */
+} wave_out;
+
+typedef struct planner {
+	const ws_fleet *f;
+	const ws_policy *pol;
+	ws_diags *d;
+	int errors;
+	bool clusters;           /* unit: cluster */
+	int64_t start, horizon_end, slot;
+	size_t n_pw;             /* the policy's waves */
+	int n_waves;             /* including overflow */
+	ws_arena *tmp;           /* working memory with the planner's lifetime */
+	strset zones;
+
+	struct name_ref *cand;   /* the candidates by slug */
+	size_t n_cand;
+	int32_t *t_unit;         /* tenant -> unit, -1 non-candidate */
+	int32_t *t_sel;          /* tenant -> step-2 wave, -1 */
+	unit *u;
+	size_t n_u;
+	uint32_t *deps, *dependents, *dependents_off;
+	struct unit_window {
+		uint32_t rec;
+		int64_t length;
+	} *recs;                 /* each unit's windows */
+	uint32_t *cals, *members;
+	size_t n_recs_total, n_cals_total;
+	int64_t longest;         /* the longest window of any unit */
+
+	rectab rt;
+	calidx *cal;             /* the policy's blocking calendars */
+	size_t n_cal;
+
+	cap_pool pool;
+	int32_t *root;           /* per fleet cluster */
+	uint32_t *touched;       /* clusters with a tree in this wave */
+	size_t n_touched, cap_touched;
+
+	delay *delays;
+	size_t n_delays, cap_delays;
+	struct stream *st;       /* place_unit's scratch */
+	delay *local;
+	size_t cap_st, cap_local;
+	uint32_t *placed;        /* units in placement order, wave after wave */
+	size_t n_placed;
+	wave_out *wo;
+
+	char **warn;
+	size_t n_warn, cap_warn;
+} planner;
+
+static void plan_error(planner *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void plan_error(planner *pl, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ws_diag_addv(pl->d, NULL, 0, 0, fmt, ap);
+	va_end(ap);
+	pl->errors++;
+}
+
+/* Takes ownership of `s`. */
+static void warn_take(planner *pl, char *s)
+{
+	vec_reserve(&pl->warn, &pl->cap_warn, pl->n_warn + 1, sizeof(*pl->warn));
+	pl->warn[pl->n_warn++] = s;
+}
+
+static const char *kind_name(ws_release_kind k)
+{
+	return k == WS_RELEASE_URGENT ? "urgent" : k == WS_RELEASE_STANDARD ? "standard" : "unknown";
+}
+
+static const char *wave_name(const planner *pl, int k, char *buf, size_t size)
+{
+	if ((size_t)k < pl->n_pw)
+		return pl->pol->waves[k].name;
+	snprintf(buf, size, "overflow-%zu", (size_t)k - pl->n_pw + 1);
+	return buf;
+}
+
+static const ws_wave_settings *wave_settings(const planner *pl, int k)
+{
+	if ((size_t)k < pl->n_pw)
+		return &pl->pol->waves[k].s;
+	return pl->n_pw ? &pl->pol->waves[pl->n_pw - 1].s : &pl->pol->defaults;
+}
+
+/* Step 0: the release kind and the calendars ------------------------------- */
+
+static int check_inputs(planner *pl, const ws_plan_input *in)
+{
+	const ws_policy *p = pl->pol;
+	if (!(p->release_kinds & (unsigned)in->kind)) {
+		char kinds[64] = "";
+		if (p->release_kinds & WS_RELEASE_STANDARD)
+			strcat(kinds, "standard");
+		if (p->release_kinds & WS_RELEASE_URGENT)
+			strcat(kinds, *kinds ? ", urgent" : "urgent");
+		plan_error(pl, "policy \"%s\" does not allow %s releases (release_kinds: [%s])",
+			   p->name, kind_name(in->kind), kinds);
+	}
+	pl->cal = xcalloc(p->n_blackouts, sizeof(*pl->cal));
+	for (size_t i = 0; i < p->n_blackouts; i++) {
+		const ws_calendar *cal = NULL;
+		for (size_t j = 0; j < pl->f->n_calendars && !cal; j++)
+			if (strcmp(pl->f->calendars[j].name, p->blackouts[i]) == 0)
+				cal = &pl->f->calendars[j];
+		bool repeated = false;
+		for (size_t j = 0; j < pl->n_cal && !repeated; j++)
+			repeated = pl->cal[j].cal == cal;
+		if (!cal)
+			plan_error(pl, "policy \"%s\" names blackout calendar \"%s\", which the "
+				   "fleet does not define", p->name, p->blackouts[i]);
+		else if (!repeated && (cal->hard || !p->break_glass))
+			pl->cal[pl->n_cal++].cal = cal;   /* soft + break_glass: never blocks */
+	}
+	return pl->errors ? WS_EINVAL : 0;
+}
+
+/* Steps 1 and 2: candidates and wave choice ------------------------------- */
+
+typedef struct name_ref {
+	const char *name;
+	uint32_t idx;
+} name_ref;
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+	const name_ref *x = a, *y = b;
+	return strcmp(x->name, y->name);
+}
+
+static bool is_candidate(const ws_tenant *t, const char *release)
+{
+	return !t->frozen && (!t->version || strcmp(t->version, release) != 0);
+}
+
+/* Step 1: the candidates, sorted by slug once; every later order that
+ * ends in the slug comes from this one. */
+static void collect_candidates(planner *pl, const char *release)
+{
+	const ws_fleet *f = pl->f;
+	size_t nt = f->n_tenants;
+	pl->t_unit = xmalloc(nt * sizeof(*pl->t_unit));
+	pl->t_sel = xmalloc(nt * sizeof(*pl->t_sel));
+	pl->cand = xmalloc(nt * sizeof(*pl->cand));
+	for (size_t i = 0; i < nt; i++) {
+		const ws_tenant *t = &f->tenants[i];
+		pl->t_unit[i] = -1;
+		pl->t_sel[i] = -1;
+		if (is_candidate(t, release)) {
+			pl->t_unit[i] = 0;   /* a candidate; numbered with the units */
+			pl->cand[pl->n_cand++] = (name_ref){ t->slug, (uint32_t)i };
+		}
+	}
+	qsort(pl->cand, pl->n_cand, sizeof(*pl->cand), name_ref_cmp);
+}
+
+/* Step 2: tenants in (criticality low -> critical, slug) order, each to the
+ * first wave that selects it and still has room. */
+static void choose_waves(planner *pl)
+{
+	const ws_fleet *f = pl->f;
+	size_t n = pl->n_cand, start[5] = { 0 };
+	for (size_t k = 0; k < n; k++)
+		start[f->tenants[pl->cand[k].idx].criticality + 1]++;
+	for (int c = 0; c < 4; c++)
+		start[c + 1] += start[c];
+	uint32_t *order = xmalloc(n * sizeof(*order));
+	for (size_t k = 0; k < n; k++)   /* stable: slug order within a level */
+		order[start[f->tenants[pl->cand[k].idx].criticality]++] = pl->cand[k].idx;
+	size_t *taken = xcalloc(pl->n_pw, sizeof(*taken));
+	for (size_t k = 0; k < n; k++) {
+		const ws_tenant *t = &f->tenants[order[k]];
+		for (size_t w = 0; w < pl->n_pw; w++) {
+			const ws_wave *wv = &pl->pol->waves[w];
+			if (wv->max_tenants > 0 && taken[w] >= (size_t)wv->max_tenants)
+				continue;
+			if (selector_match(wv->select, f, t)) {
+				pl->t_sel[order[k]] = (int)w;
+				taken[w]++;
+				break;
+			}
+		}
+	}
+	free(taken);
+	free(order);
+	/* unmatched: error fails the plan first, one diagnostic per tenant. */
+	if (!pl->pol->unmatched_skip)
+		for (size_t k = 0; k < n; k++)
+			if (pl->t_sel[pl->cand[k].idx] < 0)
+				plan_error(pl, "tenant \"%s\" matches no wave (unmatched: error)",
+					   pl->cand[k].name);
+}
+
+/* Units and their dependency graph ----------------------------------------- */
+
+typedef struct edge {
+	uint32_t from, to;       /* from depends on to */
+} edge;
+
+static int edge_cmp(const void *a, const void *b)
+{
+	const edge *x = a, *y = b;
+	if (x->from != y->from)
+		return x->from < y->from ? -1 : 1;
+	return (x->to > y->to) - (x->to < y->to);
+}
+
+/* Units are numbered in name order, so "smallest name" is "smallest index". */
+static void build_units(planner *pl)
+{
+	const ws_fleet *f = pl->f;
+	if (!pl->clusters) {
+		pl->n_u = pl->n_cand;
+		pl->u = xcalloc(pl->n_u, sizeof(*pl->u));
+		for (size_t k = 0; k < pl->n_cand; k++) {
+			uint32_t ti = pl->cand[k].idx;
+			const ws_tenant *t = &f->tenants[ti];
+			unit *u = &pl->u[k];
+			pl->t_unit[ti] = (int32_t)k;
+			u->name = t->slug;
+			u->cluster = (uint32_t)t->cluster_index;
+			u->crit = (int)t->criticality;
+			u->sel = pl->t_sel[ti];
+			u->mem_off = ti;   /* the tenant itself */
+			u->n_mem = 1;
+		}
+		return;
+	}
+	/* Clusters holding candidates, by name; their members by slug. */
+	uint32_t *count = xcalloc(f->n_clusters, sizeof(*count));
+	for (size_t k = 0; k < pl->n_cand; k++)
+		count[f->tenants[pl->cand[k].idx].cluster_index]++;
+	name_ref *order = xmalloc(f->n_clusters * sizeof(*order));
+	size_t n = 0;
+	for (size_t c = 0; c < f->n_clusters; c++)
+		if (count[c])
+			order[n++] = (name_ref){ f->clusters[c].name, (uint32_t)c };
+	qsort(order, n, sizeof(*order), name_ref_cmp);
+	int32_t *c_unit = xmalloc(f->n_clusters * sizeof(*c_unit));
+	pl->n_u = n;
+	pl->u = xcalloc(n, sizeof(*pl->u));
+	uint32_t off = 0;
+	for (size_t k = 0; k < n; k++) {
+		unit *u = &pl->u[k];
+		c_unit[order[k].idx] = (int32_t)k;
+		u->name = f->clusters[order[k].idx].name;
+		u->cluster = order[k].idx;
+		u->sel = -1;
+		u->mem_off = off;
+		off += count[order[k].idx];
+	}
+	pl->members = xmalloc(off * sizeof(*pl->members));
+	for (size_t k = 0; k < pl->n_cand; k++) {
+		uint32_t ti = pl->cand[k].idx;
+		const ws_tenant *t = &f->tenants[ti];
+		unit *u = &pl->u[c_unit[t->cluster_index]];
+		pl->members[u->mem_off + u->n_mem++] = ti;
+		pl->t_unit[ti] = c_unit[t->cluster_index];
+		if ((int)t->criticality > u->crit)
+			u->crit = (int)t->criticality;
+		if (pl->t_sel[ti] > u->sel)
+			u->sel = pl->t_sel[ti];   /* the latest: the most cautious */
+	}
+	free(c_unit);
+	free(order);
+	free(count);
+}
+
+/* One tenant of a unit: the tenant itself, or the k-th member of a cluster. */
+static uint32_t unit_tenant(const planner *pl, const unit *u, uint32_t k)
+{
+	return pl->clusters ? pl->members[u->mem_off + k] : u->mem_off;
+}
+
+static void build_graph(planner *pl)
+{
+	const ws_fleet *f = pl->f;
+	edge *e = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < f->n_tenants; i++) {
+		const ws_tenant *t = &f->tenants[i];
+		if (pl->t_unit[i] < 0)
+			continue;
+		for (size_t j = 0; j < t->n_depends_on; j++) {
+			size_t di = t->depends_on_index ? t->depends_on_index[j] : SIZE_MAX;
+			if (di >= f->n_tenants)
+				continue;
+			const ws_tenant *dt = &f->tenants[di];
+			if (dt->frozen)
+				warn_take(pl, xasprintf("tenant %s depends on frozen tenant %s",
+							t->slug, dt->slug));
+			if (pl->t_unit[di] < 0 || pl->t_unit[di] == pl->t_unit[i])
+				continue;   /* satisfied, or inside one cluster */
+			vec_reserve(&e, &cap, n + 1, sizeof(*e));
+			e[n++] = (edge){ (uint32_t)pl->t_unit[i], (uint32_t)pl->t_unit[di] };
+		}
+	}
+	if (n > 1)
+		qsort(e, n, sizeof(*e), edge_cmp);
+	size_t m = 0;
+	for (size_t k = 0; k < n; k++)
+		if (m == 0 || edge_cmp(&e[m - 1], &e[k]) != 0)
+			e[m++] = e[k];
+	pl->deps = xmalloc(m * sizeof(*pl->deps));
+	pl->dependents = xmalloc(m * sizeof(*pl->dependents));
+	pl->dependents_off = xcalloc(pl->n_u + 1, sizeof(*pl->dependents_off));
+	for (size_t k = 0; k < m; k++) {
+		unit *u = &pl->u[e[k].from];
+		if (u->n_deps == 0)
+			u->dep_off = (uint32_t)k;
+		u->n_deps++;
+		pl->deps[k] = e[k].to;
+		pl->dependents_off[e[k].to + 1]++;
+	}
+	for (size_t k = 0; k < pl->n_u; k++)
+		pl->dependents_off[k + 1] += pl->dependents_off[k];
+	uint32_t *fill = xmalloc((pl->n_u + 1) * sizeof(*fill));
+	memcpy(fill, pl->dependents_off, (pl->n_u + 1) * sizeof(*fill));
+	for (size_t k = 0; k < m; k++)
+		pl->dependents[fill[e[k].to]++] = e[k].from;
+	free(fill);
+	free(e);
+}
+
+/* A growing string for cycle messages. */
+typedef struct sbuf {
+	char *s;
+	size_t len, cap;
+} sbuf;
+
+static void sbuf_add(sbuf *b, const char *s)
+{
+	size_t n = strlen(s);
+	vec_reserve(&b->s, &b->cap, b->len + n + 1, 1);
+	memcpy(b->s + b->len, s, n + 1);
+	b->len += n;
+}
+
+/*
+ * Reports one cycle per strongly connected component of the units Kahn's
+ * algorithm could not order (`left` > 0): the shortest cycle through the
+ * component's smallest name, found breadth-first with dependencies in name
+ * order, written from that name as `a -> b -> a` ("a depends on b", as the
+ * fleet validator writes tenant cycles).  Listing every cycle instead can
+ * take exponential time on a densely tangled fleet.  Components come from
+ * Kosaraju's two passes, iterative so that no chain overflows the stack.
+ */
+static void find_cycles(planner *pl, const uint32_t *left)
+{
+	size_t n = pl->n_u;
+	uint32_t *finish = xmalloc(n * sizeof(*finish));
+	uint32_t *stack = xmalloc(n * sizeof(*stack));
+	uint32_t *next = xmalloc(n * sizeof(*next));
+	int32_t *comp = xmalloc(n * sizeof(*comp));
+	unsigned char *seen = xcalloc(n, 1);
+	size_t nf = 0;
+	/* Pass 1: finishing order along dependencies. */
+	for (size_t r = 0; r < n; r++) {
+		if (!left[r] || seen[r])
+			continue;
+		size_t depth = 0;
+		stack[depth] = (uint32_t)r;
+		next[depth++] = 0;
+		seen[r] = 1;
+		while (depth) {
+			uint32_t x = stack[depth - 1];
+			const unit *u = &pl->u[x];
+			if (next[depth - 1] == u->n_deps) {
+				finish[nf++] = x;
+				depth--;
+				continue;
+			}
+			uint32_t w = pl->deps[u->dep_off + next[depth - 1]++];
+			if (left[w] && !seen[w]) {
+				seen[w] = 1;
+				stack[depth] = w;
+				next[depth++] = 0;
+			}
+		}
+	}
+	/* Pass 2: components along dependents, latest finisher first. */
+	for (size_t i = 0; i < n; i++)
+		comp[i] = -1;
+	int32_t nc = 0;
+	for (size_t k = nf; k-- > 0;) {
+		uint32_t r = finish[k];
+		if (comp[r] >= 0)
+			continue;
+		size_t depth = 0;
+		stack[depth++] = r;
+		comp[r] = nc;
+		while (depth) {
+			uint32_t x = stack[--depth];
+			for (uint32_t e = pl->dependents_off[x]; e < pl->dependents_off[x + 1]; e++) {
+				uint32_t w = pl->dependents[e];
+				if (left[w] && comp[w] < 0) {
+					comp[w] = nc;
+					stack[depth++] = w;
+				}
+			}
+		}
+		nc++;
+	}
+	/* Each component with more than one unit, by its smallest name. */
+	int32_t *parent = xmalloc(n * sizeof(*parent));
+	unsigned char *done = xcalloc((size_t)nc + 1, 1);
+	for (size_t i = 0; i < n; i++)
+		parent[i] = -1;
+	for (size_t s0 = 0; s0 < n; s0++) {
+		if (!left[s0] || done[comp[s0]])
+			continue;
+		done[comp[s0]] = 1;
+		/* Breadth-first from s0 inside its component, back to s0. */
+		size_t head = 0, tail = 0, touched = 0;
+		int32_t last = -1;
+		stack[tail++] = (uint32_t)s0;
+		while (head < tail && last < 0) {
+			uint32_t x = stack[head++];
+			const unit *u = &pl->u[x];
+			for (uint32_t e = 0; e < u->n_deps && last < 0; e++) {
+				uint32_t w = pl->deps[u->dep_off + e];
+				if (comp[w] != comp[s0])
+					continue;
+				if (w == s0)
+					last = (int32_t)x;
+				else if (parent[w] < 0) {
+					parent[w] = (int32_t)x;
+					stack[tail++] = w;
+				}
+			}
+		}
+		touched = tail;
+		if (last >= 0) {
+			size_t len = 0;
+			for (int32_t x = last; x >= 0 && (size_t)x != s0; x = parent[x])
+				next[len++] = (uint32_t)x;   /* reversed path, s0 excluded */
+			sbuf b = { 0 };
+			sbuf_add(&b, pl->clusters ? "cluster dependency cycle: " : "dependency cycle: ");
+			sbuf_add(&b, pl->u[s0].name);
+			for (size_t k = len; k-- > 0;) {
+				sbuf_add(&b, " -> ");
+				sbuf_add(&b, pl->u[next[k]].name);
+			}
+			sbuf_add(&b, " -> ");
+			sbuf_add(&b, pl->u[s0].name);
+			plan_error(pl, "%s", b.s);
+			free(b.s);
+		}
+		for (size_t k = 0; k < touched; k++)
+			parent[stack[k]] = -1;
+	}
+	free(done);
+	free(parent);
+	free(seen);
+	free(comp);
+	free(next);
+	free(stack);
+	free(finish);
+}
+
+/* Steps 3 and 4: dependencies in topological order (Kahn).  Returns WS_EINVAL
+ * after reporting when the units have a cycle. */
+static int resolve_dependencies(planner *pl)
+{
+	size_t n = pl->n_u;
+	uint32_t *left = xmalloc(n * sizeof(*left));
+	uint32_t *queue = xmalloc(n * sizeof(*queue));
+	size_t head = 0, tail = 0;
+	for (size_t i = 0; i < n; i++) {
+		left[i] = pl->u[i].n_deps;
+		if (!left[i])
+			queue[tail++] = (uint32_t)i;
+	}
+	while (head < tail) {
+		uint32_t i = queue[head++];
+		unit *u = &pl->u[i];
+		int wave = u->sel, pushed_by = -1, unassigned_dep = -1;
+		u->push_dep = -1;
+		for (uint32_t k = 0; k < u->n_deps; k++) {
+			const unit *v = &pl->u[pl->deps[u->dep_off + k]];
+			int vi = (int)pl->deps[u->dep_off + k];
+			if (v->depth + 1 > u->depth)
+				u->depth = v->depth + 1;
+			if (v->state == U_UNASSIGNED) {
+				if (unassigned_dep < 0)
+					unassigned_dep = vi;
+			} else if (v->wave + 1 > wave) {
+				wave = v->wave + 1;
+				pushed_by = vi;
+			}
+		}
+		if (u->sel < 0) {
+			u->state = U_UNASSIGNED;
+			u->why = WHY_NOMATCH;
+		} else if (unassigned_dep >= 0) {
+			u->state = U_UNASSIGNED;
+			u->why = WHY_DEP;
+			u->why_ref = unassigned_dep;
+		} else {
+			u->wave = wave;
+			u->push_dep = wave > u->sel ? pushed_by : -1;
+			if (wave + 1 > pl->n_waves)
+				pl->n_waves = wave + 1;
+			if ((size_t)wave >= pl->n_pw) {
+				char buf[40];
+				warn_take(pl, xasprintf("%s %s pushed past the last wave into %s "
+							"(after dependency %s)",
+							pl->clusters ? "cluster" : "tenant", u->name,
+							wave_name(pl, wave, buf, sizeof(buf)),
+							pl->u[pushed_by].name));
+			}
+		}
+		for (uint32_t k = pl->dependents_off[i]; k < pl->dependents_off[i + 1]; k++)
+			if (--left[pl->dependents[k]] == 0)
+				queue[tail++] = pl->dependents[k];
+	}
+	free(queue);
+	int rc = 0;
+	if (tail < n) {
+		find_cycles(pl, left);
+		rc = WS_EINVAL;
+	}
+	free(left);
+	return rc;
+}
+
+/* What each unit may be placed in, and which blackouts bind it. */
+static void collect_windows(planner *pl)
+{
+	const ws_fleet *f = pl->f;
+	size_t rcap = 0, ccap = 0;
+	for (size_t i = 0; i < pl->n_u; i++) {
+		unit *u = &pl->u[i];
+		if (u->state == U_UNASSIGNED)
+			continue;
+		const ws_window *w;
+		size_t nw;
+		const char *zone;
+		if (pl->clusters) {
+			const ws_cluster *c = &f->clusters[u->cluster];
+			w = c->windows;
+			nw = c->n_windows;
+			zone = c->timezone;
+		} else {
+			const ws_tenant *t = &f->tenants[u->mem_off];
+			w = t->windows;
+			nw = t->n_windows;
+			zone = t->timezone;
+		}
+		zone = strset_intern(&pl->zones, zone ? zone : "UTC");
+		u->zone = zone;
+		u->rec_off = (uint32_t)pl->n_recs_total;
+		if (!pl->pol->respect_windows)
+			u->slot_kind = SLOT_POLICY;
+		else if (nw == 0)
+			u->slot_kind = SLOT_NO_WINDOWS;
+		else
+			for (size_t k = 0; k < nw; k++) {
+				const char *z = w[k].timezone ? strset_intern(&pl->zones, w[k].timezone) : zone;
+				vec_reserve(&pl->recs, &rcap, pl->n_recs_total + 1, sizeof(*pl->recs));
+				struct unit_window *x = &pl->recs[pl->n_recs_total++];
+				x->rec = rec_intern(&pl->rt, &w[k], z);
+				x->length = window_length(&w[k]);
+				if (x->length > pl->longest)
+					pl->longest = x->length;
+				u->n_recs++;
+			}
+		/* A calendar binds a unit when it applies to any of its tenants. */
+		u->cal_off = (uint32_t)pl->n_cals_total;
+		for (size_t c = 0; c < pl->n_cal; c++) {
+			const ws_selector *sel = pl->cal[c].cal->applies_to;
+			bool applies = !sel;
+			for (uint32_t k = 0; k < u->n_mem && !applies; k++)
+				applies = selector_match(sel, f, &f->tenants[unit_tenant(pl, u, k)]);
+			if (!applies)
+				continue;
+			vec_reserve(&pl->cals, &ccap, pl->n_cals_total + 1, sizeof(*pl->cals));
+			pl->cals[pl->n_cals_total++] = (uint32_t)c;
+			u->n_cals++;
+		}
+	}
+	/* Blackouts matter up to the end of the longest candidate window. */
+	int64_t longest = pl->longest > pl->slot ? pl->longest : pl->slot;
+	for (size_t c = 0; c < pl->n_cal; c++)
+		calidx_build(&pl->cal[c], pl->cal[c].cal, pl->start, pl->horizon_end + longest);
+}
+
+/* Step 5: windows ------------------------------------------------------------ */
+
+typedef struct stream {
+	int32_t rec;             /* -1: slots from the wave start */
+	size_t i;                /* occurrence, or slot number */
+	int64_t length;
+} stream;
+
+static int cap_of(const planner *pl, int wave, uint32_t cluster)
+{
+	int a = wave_settings(pl, wave)->max_parallel_per_cluster;
+	int b = pl->f->clusters[cluster].max_parallel;
+	if (a > 0 && b > 0)
+		return a < b ? a : b;
+	return a > 0 ? a : b > 0 ? b : 0;
+}
+
+static void delay_note(delay *local, size_t *n, int kind, uint32_t ref, int64_t until)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (local[i].kind == kind && local[i].ref == ref) {
+			if (until > local[i].until)
+				local[i].until = until;
+			return;
+		}
+	}
+	local[(*n)++] = (delay){ kind, ref, until };
+}
+
+/* The earliest free candidate of unit u in wave k starting at `ws0`. */
+static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
+{
+	unit *u = &pl->u[ui];
+	int cap = cap_of(pl, k, u->cluster);
+	size_t ns = u->slot_kind ? 1 : u->n_recs;
+	vec_reserve(&pl->st, &pl->cap_st, ns, sizeof(*pl->st));
+	vec_reserve(&pl->local, &pl->cap_local, u->n_cals + 1, sizeof(*pl->local));
+	stream *st = pl->st;
+	delay *local = pl->local;
+	size_t n_local = 0;
+	if (u->slot_kind) {
+		st[0].rec = -1;
+		st[0].i = 0;
+		st[0].length = pl->slot;
+	} else {
+		for (size_t s = 0; s < ns; s++) {
+			const struct unit_window *x = &pl->recs[u->rec_off + s];
+			st[s].rec = (int32_t)x->rec;
+			st[s].length = x->length;
+			st[s].i = rec_seek(&pl->rt.v[x->rec], 0, ws0, ws0, pl->horizon_end);
+		}
+	}
+	for (;;) {
+		int best = -1;
+		int64_t bs = INT64_MAX, be = 0;
+		for (size_t s = 0; s < ns; s++) {
+			int64_t cs, ce;
+			if (st[s].rec < 0) {
+				cs = ws0 + (int64_t)st[s].i * pl->slot;
+				ce = cs + pl->slot;
+				if (cs >= pl->horizon_end)
+					continue;
+			} else {
+				const rec *r = &pl->rt.v[st[s].rec];
+				if (st[s].i >= r->n)
+					continue;
+				cs = r->start[st[s].i];
+				ce = cs + st[s].length;
+			}
+			if (cs < bs) {
+				bs = cs;
+				be = ce;
+				best = (int)s;
+			}
+		}
+		if (best < 0) {
+			u->state = U_UNASSIGNED;
+			u->why = WHY_HORIZON;
+			break;
+		}
+		int64_t clear = NO_TIME;   /* the instant every rejection is behind */
+		for (uint32_t c = 0; c < u->n_cals; c++) {
+			uint32_t ci = pl->cals[u->cal_off + c];
+			int64_t until = calidx_block(&pl->cal[ci], bs, be);
+			if (until != NO_TIME) {
+				delay_note(local, &n_local, DELAY_BLACKOUT, ci, until);
+				if (until > clear)
+					clear = until;
+			}
+		}
+		int64_t full_until;
+		if (cap > 0 && !cap_fits(&pl->pool, pl->root[u->cluster], bs, be, cap, &full_until)) {
+			delay_note(local, &n_local, DELAY_FULL, u->cluster, full_until);
+			if (full_until > clear)
+				clear = full_until;
+		}
+		if (clear == NO_TIME) {
+			u->state = U_PLACED;
+			u->ws = bs;
+			u->we = be;
+			u->rec_id = st[best].rec;
+			u->occ = st[best].rec < 0 ? 0 : (uint32_t)st[best].i;
+			if (cap > 0) {
+				if (pl->root[u->cluster] == 0) {
+					vec_reserve(&pl->touched, &pl->cap_touched,
+						    pl->n_touched + 1, sizeof(*pl->touched));
+					pl->touched[pl->n_touched++] = u->cluster;
+				}
+				cap_add(&pl->pool, &pl->root[u->cluster], bs, be);
+			}
+			u->delay_off = (uint32_t)pl->n_delays;
+			u->n_delays = (uint32_t)n_local;
+			if (n_local) {
+				vec_reserve(&pl->delays, &pl->cap_delays, pl->n_delays + n_local,
+					    sizeof(*pl->delays));
+				memcpy(pl->delays + pl->n_delays, local, n_local * sizeof(*local));
+				pl->n_delays += n_local;
+			}
+			break;
+		}
+		/* Every later candidate of this stream has the same length, so one
+		 * starting before `clear` meets what rejected this one. */
+		stream *s = &st[best];
+		if (s->rec < 0) {
+			int64_t i = (clear - ws0 + pl->slot - 1) / pl->slot;
+			s->i = (size_t)i > s->i + 1 ? (size_t)i : s->i + 1;
+		} else {
+			s->i = rec_seek(&pl->rt.v[s->rec], s->i + 1, clear, ws0, pl->horizon_end);
+		}
+	}
+}
+
+/* The order of units within a wave as one integer: (depth, criticality,
+ * index), the index standing for the name.  Sorting keys rather than units
+ * keeps the comparison away from the unit array. */
+static uint64_t unit_order_key(const unit *u, uint32_t i)
+{
+	uint64_t depth = u->depth < 0xffffff ? (uint64_t)u->depth : 0xffffff;
+	return depth << 40 | (uint64_t)u->crit << 32 | i;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static void schedule_waves(planner *pl)
+{
+	int nw = pl->n_waves;
+	pl->wo = xcalloc((size_t)nw, sizeof(*pl->wo));
+	/* Bucket the units by wave (counting sort), then order each wave. */
+	uint32_t *off = xcalloc((size_t)nw + 1, sizeof(*off));
+	for (size_t i = 0; i < pl->n_u; i++)
+		if (pl->u[i].state == U_PENDING)
+			off[pl->u[i].wave + 1]++;
+	for (int k = 0; k < nw; k++)
+		off[k + 1] += off[k];
+	uint64_t *bucket = xmalloc((off[nw] ? off[nw] : 1) * sizeof(*bucket));
+	uint32_t *fill = xmalloc(((size_t)nw + 1) * sizeof(*fill));
+	memcpy(fill, off, ((size_t)nw + 1) * sizeof(*fill));
+	for (size_t i = 0; i < pl->n_u; i++)
+		if (pl->u[i].state == U_PENDING)
+			bucket[fill[pl->u[i].wave]++] = unit_order_key(&pl->u[i], (uint32_t)i);
+	free(fill);
+	pl->placed = xmalloc((off[nw] ? off[nw] : 1) * sizeof(*pl->placed));
+	pl->root = xcalloc(pl->f->n_clusters, sizeof(*pl->root));
+	pl->pool.len = 1;   /* node 0 is the empty tree */
+	vec_reserve(&pl->pool.n, &pl->pool.cap, 1, sizeof(*pl->pool.n));
+	memset(&pl->pool.n[0], 0, sizeof(pl->pool.n[0]));
+	pl->pool.rng = 2463534242u;
+
+	int64_t cursor = pl->start;
+	int index = 0;
+	for (int k = 0; k < nw; k++) {
+		uint64_t *b = bucket + off[k];
+		size_t n = off[k + 1] - off[k];
+		qsort(b, n, sizeof(*b), u64_cmp);
+		wave_out *w = &pl->wo[k];
+		w->start = cursor;
+		w->end = NO_TIME;
+		w->off = (uint32_t)pl->n_placed;
+		for (size_t j = 0; j < n; j++) {
+			uint32_t ui = (uint32_t)b[j];
+			unit *u = &pl->u[ui];
+			/* Dependencies are in earlier waves: any that found no window
+			 * is final by now. */
+			for (uint32_t q = 0; q < u->n_deps; q++) {
+				uint32_t v = pl->deps[u->dep_off + q];
+				if (pl->u[v].state == U_UNASSIGNED) {
+					u->state = U_UNASSIGNED;
+					u->why = WHY_DEP;
+					u->why_ref = (int)v;
+					break;
+				}
+			}
+			if (u->state == U_UNASSIGNED)
+				continue;
+			place_unit(pl, ui, k, cursor);
+			if (u->state != U_PLACED)
+				continue;
+			pl->placed[pl->n_placed++] = ui;
+			if (u->we > w->end)
+				w->end = u->we;
+		}
+		w->n = (uint32_t)(pl->n_placed - w->off);
+		if (w->n) {
+			/* A dropped wave adds no soak: the cursor moves only here. */
+			w->index = ++index;
+			cursor = w->end + wave_settings(pl, k)->soak_s;
+		}
+		for (size_t t = 0; t < pl->n_touched; t++)
+			pl->root[pl->touched[t]] = 0;
+		pl->n_touched = 0;
+		pl->pool.len = 1;
+	}
+	free(bucket);
+	free(off);
+}
+
+/* Step 6: the plan and its reasons -----------------------------------------
+ * Reasons repeat across tenants, so each distinct text is made once and
+ * shared: the wave and slot reasons up front, the delay reasons through a
+ * cache keyed by (kind, calendar or cluster, until). */
+typedef struct delay_text {
+	int kind;
+	uint32_t ref;
+	int64_t until;
+	const char *text;
+} delay_text;
+
+typedef struct out_ctx {
+	planner *pl;
+	ws_arena *a;
+	strset reasons;          /* interned texts, in the plan's arena */
+	const char **selected;   /* per policy wave: `selected by wave "W"` */
+	const char **cluster;    /* per fleet cluster: its name in the arena */
+	const char *slot_policy, *slot_none;
+	delay_text *dt;          /* open addressing; text NULL = empty */
+	size_t dt_cap, dt_len;
+	struct off_slot {        /* (zone, instant) -> offset: libical is slow */
+		const char *zone;
+		int64_t t;
+		int off;
+	} *oc;
+	size_t oc_cap, oc_len;
+} out_ctx;
+
+static uint64_t pair_hash(const void *a, size_t na, int64_t t)
+{
+	return hash_bytes(hash_bytes(HASH_SEED, a, na), &t, sizeof(t));
+}
+
+static int zone_offset(out_ctx *o, const char *zone, int64_t t)
+{
+	if ((o->oc_len + 1) * 2 > o->oc_cap) {
+		size_t cap = o->oc_cap ? o->oc_cap * 2 : 256;
+		struct off_slot *slot = xcalloc(cap, sizeof(*slot));
+		for (size_t i = 0; i < o->oc_cap; i++) {
+			if (!o->oc[i].zone)
+				continue;
+			size_t j = pair_hash(&o->oc[i].zone, sizeof(void *), o->oc[i].t) & (cap - 1);
+			while (slot[j].zone)
+				j = (j + 1) & (cap - 1);
+			slot[j] = o->oc[i];
+		}
+		free(o->oc);
+		o->oc = slot;
+		o->oc_cap = cap;
+	}
+	size_t j = pair_hash(&zone, sizeof(void *), t) & (o->oc_cap - 1);
+	for (; o->oc[j].zone; j = (j + 1) & (o->oc_cap - 1))
+		if (o->oc[j].zone == zone && o->oc[j].t == t)
+			return o->oc[j].off;
+	o->oc[j].zone = zone;
+	o->oc[j].t = t;
+	o->oc[j].off = ws_tz_offset(zone, t);
+	o->oc_len++;
+	return o->oc[j].off;
+}
+
+static const char *reason(out_ctx *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static const char *reason(out_ctx *o, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return strset_intern(&o->reasons, buf);
+}
+
+/* The calendar or cluster a delay names. */
+static const char *delay_name(const planner *pl, const delay *d)
+{
+	return d->kind == DELAY_BLACKOUT ? pl->cal[d->ref].cal->name : pl->f->clusters[d->ref].name;
+}
+
+static const char *delay_reason(out_ctx *o, const delay *dl)
+{
+	planner *pl = o->pl;
+	if ((o->dt_len + 1) * 2 > o->dt_cap) {
+		size_t cap = o->dt_cap ? o->dt_cap * 2 : 256;
+		delay_text *slot = xcalloc(cap, sizeof(*slot));
+		for (size_t i = 0; i < o->dt_cap; i++) {
+			const delay_text *x = &o->dt[i];
+			if (!x->text)
+				continue;
+			uint32_t key[2] = { (uint32_t)x->kind, x->ref };
+			size_t j = pair_hash(key, sizeof(key), x->until) & (cap - 1);
+			while (slot[j].text)
+				j = (j + 1) & (cap - 1);
+			slot[j] = *x;
+		}
+		free(o->dt);
+		o->dt = slot;
+		o->dt_cap = cap;
+	}
+	uint32_t key[2] = { (uint32_t)dl->kind, dl->ref };
+	size_t j = pair_hash(key, sizeof(key), dl->until) & (o->dt_cap - 1);
+	for (; o->dt[j].text; j = (j + 1) & (o->dt_cap - 1))
+		if (o->dt[j].kind == dl->kind && o->dt[j].ref == dl->ref && o->dt[j].until == dl->until)
+			return o->dt[j].text;
+	char t[40];
+	ws_time_format(dl->until, 0, true, t, sizeof(t));
+	const char *text = dl->kind == DELAY_BLACKOUT
+		? reason(o, "blackout %s until %s", delay_name(pl, dl), t)
+		: reason(o, "cluster %s full until %s", delay_name(pl, dl), t);
+	o->dt[j] = (delay_text){ dl->kind, dl->ref, dl->until, text };
+	o->dt_len++;
+	return text;
+}
+
+static int delay_cmp(const void *a, const void *b, void *arg)
+{
+	const planner *pl = arg;
+	const delay *x = a, *y = b;
+	if (x->until != y->until)
+		return x->until < y->until ? -1 : 1;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;   /* "blackout" < "cluster" */
+	return strcmp(delay_name(pl, x), delay_name(pl, y));
+}
+
+/* The reasons all tenants of a placed unit share, after each one's own
+ * first reason: the dependency, the slot, the delays (at most n_cal + 3). */
+static size_t unit_reasons(out_ctx *o, unit *u, const char **out)
+{
+	planner *pl = o->pl;
+	size_t n = 0;
+	if (u->push_dep >= 0) {
+		const unit *v = &pl->u[u->push_dep];
+		out[n++] = reason(o, "after dependency %s (wave %d)", v->name, pl->wo[v->wave].index);
+	}
+	if (u->slot_kind == SLOT_POLICY)
+		out[n++] = o->slot_policy;
+	else if (u->slot_kind == SLOT_NO_WINDOWS)
+		out[n++] = o->slot_none;
+	delay *dl = pl->delays + u->delay_off;
+	if (u->n_delays > 1)
+		qsort_r(dl, u->n_delays, sizeof(*dl), delay_cmp, pl);
+	for (uint32_t k = 0; k < u->n_delays; k++)
+		out[n++] = delay_reason(o, &dl[k]);
+	return n;
+}
+
+static void fill_tenant(out_ctx *o, ws_plan_tenant *pt, const unit *u, uint32_t ti,
+			const char *first, const char **shared, size_t n_shared)
+{
+	planner *pl = o->pl;
+	const ws_tenant *t = &pl->f->tenants[ti];
+	pt->slug = ws_arena_strdup(o->a, t->slug);
+	if (!o->cluster[t->cluster_index])
+		o->cluster[t->cluster_index] = ws_arena_strdup(o->a, t->cluster);
+	pt->cluster = o->cluster[t->cluster_index];
+	pt->window_start = u->ws;
+	pt->window_end = u->we;
+	/* In tenant mode the unit's zone is the tenant's, interned already. */
+	const char *zone = pl->clusters
+		? strset_intern(&pl->zones, t->timezone ? t->timezone : "UTC") : u->zone;
+	/* A recurring window computed in the tenant's zone knows the offset
+	 * already; one-off ranges come back with offset 0. */
+	const rec *r = u->rec_id >= 0 ? &pl->rt.v[u->rec_id] : NULL;
+	if (r && !r->w->one_off && r->zone == zone)
+		pt->offset_start = r->off[u->occ];
+	else
+		pt->offset_start = zone_offset(o, zone, u->ws);
+	pt->offset_end = zone_offset(o, zone, u->we);
+	pt->reasons = ws_arena_alloc(o->a, (n_shared + 1) * sizeof(*pt->reasons));
+	int own = pl->t_sel[ti];
+	pt->reasons[0] = pl->clusters && own != u->sel ? first : o->selected[own];
+	memcpy(pt->reasons + 1, shared, n_shared * sizeof(*shared));
+	pt->n_reasons = n_shared + 1;
+}
+
+static int unassigned_cmp(const void *a, const void *b)
+{
+	const ws_plan_unassigned *x = a, *y = b;
+	return strcmp(x->slug, y->slug);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static ws_plan *build_output(planner *pl, const ws_plan_input *in)
+{
+	ws_arena *a = ws_arena_new();
+	ws_plan *p = ws_arena_alloc(a, sizeof(*p));
+	out_ctx o = { .pl = pl, .a = a, .reasons = { .a = a } };
+	p->priv = a;
+	p->policy = ws_arena_strdup(a, pl->pol->name ? pl->pol->name : "");
+	p->release = ws_arena_strdup(a, in->release);
+	p->start = pl->start;
+	o.selected = xcalloc(pl->n_pw, sizeof(*o.selected));
+	for (size_t k = 0; k < pl->n_pw; k++)
+		o.selected[k] = reason(&o, "selected by wave \"%s\"", pl->pol->waves[k].name);
+	o.cluster = xcalloc(pl->f->n_clusters, sizeof(*o.cluster));
+	o.slot_policy = reason(&o, "slot from wave start");
+	o.slot_none = reason(&o, "no maintenance windows: slot from wave start");
+
+	size_t nw = 0;
+	for (int k = 0; k < pl->n_waves; k++)
+		nw += pl->wo[k].n > 0;
+	p->waves = ws_arena_alloc(a, nw * sizeof(*p->waves));
+	const char **shared = xmalloc((pl->n_cal + 4) * sizeof(*shared));
+	for (int k = 0; k < pl->n_waves; k++) {
+		const wave_out *w = &pl->wo[k];
+		if (!w->n)
+			continue;
+		ws_plan_wave *pw = &p->waves[p->n_waves++];
+		char buf[40];
+		const ws_wave_settings *s = wave_settings(pl, k);
+		pw->index = w->index;
+		pw->name = ws_arena_strdup(a, wave_name(pl, k, buf, sizeof(buf)));
+		pw->start = w->start;
+		pw->end = w->end;
+		pw->soak_s = s->soak_s;
+		pw->settings = s;
+		size_t nt = 0;
+		for (uint32_t j = 0; j < w->n; j++)
+			nt += pl->u[pl->placed[w->off + j]].n_mem;
+		pw->tenants = ws_arena_alloc(a, nt * sizeof(*pw->tenants));
+		for (uint32_t j = 0; j < w->n; j++) {
+			unit *u = &pl->u[pl->placed[w->off + j]];
+			size_t ns = unit_reasons(&o, u, shared);
+			const char *moves = pl->clusters ? reason(&o, "moves with cluster %s", u->name) : NULL;
+			for (uint32_t m = 0; m < u->n_mem; m++)
+				fill_tenant(&o, &pw->tenants[pw->n_tenants++], u, unit_tenant(pl, u, m),
+					    moves, shared, ns);
+		}
+	}
+	free(shared);
+
+	/* Units are in name order, so in tenant mode this is slug order. */
+	size_t nu = 0;
+	for (size_t i = 0; i < pl->n_u; i++)
+		if (pl->u[i].state == U_UNASSIGNED)
+			nu += pl->u[i].n_mem;
+	p->unassigned = ws_arena_alloc(a, nu * sizeof(*p->unassigned));
+	const char *nomatch = reason(&o, "matched no wave");
+	const char *horizon = reason(&o, "no window within horizon");
+	for (size_t i = 0; i < pl->n_u; i++) {
+		const unit *u = &pl->u[i];
+		if (u->state != U_UNASSIGNED)
+			continue;
+		const char *why = u->why == WHY_NOMATCH ? nomatch : u->why == WHY_HORIZON ? horizon
+			: reason(&o, "depends on unassigned %s", pl->u[u->why_ref].name);
+		for (uint32_t m = 0; m < u->n_mem; m++) {
+			ws_plan_unassigned *x = &p->unassigned[p->n_unassigned++];
+			x->slug = ws_arena_strdup(a, pl->f->tenants[unit_tenant(pl, u, m)].slug);
+			x->reason = why;
+		}
+	}
+	if (pl->clusters && p->n_unassigned > 1)
+		qsort(p->unassigned, p->n_unassigned, sizeof(*p->unassigned), unassigned_cmp);
+
+	if (pl->n_warn > 1)
+		qsort(pl->warn, pl->n_warn, sizeof(*pl->warn), str_cmp);
+	p->warnings = ws_arena_alloc(a, pl->n_warn * sizeof(*p->warnings));
+	for (size_t i = 0; i < pl->n_warn; i++)
+		if (i == 0 || strcmp(pl->warn[i], pl->warn[i - 1]) != 0)
+			p->warnings[p->n_warnings++] = ws_arena_strdup(a, pl->warn[i]);
+	strset_free(&o.reasons);
+	free(o.selected);
+	free(o.cluster);
+	free(o.dt);
+	free(o.oc);
+	return p;
+}
+
+static void planner_free(planner *pl)
+{
+	for (size_t i = 0; i < pl->n_warn; i++)
+		free(pl->warn[i]);
+	free(pl->warn);
+	for (size_t c = 0; c < pl->n_cal; c++)
+		calidx_free(&pl->cal[c]);
+	free(pl->cal);
+	rectab_free(&pl->rt);
+	free(pl->pool.n);
+	free(pl->root);
+	free(pl->touched);
+	free(pl->delays);
+	free(pl->st);
+	free(pl->local);
+	free(pl->placed);
+	free(pl->wo);
+	free(pl->cand);
+	free(pl->t_unit);
+	free(pl->t_sel);
+	free(pl->u);
+	free(pl->deps);
+	free(pl->dependents);
+	free(pl->dependents_off);
+	free(pl->recs);
+	free(pl->cals);
+	free(pl->members);
+	strset_free(&pl->zones);
+	ws_arena_free(pl->tmp);
+}
+
+ws_plan *plan_build(const ws_plan_input *in, ws_diags *d)
+{
+	if (!in || !in->fleet || !in->policy || !in->release) {
+		ws_diag_add(d, NULL, 0, 0, "plan: a fleet, a policy and a release version are required");
+		return NULL;
+	}
+	planner pl = {
+		.f = in->fleet,
+		.pol = in->policy,
+		.d = d,
+		.clusters = in->policy->unit == WS_UNIT_CLUSTER,
+		.start = in->start,
+		.slot = in->policy->slot_s > 0 ? in->policy->slot_s : PLAN_DEFAULT_SLOT_S,
+		.n_pw = in->policy->n_waves,
+		.tmp = ws_arena_new(),
+	};
+	pl.zones.a = pl.tmp;
+	int64_t horizon = in->policy->horizon_s > 0 ? in->policy->horizon_s : PLAN_DEFAULT_HORIZON_S;
+	pl.horizon_end = in->start > INT64_MAX - horizon ? INT64_MAX : in->start + horizon;
+	ws_plan *p = NULL;
+
+	if (check_inputs(&pl, in) != 0)
+		goto done;
+	collect_candidates(&pl, in->release);
+	choose_waves(&pl);
+	build_units(&pl);
+	build_graph(&pl);
+	if (resolve_dependencies(&pl) != 0 || pl.errors)
+		goto done;
+	collect_windows(&pl);
+	schedule_waves(&pl);
+	p = build_output(&pl, in);
+done:
+	planner_free(&pl);
+	return p;
+}
+
+void plan_free(ws_plan *p)
+{
+	if (p)
+		ws_arena_free(p->priv);   /* p itself lives in the arena */
+}
+
+/* JSON ----------------------------------------------------------------------- */
+
+static json_t *time_json(int64_t t, int offset, bool utc_z)
+{
+	char buf[40];
+	ws_time_format(t, offset, utc_z, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+json_t *plan_to_json(const ws_plan *p)
+{
+	if (!p)
+		return NULL;
+	json_t *o = json_object();
+	json_object_set_new(o, "policy", json_string(p->policy));
+	json_object_set_new(o, "release", json_string(p->release));
+	json_object_set_new(o, "start", time_json(p->start, 0, true));
+	json_t *waves = json_array();
+	for (size_t i = 0; i < p->n_waves; i++) {
+		const ws_plan_wave *w = &p->waves[i];
+		json_t *jw = json_object();
+		json_object_set_new(jw, "index", json_integer(w->index));
+		json_object_set_new(jw, "name", json_string(w->name));
+		json_object_set_new(jw, "start", time_json(w->start, 0, true));
+		json_object_set_new(jw, "end", time_json(w->end, 0, true));
+		json_object_set_new(jw, "soak_seconds", json_integer(w->soak_s));
+		json_t *ts = json_array();
+		for (size_t j = 0; j < w->n_tenants; j++) {
+			const ws_plan_tenant *t = &w->tenants[j];
+			json_t *jt = json_object();
+			json_object_set_new(jt, "slug", json_string(t->slug));
+			json_object_set_new(jt, "cluster", json_string(t->cluster));
+			json_object_set_new(jt, "window_start", time_json(t->window_start, t->offset_start, false));
+			json_object_set_new(jt, "window_end", time_json(t->window_end, t->offset_end, false));
+			json_t *rs = json_array();
+			for (size_t k = 0; k < t->n_reasons; k++)
+				json_array_append_new(rs, json_string(t->reasons[k]));
+			json_object_set_new(jt, "reasons", rs);
+			json_array_append_new(ts, jt);
+		}
+		json_object_set_new(jw, "tenants", ts);
+		json_array_append_new(waves, jw);
+	}
+	json_object_set_new(o, "waves", waves);
+	json_t *un = json_array();
+	for (size_t i = 0; i < p->n_unassigned; i++) {
+		json_t *x = json_object();
+		json_object_set_new(x, "slug", json_string(p->unassigned[i].slug));
+		json_object_set_new(x, "reason", json_string(p->unassigned[i].reason));
+		json_array_append_new(un, x);
+	}
+	json_object_set_new(o, "unassigned", un);
+	json_t *ws = json_array();
+	for (size_t i = 0; i < p->n_warnings; i++)
+		json_array_append_new(ws, json_string(p->warnings[i]));
+	json_object_set_new(o, "warnings", ws);
+	return o;
+}

@@ -1,0 +1,70 @@
+/*
+ * api_internal.h - what the API's handler files share: the per-request call,
+ * the answer helpers and the handlers each file provides.  Not installed.
+ */
+#ifndef WAVESCHED_API_INTERNAL_H
+#define WAVESCHED_API_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "wavesched/api.h"
+#include "wavesched/auth.h"
+
+struct ws_api {
+	ws_api_deps d;
+	size_t pending;
+};
+
+typedef struct api_call api_call;
+typedef void (*handler_fn)(api_call *c);
+
+typedef struct route {
+	const char *method;
+	const char *pattern;    /* "/v1/tenants/{slug}": one {param} segment at most */
+	bool auth;
+	ws_perm perm;
+	handler_fn fn;
+} route;
+
+struct api_call {
+	ws_api *api;
+	ws_http_req *req;
+	const route *rt;
+	char param[256];        /* the {param} segment, decoded */
+	ws_principal who;
+	char actor[160];        /* "token:<name>" for records */
+};
+
+#define SLUG_MAX 63
+
+/* Answer helpers: each answers and frees the call (exactly once). */
+void call_finish(api_call *c);
+void reply_json(api_call *c, int status, json_t *doc);
+void reply_error(api_call *c, int status, const char *code, const char *message, json_t *details);
+void reply_db_error(api_call *c, const ws_pg_err *err);
+/* ws_diags -> [{"message": "file:line:col: msg", "line", "column"}] */
+json_t *diags_json(const ws_diags *d);
+bool query_flag(api_call *c, const char *name);
+int64_t now_utc(void);
+/* Parses a JSON object body; on failure answers 400 with the position and
+ * returns NULL. */
+json_t *body_json_object(api_call *c);
+
+/* api_fleet.c */
+void h_fleet_get(api_call *c);
+void h_fleet_put(api_call *c);
+void h_tenants(api_call *c);
+void h_tenant(api_call *c);
+/* api_tokens.c */
+void h_token_create(api_call *c);
+void h_token_list(api_call *c);
+void h_token_revoke(api_call *c);
+/* api_policies.c */
+void h_policy_create(api_call *c);
+void h_policy_validate(api_call *c);
+void h_policy_list(api_call *c);
+void h_policy_get(api_call *c);
+void h_rollout_create(api_call *c);
+
+#endif
