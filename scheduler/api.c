@@ -76,6 +76,17 @@ bool query_flag(api_call *c, const char *name)
 	return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0);
 }
 
+void api_query(ws_pg_pool *pool, const char *sql, int nparams, const char *const *params,
+	       ws_pg_cb done, void *arg)
+{
+	int rc = ws_pg_query(pool, sql, nparams, params, done, arg);
+	if (rc) {
+		ws_pg_err e = { .code = rc, .sqlstate = "", .detail = "",
+				.message = rc == WS_EUNAVAIL ? "the database is unavailable" : ws_strerror(rc) };
+		done(arg, NULL, &e);
+	}
+}
+
 int64_t now_utc(void)
 {
 	return (int64_t)time(NULL);
@@ -163,11 +174,7 @@ static void readyz_done(void *arg, const PGresult *res, const ws_pg_err *err)
 
 static void h_readyz(api_call *c)
 {
-	int rc = ws_pg_query(c->api->d.pool, WS_MIGRATIONS_APPLIED_SQL, 0, NULL, readyz_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		readyz_done(c, NULL, &e);
-	}
+	api_query(c->api->d.pool, WS_MIGRATIONS_APPLIED_SQL, 0, NULL, readyz_done, c);
 }
 
 static void h_metrics(api_call *c)
@@ -319,15 +326,11 @@ static void authenticate(api_call *c)
 		return;
 	}
 	const char *params[] = { hash };
-	int rc = ws_pg_query(c->api->d.pool,
-			     "SELECT id::text, name, role, array_to_json(tenants)::text, "
-			     "expires_at IS NOT NULL AND expires_at <= now(), revoked_at IS NOT NULL "
-			     "FROM api_tokens WHERE secret_hash = $1",
-			     1, params, auth_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		auth_done(c, NULL, &e);
-	}
+	api_query(c->api->d.pool,
+	          "SELECT id::text, name, role, array_to_json(tenants)::text, "
+	          "expires_at IS NOT NULL AND expires_at <= now(), revoked_at IS NOT NULL "
+	          "FROM api_tokens WHERE secret_hash = $1",
+	          1, params, auth_done, c);
 }
 
 void ws_api_handle(void *arg, ws_http_req *req)

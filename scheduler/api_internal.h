@@ -46,6 +46,11 @@ void reply_db_error(api_call *c, const ws_pg_err *err);
 /* ws_diags -> [{"message": "file:line:col: msg", "line", "column"}] */
 json_t *diags_json(const ws_diags *d);
 bool query_flag(api_call *c, const char *name);
+/* ws_pg_query, except that a statement that cannot even be queued (the
+ * database is known down, the queue is full) still reaches `done`, with the
+ * error: handlers have one path for every failure. */
+void api_query(ws_pg_pool *pool, const char *sql, int nparams, const char *const *params,
+	       ws_pg_cb done, void *arg);
 int64_t now_utc(void);
 /* Parses a JSON object body; on failure answers 400 with the position and
  * returns NULL. */

@@ -169,13 +169,9 @@ static void job_after_cb(uv_work_t *w, int status)
 	}
 	case JOB_STORE: {
 		const char *params[] = { j->name, j->text, j->sha, j->description, c->actor };
-		int rc = ws_pg_query(c->api->d.pool,
-				     "SELECT version, created FROM ws_policy_store($1, $2, $3, $4, $5)",
-				     5, params, store_done, j);
-		if (rc) {
-			ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-			store_done(j, NULL, &e);
-		}
+		api_query(c->api->d.pool,
+		          "SELECT version, created FROM ws_policy_store($1, $2, $3, $4, $5)",
+		          5, params, store_done, j);
 		return;
 	}
 	case JOB_PLAN: {
@@ -289,17 +285,13 @@ static void policy_list_done(void *arg, const PGresult *res, const ws_pg_err *er
 /* The latest version of every policy, oldest policy first. */
 void h_policy_list(api_call *c)
 {
-	int rc = ws_pg_query(c->api->d.pool,
-			     "SELECT " POLICY_ROW_COLUMNS ", n FROM ("
-			     " SELECT p.*, count(*) OVER (PARTITION BY name) AS n,"
-			     "  min(id) OVER (PARTITION BY name) AS first_id,"
-			     "  row_number() OVER (PARTITION BY name ORDER BY version DESC) AS rn"
-			     " FROM policies p) x WHERE rn = 1 ORDER BY first_id",
-			     0, NULL, policy_list_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		policy_list_done(c, NULL, &e);
-	}
+	api_query(c->api->d.pool,
+	          "SELECT " POLICY_ROW_COLUMNS ", n FROM ("
+	          " SELECT p.*, count(*) OVER (PARTITION BY name) AS n,"
+	          "  min(id) OVER (PARTITION BY name) AS first_id,"
+	          "  row_number() OVER (PARTITION BY name ORDER BY version DESC) AS rn"
+	          " FROM policies p) x WHERE rn = 1 ORDER BY first_id",
+	          0, NULL, policy_list_done, c);
 }
 
 static void policy_get_done(void *arg, const PGresult *res, const ws_pg_err *err)
@@ -345,15 +337,11 @@ void h_policy_get(api_call *c)
 	if (v)
 		snprintf(verbuf, sizeof(verbuf), "%ld", ver);
 	const char *params[] = { c->param, v ? verbuf : NULL };
-	int rc = ws_pg_query(c->api->d.pool,
-			     "SELECT " POLICY_ROW_COLUMNS ", CASE WHEN version = COALESCE($2::int,"
-			     " (SELECT max(version) FROM policies WHERE name = $1)) THEN body END"
-			     " FROM policies WHERE name = $1 ORDER BY version DESC",
-			     2, params, policy_get_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		policy_get_done(c, NULL, &e);
-	}
+	api_query(c->api->d.pool,
+	          "SELECT " POLICY_ROW_COLUMNS ", CASE WHEN version = COALESCE($2::int,"
+	          " (SELECT max(version) FROM policies WHERE name = $1)) THEN body END"
+	          " FROM policies WHERE name = $1 ORDER BY version DESC",
+	          2, params, policy_get_done, c);
 }
 
 /* ---- POST /v1/rollouts ------------------------------------------------- */
@@ -441,13 +429,9 @@ void h_rollout_create(api_call *c)
 	if (pv)
 		snprintf(verbuf, sizeof(verbuf), "%lld", (long long)json_integer_value(pv));
 	const char *params[] = { policy, pv ? verbuf : NULL };
-	int rc = ws_pg_query(c->api->d.pool,
-			     "SELECT version, sha256, body FROM policies WHERE name = $1"
-			     " AND ($2::int IS NULL OR version = $2::int) ORDER BY version DESC LIMIT 1",
-			     2, params, rollout_policy_done, j);
+	api_query(c->api->d.pool,
+	          "SELECT version, sha256, body FROM policies WHERE name = $1"
+	          " AND ($2::int IS NULL OR version = $2::int) ORDER BY version DESC LIMIT 1",
+	          2, params, rollout_policy_done, j);
 	json_decref(in);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		rollout_policy_done(j, NULL, &e);
-	}
 }

@@ -137,19 +137,15 @@ void h_token_create(api_call *c)
 	snprintf(auto_name, sizeof(auto_name), "%s-token", ws_role_name(role));
 	const char *params[] = { name ? name : auto_name, ws_role_name(role), slug_text, hash,
 				 c->actor, exp_s ? exp_buf : NULL };
-	int rc = ws_pg_query(c->api->d.pool,
-			     "INSERT INTO api_tokens (name, role, tenants, secret_hash, created_by, expires_at) "
-			     "SELECT $1, $2, ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5, "
-			     "now() + make_interval(secs => $6::bigint) "
-			     "RETURNING " TOKEN_COLUMNS,
-			     6, params, token_create_done, t);
+	api_query(c->api->d.pool,
+		  "INSERT INTO api_tokens (name, role, tenants, secret_hash, created_by, expires_at) "
+		  "SELECT $1, $2, ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5, "
+		  "now() + make_interval(secs => $6::bigint) "
+		  "RETURNING " TOKEN_COLUMNS,
+		  6, params, token_create_done, t);
 	free(slug_text);
 	json_decref(in);
 	json_decref(slugs);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		token_create_done(t, NULL, &e);
-	}
 }
 
 static void token_list_done(void *arg, const PGresult *res, const ws_pg_err *err)
@@ -167,13 +163,9 @@ static void token_list_done(void *arg, const PGresult *res, const ws_pg_err *err
 
 void h_token_list(api_call *c)
 {
-	int rc = ws_pg_query(c->api->d.pool,
-			     "SELECT " TOKEN_COLUMNS " FROM api_tokens ORDER BY created_at, id",
-			     0, NULL, token_list_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		token_list_done(c, NULL, &e);
-	}
+	api_query(c->api->d.pool,
+	          "SELECT " TOKEN_COLUMNS " FROM api_tokens ORDER BY created_at, id",
+	          0, NULL, token_list_done, c);
 }
 
 static void token_revoke_done(void *arg, const PGresult *res, const ws_pg_err *err)
@@ -213,13 +205,9 @@ void h_token_revoke(api_call *c)
 	}
 	const char *params[] = { c->param };
 	/* Revoking twice keeps the first revocation time. */
-	int rc = ws_pg_query(c->api->d.pool,
-			     "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) "
-			     "WHERE id = $1::uuid RETURNING " TOKEN_COLUMNS,
-			     1, params, token_revoke_done, c);
-	if (rc) {
-		ws_pg_err e = { .code = rc, .sqlstate = "", .message = ws_strerror(rc), .detail = "" };
-		token_revoke_done(c, NULL, &e);
-	}
+	api_query(c->api->d.pool,
+	          "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) "
+	          "WHERE id = $1::uuid RETURNING " TOKEN_COLUMNS,
+	          1, params, token_revoke_done, c);
 }
 
