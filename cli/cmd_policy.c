@@ -208,17 +208,19 @@ int cmd_plan(int argc, char **argv)
 	} else if (plan && !diff_path) {
 		char *text = NULL;
 		if (strcmp(format, "json") == 0) {
-			json_t *doc = plan_to_json(plan);
-			text = doc ? json_dumps(doc, WS_PLAN_JSON_FLAGS) : NULL;
-			json_decref(doc);
-			if (text)
-				printf("%s\n", text);
+			/* Streamed, the same bytes as the service's json_dumps of
+			 * plan_to_json: the tree and its dump would cost several
+			 * times the output on a large fleet. */
+			if (plan_write_json(plan, stdout) == 0 && putchar('\n') != EOF && fflush(stdout) == 0)
+				rc = 0;
+			else
+				fprintf(stderr, "wavectl: cannot write the plan to standard output\n");
 		} else {
 			text = plan_render_text(plan);
 			if (text)
 				fputs(text, stdout);
+			rc = text ? 0 : EXIT_REFUSED;
 		}
-		rc = text ? 0 : EXIT_REFUSED;
 		free(text);
 	}
 	plan_free(plan2);

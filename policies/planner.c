@@ -2021,3 +2021,270 @@ json_t *plan_to_json(const ws_plan *p)
 	json_object_set_new(o, "warnings", ws);
 	return o;
 }
+
+/*
+ * Streaming JSON ---------------------------------------------------------------
+ *
+ * plan_write_json writes what json_dumps(plan_to_json(p), WS_PLAN_JSON_FLAGS)
+ * returns, byte for byte, without the tree: for a 100,000-tenant fleet the
+ * tree and the dumped string cost several times the ~39 MB they print.  The
+ * rules below are jansson 2.14's (dump.c, utf.c) for exactly our flags:
+ *
+ *   - a container opens with "{" or "[", then each member on its own line
+ *     ("\n" and two spaces per level), members separated by ","; a
+ *     non-empty container closes on a new line at its own level, an empty
+ *     one right away ("[]");
+ *   - a key is followed by ": ";
+ *   - in strings, '"' and '\\' are escaped, \b \f \n \r \t by name, the
+ *     other bytes below 0x20 as \u00XX (upper-case hex); '/' and non-ASCII
+ *     are written as they are;
+ *   - json_string() refuses NULL and invalid UTF-8, and setting or appending
+ *     the resulting NULL fails silently, so such a member is left out.
+ *
+ * Output goes through a fixed buffer so that the cost per token is a memcpy;
+ * the first failed write is remembered and everything after it is skipped.
+ */
+
+#define JSON_OUT_BUF 16384
+
+typedef struct json_out {
+	FILE *f;
+	bool failed;
+	size_t len;
+	char buf[JSON_OUT_BUF];
+} json_out;
+
+static void json_out_flush(json_out *o)
+{
+	if (!o->failed && o->len && fwrite(o->buf, 1, o->len, o->f) != o->len)
+		o->failed = true;
+	o->len = 0;
+}
+
+static void json_out_write(json_out *o, const char *s, size_t n)
+{
+	if (o->failed)
+		return;
+	if (n > sizeof(o->buf) - o->len)
+		json_out_flush(o);
+	if (n >= sizeof(o->buf)) {
+		if (!o->failed && fwrite(s, 1, n, o->f) != n)
+			o->failed = true;
+		return;
+	}
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+static void json_out_indent(json_out *o, int depth)
+{
+	static const char spaces[] = "                                ";
+	json_out_write(o, "\n", 1);
+	for (size_t n = (size_t)depth * 2; n > 0;) {
+		size_t k = n < sizeof(spaces) - 1 ? n : sizeof(spaces) - 1;
+		json_out_write(o, spaces, k);
+		n -= k;
+	}
+}
+
+/* Length of the UTF-8 sequence at s as jansson's utf8_check_first and
+ * utf8_check_full judge it (no overlong forms, no surrogates, nothing
+ * above U+10FFFF), or 0 when it is invalid.  s is NUL-terminated, so a
+ * truncated sequence stops at the NUL, which is not a continuation byte. */
+static size_t json_utf8_len(const unsigned char *s)
+{
+	unsigned char u = s[0];
+	size_t n;
+	uint32_t v;
+	if (u < 0x80)
+		return 1;
+	if (u >= 0xC2 && u <= 0xDF) {
+		n = 2;
+		v = u & 0x1F;
+	} else if (u >= 0xE0 && u <= 0xEF) {
+		n = 3;
+		v = u & 0x0F;
+	} else if (u >= 0xF0 && u <= 0xF4) {
+		n = 4;
+		v = u & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+		v = (v << 6) | (s[i] & 0x3F);
+	}
+	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
+	    (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
+		return 0;
+	return n;
+}
+
+/* Whether json_string(s) would give a string (see above). */
+static bool json_string_ok(const char *s)
+{
+	if (!s)
+		return false;
+	for (const unsigned char *u = (const unsigned char *)s; *u;) {
+		size_t n = json_utf8_len(u);
+		if (n == 0)
+			return false;
+		u += n;
+	}
+	return true;
+}
+
+/* A string json_string_ok accepted, quoted and escaped.  Runs of bytes that
+ * need no escape (everything from 0x20 up but '"' and '\\', UTF-8 included)
+ * are copied in one write. */
+static void json_out_string(json_out *o, const char *s)
+{
+	json_out_write(o, "\"", 1);
+	const char *run = s;
+	for (const char *c = s; *c; c++) {
+		unsigned char u = (unsigned char)*c;
+		if (u >= 0x20 && u != '"' && u != '\\')
+			continue;
+		json_out_write(o, run, (size_t)(c - run));
+		run = c + 1;
+		char seq[8];
+		const char *text = seq;
+		switch (u) {
+		case '"': text = "\\\""; break;
+		case '\\': text = "\\\\"; break;
+		case '\b': text = "\\b"; break;
+		case '\f': text = "\\f"; break;
+		case '\n': text = "\\n"; break;
+		case '\r': text = "\\r"; break;
+		case '\t': text = "\\t"; break;
+		default: snprintf(seq, sizeof(seq), "\\u%04X", (unsigned)u); break;
+		}
+		json_out_write(o, text, strlen(text));
+	}
+	json_out_write(o, run, strlen(run));
+	json_out_write(o, "\"", 1);
+}
+
+/* Starts the next member of a container at `depth` of which `*n` members
+ * are written; `key` NULL for an array element. */
+static void json_out_next(json_out *o, int depth, size_t *n, const char *key)
+{
+	if ((*n)++)
+		json_out_write(o, ",", 1);
+	json_out_indent(o, depth + 1);
+	if (key) {
+		json_out_string(o, key);
+		json_out_write(o, ": ", 2);
+	}
+}
+
+static void json_out_close(json_out *o, int depth, size_t n, char c)
+{
+	if (n)
+		json_out_indent(o, depth);
+	json_out_write(o, &c, 1);
+}
+
+/* A string member or element; left out as json_string() would leave it. */
+static void json_out_str(json_out *o, int depth, size_t *n, const char *key, const char *v)
+{
+	if (!json_string_ok(v))
+		return;
+	json_out_next(o, depth, n, key);
+	json_out_string(o, v);
+}
+
+static void json_out_int(json_out *o, int depth, size_t *n, const char *key, json_int_t v)
+{
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, v);
+	json_out_next(o, depth, n, key);
+	json_out_write(o, buf, (size_t)len);
+}
+
+static void json_out_time(json_out *o, int depth, size_t *n, const char *key, int64_t t,
+			  int offset, bool utc_z)
+{
+	char buf[40];
+	ws_time_format(t, offset, utc_z, buf, sizeof(buf));
+	json_out_str(o, depth, n, key, buf);
+}
+
+/* The depths follow plan_to_json: plan 0, waves 1, a wave 2, its tenants 3,
+ * a tenant 4, its reasons 5; unassigned and warnings 1, an unassigned 2. */
+int plan_write_json(const ws_plan *p, FILE *out)
+{
+	if (!p || !out)
+		return WS_EINVAL;
+	json_out jo = { .f = out };
+	json_out *o = &jo;
+
+	size_t n = 0;
+	json_out_write(o, "{", 1);
+	json_out_str(o, 0, &n, "policy", p->policy);
+	json_out_str(o, 0, &n, "release", p->release);
+	json_out_time(o, 0, &n, "start", p->start, 0, true);
+
+	json_out_next(o, 0, &n, "waves");
+	json_out_write(o, "[", 1);
+	size_t nw = 0;
+	for (size_t i = 0; i < p->n_waves; i++) {
+		const ws_plan_wave *w = &p->waves[i];
+		json_out_next(o, 1, &nw, NULL);
+		json_out_write(o, "{", 1);
+		size_t m = 0;
+		json_out_int(o, 2, &m, "index", w->index);
+		json_out_str(o, 2, &m, "name", w->name);
+		json_out_time(o, 2, &m, "start", w->start, 0, true);
+		json_out_time(o, 2, &m, "end", w->end, 0, true);
+		json_out_int(o, 2, &m, "soak_seconds", w->soak_s);
+		json_out_next(o, 2, &m, "tenants");
+		json_out_write(o, "[", 1);
+		size_t nt = 0;
+		for (size_t j = 0; j < w->n_tenants; j++) {
+			const ws_plan_tenant *t = &w->tenants[j];
+			json_out_next(o, 3, &nt, NULL);
+			json_out_write(o, "{", 1);
+			size_t k = 0;
+			json_out_str(o, 4, &k, "slug", t->slug);
+			json_out_str(o, 4, &k, "cluster", t->cluster);
+			json_out_time(o, 4, &k, "window_start", t->window_start, t->offset_start, false);
+			json_out_time(o, 4, &k, "window_end", t->window_end, t->offset_end, false);
+			json_out_next(o, 4, &k, "reasons");
+			json_out_write(o, "[", 1);
+			size_t nr = 0;
+			for (size_t r = 0; r < t->n_reasons; r++)
+				json_out_str(o, 5, &nr, NULL, t->reasons[r]);
+			json_out_close(o, 5, nr, ']');
+			json_out_close(o, 4, k, '}');
+		}
+		json_out_close(o, 3, nt, ']');
+		json_out_close(o, 2, m, '}');
+	}
+	json_out_close(o, 1, nw, ']');
+
+	json_out_next(o, 0, &n, "unassigned");
+	json_out_write(o, "[", 1);
+	size_t nu = 0;
+	for (size_t i = 0; i < p->n_unassigned; i++) {
+		json_out_next(o, 1, &nu, NULL);
+		json_out_write(o, "{", 1);
+		size_t m = 0;
+		json_out_str(o, 2, &m, "slug", p->unassigned[i].slug);
+		json_out_str(o, 2, &m, "reason", p->unassigned[i].reason);
+		json_out_close(o, 2, m, '}');
+	}
+	json_out_close(o, 1, nu, ']');
+
+	json_out_next(o, 0, &n, "warnings");
+	json_out_write(o, "[", 1);
+	size_t nwarn = 0;
+	for (size_t i = 0; i < p->n_warnings; i++)
+		json_out_str(o, 1, &nwarn, NULL, p->warnings[i]);
+	json_out_close(o, 1, nwarn, ']');
+	json_out_close(o, 0, n, '}');
+
+	json_out_flush(o);
+	return o->failed || fflush(out) != 0 ? WS_EIO : 0;
+}

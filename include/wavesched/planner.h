@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <jansson.h>
 #include "wavesched/fleet.h"
 #include "wavesched/policy.h"
@@ -79,5 +80,14 @@ WS_API void plan_free(ws_plan *p);
 /* The plan JSON of policy.md; a new reference. */
 WS_API json_t *plan_to_json(const ws_plan *p);
 #define WS_PLAN_JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER)
+
+/*
+ * Writes to `out` exactly the bytes of json_dumps(plan_to_json(p),
+ * WS_PLAN_JSON_FLAGS) (no trailing newline), streamed from the plan without
+ * building the tree, so memory stays flat however large the fleet.  Flushes
+ * `out`.  0, WS_EIO when a write or the flush fails (what was written before
+ * the failure stays written), WS_EINVAL when `p` or `out` is NULL.
+ */
+WS_API int plan_write_json(const ws_plan *p, FILE *out);
 
 #endif

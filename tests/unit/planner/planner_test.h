@@ -89,6 +89,8 @@ static inline int64_t pt_t(const char *s)
 	return t;
 }
 
+static inline void pt_expect_json_streamed(const ws_plan *p);
+
 static inline ws_plan *pt_plan_release(const ws_fleet *f, const ws_policy *p, const char *release,
 				       ws_release_kind kind, const char *start)
 {
@@ -100,6 +102,7 @@ static inline ws_plan *pt_plan_release(const ws_fleet *f, const ws_policy *p, co
 	pt_expect_no_diags(&d);
 	ws_diags_free(&d);
 	assert_non_null(plan);
+	pt_expect_json_streamed(plan);
 	return plan;
 }
 
@@ -258,6 +261,29 @@ static inline char *pt_json(const ws_plan *p)
 	json_decref(j);
 	assert_non_null(s);
 	return s;
+}
+
+/* What plan_write_json writes, in a new string; it must succeed. */
+static inline char *pt_json_streamed(const ws_plan *p)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&out, &len);
+	assert_non_null(fp);
+	assert_int_equal(plan_write_json(p, fp), 0);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(strlen(out), len);   /* no NUL inside */
+	return out;
+}
+
+/* plan_write_json writes the bytes of json_dumps(plan_to_json).  Every plan
+ * pt_plan builds goes through this. */
+static inline void pt_expect_json_streamed(const ws_plan *p)
+{
+	char *want = pt_json(p), *got = pt_json_streamed(p);
+	assert_string_equal(got, want);
+	free(got);
+	free(want);
 }
 
 /* Whether [s, e) overlaps an occurrence of calendar `name`. */

@@ -20,7 +20,8 @@
  *   - greedy order: replaying each wave in placement order, every candidate
  *     before the chosen one was blocked (blackout or cap) and the chosen
  *     one was not;
- *   - plan_to_json is byte-identical across two builds.
+ *   - plan_to_json is byte-identical across two builds, and plan_write_json
+ *     streams the same bytes.
  * A failing plan must be an `unmatched: error` listing (checked against a
  * recomputation of step 2) or a real cluster cycle.
  */
@@ -700,6 +701,10 @@ static void check_case(uint64_t seed, stats *st)
 	assert_non_null(again);
 	char *ja = pt_json(plan), *jb = pt_json(again);
 	assert_string_equal(ja, jb);
+	/* And plan_write_json streams those bytes. */
+	char *js = pt_json_streamed(plan);
+	assert_string_equal(js, ja);
+	free(js);
 	free(ja);
 	free(jb);
 	plan_free(again);
