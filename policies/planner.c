@@ -31,18 +31,34 @@
  *     cluster C`.  Dependency reasons, `depends on unassigned X` and the
  *     overflow warning name clusters.  A cluster with no selected tenant
  *     leaves each of its tenants unassigned with `matched no wave`.
+ *   - `unit: cluster`: cluster B depends on cluster A only through a
+ *     dependency between two candidate tenants (step 3: one on a
+ *     non-candidate is satisfied), so it neither orders B after A nor makes
+ *     a cycle.  The cap counts units, so with clusters it never binds: a
+ *     cluster's candidate tenants share one window whatever its
+ *     max_parallel.
+ *   - `matched no wave` (and `matches no wave` with `unmatched: error`) also
+ *     covers a tenant whose matching waves were all full (max_tenants).
  *   - `tenant x depends on frozen tenant y` is warned for every candidate x,
- *     placed or not.  Warnings are sorted and unique.
+ *     placed or not.  The overflow warning is given in step 3 and kept when
+ *     the unit is unassigned in step 5 (its overflow wave may then not
+ *     exist).  Warnings are sorted and unique.
  *   - Of several window occurrences starting at the same instant the one
  *     listed first is tried first.
  *   - Delay reasons: for each blackout calendar and for the cluster cap, the
- *     latest `until` that rejected an earlier candidate; listed after the
- *     wave reasons in (until, text) order.  A blackout rejection names the
- *     latest-ending occurrence of that calendar overlapping the candidate;
- *     `cluster C full until T` names the end of the last saturated stretch
- *     the candidate ran into.  Slot placements add `slot from wave start`
- *     (respect_windows: false) or `no maintenance windows: slot from wave
- *     start` (a tenant or cluster without windows) before the delays.
+ *     latest `until` that rejected a candidate the search tried; listed
+ *     after the wave reasons in (until, text) order.  A rejected candidate's
+ *     window skips its later occurrences that start before the latest
+ *     `until` of that rejection (the same obstacle rejects them), so they
+ *     are never tried: a calendar that only they would have met is not
+ *     named, and an `until` can be earlier than what they would have met.
+ *     The delays explain the window chosen; they are not every conflict.
+ *     A blackout rejection names the latest-ending occurrence of that
+ *     calendar overlapping the candidate; `cluster C full until T` names
+ *     the end of the last saturated stretch the candidate ran into.  Slot
+ *     placements add `slot from wave start` (respect_windows: false) or
+ *     `no maintenance windows: slot from wave start` (a tenant or cluster
+ *     without windows) before the delays.
  *   - Intervals are half-open: a window ending when a blackout starts does
  *     not overlap it, and a cap slot frees at the instant a window ends.
  *   - Tenant windows are written with the tenant's offset even when it is

@@ -724,6 +724,181 @@ static void test_nothing_to_do(void **state)
 	fleet_free(f);
 }
 
+/*
+ * Step 2 walks the waves in order and stops at the first one with room.
+ * Order: l1, l2 (low), s1, s2 (standard), h1 (high), c1 (critical).  l1
+ * takes canary (no env label); l2 (env: prod) skips canary and mid (low)
+ * and lands in rest; s1 takes canary's second seat; s2 finds canary full
+ * and takes mid's only seat; h1 matches canary and mid, both full, and not
+ * rest: unassigned; c1 goes to rest.  Soak 1h each, 30 min slots.
+ */
+static void test_first_wave_with_room(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet(K "tenants:\n"
+		"  - {slug: c1, cluster: k, criticality: critical}\n"
+		"  - {slug: h1, cluster: k, criticality: high}\n"
+		"  - {slug: s2, cluster: k, criticality: standard}\n"
+		"  - {slug: s1, cluster: k, criticality: standard}\n"
+		"  - {slug: l2, cluster: k, criticality: low, labels: {env: prod}}\n"
+		"  - {slug: l1, cluster: k, criticality: low}\n");
+	ws_policy *p = pt_policy(STD "  unmatched: skip\n  defaults: {soak: 1h}\n  waves:\n"
+		"    - {name: canary, select: {not: {labels: {env: prod}}}, max_tenants: 2}\n"
+		"    - {name: mid, select: {criticality: [standard, high]}, max_tenants: 1}\n"
+		"    - {name: rest, select: {criticality: [critical, low]}}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	assert_int_equal(plan->n_waves, 3);
+	pt_expect_wave(plan, 1, "canary", S, "2027-01-04T00:30:00Z", 3600, "l1 s1");
+	pt_expect_wave(plan, 2, "mid", "2027-01-04T01:30:00Z", "2027-01-04T02:00:00Z", 3600, "s2");
+	pt_expect_wave(plan, 3, "rest", "2027-01-04T03:00:00Z", "2027-01-04T03:30:00Z", 3600, "l2 c1");
+	pt_expect_unassigned(plan, "h1: matched no wave");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
+ * A chain a <- b <- c <- d, all selected by `w1`, pushed one wave per link:
+ * b to w2, c and d past the last wave into overflow-1 and overflow-2, both
+ * with w2's settings (soak 3h).  `ghost` selects nobody and is dropped, so
+ * the numbers shift (w1 is wave 1) but the overflow names do not.  e
+ * depends on `done` (already on the release): satisfied, no push, no
+ * warning.  30 min slots: w1 00:00-00:30 + 1h, w2 01:30-02:00 + 3h,
+ * overflow-1 05:00-05:30 + 3h, overflow-2 08:30-09:00.
+ */
+static void test_overflow_chain(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet(K "tenants:\n"
+		"  - {slug: a, cluster: k}\n"
+		"  - {slug: b, cluster: k, depends_on: [a]}\n"
+		"  - {slug: c, cluster: k, depends_on: [b]}\n"
+		"  - {slug: d, cluster: k, depends_on: [c]}\n"
+		"  - {slug: e, cluster: k, depends_on: [done]}\n"
+		"  - {slug: done, cluster: k, version: \"2.0\"}\n");
+	ws_policy *p = pt_policy(STD "  waves:\n"
+		"    - {name: ghost, select: {slugs: [done]}, soak: 10d}\n"
+		"    - {name: w1, select: {}, soak: 1h}\n"
+		"    - {name: w2, select: {slugs: [done]}, soak: 3h}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	assert_int_equal(plan->n_waves, 4);
+	pt_expect_wave(plan, 1, "w1", S, "2027-01-04T00:30:00Z", 3600, "a e");
+	pt_expect_wave(plan, 2, "w2", "2027-01-04T01:30:00Z", "2027-01-04T02:00:00Z", 10800, "b");
+	pt_expect_wave(plan, 3, "overflow-1", "2027-01-04T05:00:00Z", "2027-01-04T05:30:00Z", 10800, "c");
+	pt_expect_wave(plan, 4, "overflow-2", "2027-01-04T08:30:00Z", "2027-01-04T09:00:00Z", 10800, "d");
+	assert_ptr_equal(plan->waves[3].settings, &p->waves[2].s);
+	pt_expect_tenant(plan, "d", 4, "2027-01-04T08:30:00+00:00 2027-01-04T09:00:00+00:00 | "
+			 "selected by wave \"w1\"; after dependency c (wave 3); " NOMW);
+	pt_expect_tenant(plan, "e", 1, "2027-01-04T00:00:00+00:00 2027-01-04T00:30:00+00:00 | "
+			 "selected by wave \"w1\"; " NOMW);
+	pt_expect_warnings(plan,
+		"tenant c pushed past the last wave into overflow-1 (after dependency b)\n"
+		"tenant d pushed past the last wave into overflow-2 (after dependency c)");
+	pt_expect_unassigned(plan, "");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
+ * A wave whose only unit finds no window is dropped after step 5 and adds
+ * no soak (wa's 10h): wb starts at the plan's start.  c depends on h and
+ * d on c: both are unassigned, each naming its own dependency, although
+ * they were in later waves.  Horizon 2d: h's Sunday is too late.
+ */
+static void test_horizon_drops_wave(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet(K "tenants:\n"
+		"  - {slug: h, cluster: k, windows: [{rrule: \"FREQ=WEEKLY;BYDAY=SU\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: b, cluster: k}\n"
+		"  - {slug: c, cluster: k, depends_on: [h]}\n"
+		"  - {slug: d, cluster: k, depends_on: [c]}\n");
+	ws_policy *p = pt_policy(STD "  schedule: {horizon: 2d}\n  waves:\n"
+		"    - {name: wa, select: {slugs: [h]}, soak: 10h}\n"
+		"    - {name: wb, select: {slugs: [b, c]}, soak: 1h}\n"
+		"    - {name: wc, select: {slugs: [d]}, soak: 2h}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	assert_int_equal(plan->n_waves, 1);
+	pt_expect_wave(plan, 1, "wb", S, "2027-01-04T00:30:00Z", 3600, "b");
+	pt_expect_unassigned(plan, "c: depends on unassigned h\nd: depends on unassigned c\n"
+			     "h: no window within horizon");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
+ * unit: cluster.  Both clusters have one window, 22:00-24:00 New York
+ * (03:00-05:00 UTC in January).  `crit` (hard, critical tenants only)
+ * covers 04:00-04:30 UTC on the 4th: it binds kx, whose candidate x1 is
+ * critical, so kx moves to the 5th; it does not bind ky, whose only
+ * critical tenant y1 is frozen (not a candidate).  Tenants show the
+ * cluster's window in their own zone: x1 and y2 inherit New York from the
+ * cluster, x2 is in Kolkata.  ky (highest candidate criticality standard)
+ * is placed before kx (critical).
+ */
+static void test_cluster_calendar_and_zones(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet("clusters:\n"
+		"  - {name: kx, hosting: shared, timezone: America/New_York, windows: [{rrule: \"FREQ=DAILY\", start: \"22:00\", duration: 2h}]}\n"
+		"  - {name: ky, hosting: shared, timezone: America/New_York, windows: [{rrule: \"FREQ=DAILY\", start: \"22:00\", duration: 2h}]}\n"
+		"tenants:\n"
+		"  - {slug: x1, cluster: kx, criticality: critical}\n"
+		"  - {slug: x2, cluster: kx, timezone: Asia/Kolkata}\n"
+		"  - {slug: y1, cluster: ky, criticality: critical, frozen: true}\n"
+		"  - {slug: y2, cluster: ky}\n"
+		"calendars:\n"
+		"  - {name: crit, hard: true, applies_to: {criticality: [critical]}, occurrences: [{from: \"2027-01-04T04:00:00Z\", to: \"2027-01-04T04:30:00Z\"}]}\n");
+	ws_policy *p = pt_policy(STD "  unit: cluster\n  schedule: {blackouts: [crit]}\n"
+				 "  waves:\n    - {name: all, select: {}}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	pt_expect_wave(plan, 1, "all", S, "2027-01-05T05:00:00Z", 0, "y2 x1 x2");
+	pt_expect_tenant(plan, "y2", 1, "2027-01-03T22:00:00-05:00 2027-01-04T00:00:00-05:00 | "
+			 "selected by wave \"all\"");
+	pt_expect_tenant(plan, "x1", 1, "2027-01-04T22:00:00-05:00 2027-01-05T00:00:00-05:00 | "
+			 "selected by wave \"all\"; blackout crit until 2027-01-04T04:30:00Z");
+	pt_expect_tenant(plan, "x2", 1, "2027-01-05T08:30:00+05:30 2027-01-05T10:30:00+05:30 | "
+			 "selected by wave \"all\"; blackout crit until 2027-01-04T04:30:00Z");
+	pt_expect_unassigned(plan, "");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
+ * The horizon counts from the plan's start, not the wave's: 2d ends
+ * 2027-01-06 00:00.  w1 ends with a's one-off at 05T12:00, soak 6h, so w2
+ * starts 05T18:00.  In w2, n (no windows) takes the 18:00 slot and b its
+ * 23:00 window (before the horizon); b2's next window, 06T01:00, is well
+ * within two days of the wave start but past the plan's horizon.
+ */
+static void test_horizon_from_plan_start(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet(K "tenants:\n"
+		"  - {slug: a, cluster: k, windows: [{from: \"2027-01-05T00:00:00Z\", to: \"2027-01-05T12:00:00Z\"}]}\n"
+		"  - {slug: b, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"23:00\", duration: 1h}]}\n"
+		"  - {slug: b2, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: n, cluster: k}\n");
+	ws_policy *p = pt_policy(STD "  schedule: {horizon: 2d}\n  waves:\n"
+		"    - {name: w1, select: {slugs: [a]}, soak: 6h}\n"
+		"    - {name: w2, select: {}}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	assert_int_equal(plan->n_waves, 2);
+	pt_expect_wave(plan, 1, "w1", S, "2027-01-05T12:00:00Z", 21600, "a");
+	pt_expect_wave(plan, 2, "w2", "2027-01-05T18:00:00Z", "2027-01-06T00:00:00Z", 0, "b n");
+	pt_expect_tenant(plan, "b", 2, "2027-01-05T23:00:00+00:00 2027-01-06T00:00:00+00:00 | "
+			 "selected by wave \"w2\"");
+	pt_expect_tenant(plan, "n", 2, "2027-01-05T18:00:00+00:00 2027-01-05T18:30:00+00:00 | "
+			 "selected by wave \"w2\"; " NOMW);
+	pt_expect_unassigned(plan, "b2: no window within horizon");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -748,6 +923,11 @@ int main(void)
 		cmocka_unit_test(test_several_windows),
 		cmocka_unit_test(test_json_shape),
 		cmocka_unit_test(test_nothing_to_do),
+		cmocka_unit_test(test_first_wave_with_room),
+		cmocka_unit_test(test_overflow_chain),
+		cmocka_unit_test(test_horizon_drops_wave),
+		cmocka_unit_test(test_cluster_calendar_and_zones),
+		cmocka_unit_test(test_horizon_from_plan_start),
 	};
 	return cmocka_run_group_tests(tests, NULL, pt_teardown_ical);
 }
