@@ -13,6 +13,15 @@
  * needs) are refused outright.  Duplicate mapping keys are refused too:
  * YAML forbids them and silently keeping one of the two values would hide
  * a mistake.
+ *
+ * Building costs little next to libyaml itself: nodes come from slabs of
+ * the arena; the children of the open collections wait on one shared stack
+ * and are copied into a single arena array when their collection closes;
+ * scalar text is interned (a fleet repeats the same keys, zones and rules
+ * on every tenant), which also lets the duplicate-key check compare two
+ * interned keys by address; a streamed list item (ydoc_stream) is dropped
+ * by rolling the arena back to where it began; and a file is parsed as it
+ * is read.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -22,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 #include "wavesched/arena.h"
 #include "wavesched/ydoc.h"
@@ -34,33 +44,80 @@
 #define YDOC_DEFAULT_MAX_DEPTH 64
 #define YDOC_DEFAULT_MAX_NODES ((size_t)60000000)
 
-/* The tree lives in the arena; input-driven sizes use ws_arena_try_alloc
- * so that running out of memory is reported, not fatal. */
+/* Scalars up to this long are interned; longer ones are rarely repeated
+ * and are copied as they come. */
+#define INTERN_MAX 64
+/* The intern table stops growing at this many slots (256 KiB, so that it
+ * stays in the cache): the text a document repeats (keys, zones, rules,
+ * cluster names) shows up early, and past this point new text is copied
+ * instead, which spares a cache miss per unique scalar (slugs, URLs) in a
+ * fleet of 100,000 tenants. */
+#define INTERN_SLOTS_MAX ((size_t)16384)
+/* Mappings up to this size are checked for duplicate keys pairwise. */
+#define SMALL_MAP 16
+/* Nodes are taken from the arena this many at a time. */
+#define NODE_SLAB 64
+
+/* The tree lives in `arena`; input-driven sizes use ws_arena_try_alloc so
+ * that running out of memory is reported, not fatal.  Scalar text lives in
+ * `strings`: the tree's arena, a separate one of ours when streamed items
+ * are dropped (rolling back the tree's arena must not take interned text
+ * with it), or the caller's (ydoc_stream.strings). */
 struct ydoc {
 	char *name;
 	ynode *root;
 	ws_arena *arena;
+	ws_arena *own_strings;   /* NULL when the text is in `arena` or the caller's */
 };
 
-/* One open collection while the tree is being built. */
+/* One open collection while the tree is being built.  Its children are
+ * kids[base..] of the builder's shared stack. */
 typedef struct yframe {
 	ynode *node;
-	ynode **kids;      /* malloc'd while open; copied to the arena at the end */
-	size_t n, cap;
+	size_t base;
+	bool stream;             /* items are offered to ydoc_stream.item */
+	size_t index;            /* stream: items seen so far */
+	/* stream: the arena and the node slab before the current item */
+	ws_arena_mark mark;
+	ynode *slab;
+	size_t slab_left;
 } yframe;
+
+/* The intern table: open addressing, at most half full. */
+typedef struct yslot {
+	const char *s;
+	uint32_t hash, len;
+} yslot;
+
+/* Where the text comes from: a buffer, or a file read while it is parsed
+ * (a 30 MB fleet file need not be in memory twice). */
+typedef struct ysource {
+	const char *buf;
+	size_t len;
+	FILE *fp;
+	size_t max, read;        /* file: the size cap, bytes read so far */
+	bool too_large;
+	int read_errno;          /* file: why a read failed, or 0 */
+} ysource;
 
 typedef struct ybuild {
 	ydoc *doc;
 	ws_diags *d;
-	const char *buf;
-	size_t len;
+	ysource *src;
 	ydoc_limits lim;
+	const ydoc_stream *stream;   /* NULL: build the whole tree */
+	ws_arena *strings;
 	yframe *stack;
 	int depth, stack_cap;
+	ynode **kids;
+	size_t n_kids, kids_cap;
+	yslot *slots;
+	size_t slots_cap, n_interned;
+	ynode *slab;             /* nodes not handed out yet */
+	size_t slab_left;
 	size_t nodes;
 	bool failed;     /* a problem was reported; keep going only to find more */
 	bool fatal;      /* stop consuming events */
-	bool have_root;
 } ybuild;
 
 static void yb_error(ybuild *b, int line, int col, const char *fmt, ...)
@@ -75,24 +132,161 @@ static void yb_error(ybuild *b, int line, int col, const char *fmt, ...)
 	b->failed = true;
 }
 
+static void yb_oom(ybuild *b, int line, int col)
+{
+	yb_error(b, line, col, "out of memory");
+	b->fatal = true;
+}
+
+/* Interning ----------------------------------------------------------- */
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* A hash of s[0..n), eight bytes at a time; *has_nul tells whether one of
+ * the bytes is NUL (found on the way: a word has a zero byte exactly when
+ * (w - ONES) & ~w & HIGHS is not 0). */
+static uint32_t text_hash(const char *s, size_t n, bool *has_nul)
+{
+	uint64_t h = 0x9E3779B97F4A7C15ull ^ n, zero = 0;
+	while (n >= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		zero |= (w - ONES) & ~w & HIGHS;
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 29;
+		s += 8;
+		n -= 8;
+	}
+	if (n) {
+		/* The last 1 to 7 bytes, without a byte loop: two overlapping
+		 * 4-byte loads cover 4 to 7 bytes, and bytes 0, n/2 and n-1
+		 * cover 1 to 3.  Every byte is looked at for NUL; the hash needs
+		 * only be a function of the text (its length is mixed in). */
+		uint64_t w;
+		if (n >= 4) {
+			uint32_t lo, hi;
+			memcpy(&lo, s, 4);
+			memcpy(&hi, s + n - 4, 4);
+			w = (uint64_t)hi << 32 | lo;
+			zero |= (w - ONES) & ~w & HIGHS;
+		} else {
+			uint64_t a = (unsigned char)s[0], m = (unsigned char)s[n / 2],
+				 z = (unsigned char)s[n - 1];
+			w = a | m << 8 | z << 16;
+			zero |= (uint64_t)(a == 0 || m == 0 || z == 0) << 7;
+		}
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+	}
+	*has_nul = zero != 0;
+	/* murmur3's finaliser: every input bit reaches the low 32 bits */
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return (uint32_t)h;
+}
+
+static bool intern_grow(ybuild *b)
+{
+	size_t cap = b->slots_cap ? b->slots_cap * 2 : 1024;
+	yslot *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return false;
+	for (size_t i = 0; i < b->slots_cap; i++) {
+		const yslot *s = &b->slots[i];
+		if (!s->s)
+			continue;
+		size_t j = s->hash & (cap - 1);
+		while (slots[j].s)
+			j = (j + 1) & (cap - 1);
+		slots[j] = *s;
+	}
+	free(b->slots);
+	b->slots = slots;
+	b->slots_cap = cap;
+	return true;
+}
+
+/* The text of a scalar in the strings arena: the one copy of it when it is
+ * short enough to intern (sets *interned), else a copy of its own.  Tells
+ * whether the text has a NUL byte.  NULL when memory runs out. */
+static const char *yb_text(ybuild *b, const char *s, size_t n, bool *has_nul, bool *interned)
+{
+	*interned = false;
+	if (n > INTERN_MAX) {
+		*has_nul = memchr(s, '\0', n) != NULL;
+		return ws_arena_try_strndup(b->strings, s, n);
+	}
+	uint32_t h = text_hash(s, n, has_nul);
+	if (*has_nul)
+		return ws_arena_try_strndup(b->strings, s, n);
+	bool full = (b->n_interned + 1) * 2 > b->slots_cap;
+	if (full && b->slots_cap < INTERN_SLOTS_MAX) {
+		if (!intern_grow(b))
+			return NULL;
+		full = false;
+	}
+	size_t mask = b->slots_cap - 1, i = h & mask;
+	for (; b->slots[i].s; i = (i + 1) & mask) {
+		const yslot *e = &b->slots[i];
+		if (e->hash == h && e->len == n && memcmp(e->s, s, n) == 0) {
+			*interned = true;
+			return e->s;
+		}
+	}
+	char *copy = ws_arena_try_strndup(b->strings, s, n);
+	if (!copy || full)
+		return copy;   /* not interned: the table is as large as it gets */
+	b->slots[i] = (yslot){ .s = copy, .hash = h, .len = (uint32_t)n };
+	b->n_interned++;
+	*interned = true;
+	return copy;
+}
+
+/* Building -------------------------------------------------------------- */
+
 static ynode *yb_node(ybuild *b, ynode_kind kind, const yaml_mark_t *mark)
 {
+	int line = (int)mark->line + 1, col = (int)mark->column + 1;
 	if (++b->nodes > b->lim.max_nodes) {
-		yb_error(b, (int)mark->line + 1, (int)mark->column + 1,
-			 "document has more than %zu nodes", b->lim.max_nodes);
+		yb_error(b, line, col, "document has more than %zu nodes", b->lim.max_nodes);
 		b->fatal = true;
 		return NULL;
 	}
-	ynode *n = ws_arena_try_alloc(b->doc->arena, sizeof(*n));
-	if (!n) {
-		yb_error(b, (int)mark->line + 1, (int)mark->column + 1, "out of memory");
-		b->fatal = true;
-		return NULL;
+	/* The first node of a streamed item: remember where the arena and
+	 * the slab were, to roll back to when the item is dropped. */
+	if (b->depth > 0 && b->stack[b->depth - 1].stream) {
+		yframe *f = &b->stack[b->depth - 1];
+		f->mark = ws_arena_save(b->doc->arena);
+		f->slab = b->slab;
+		f->slab_left = b->slab_left;
 	}
-	n->kind = kind;
-	n->line = (int)mark->line + 1;
-	n->column = (int)mark->column + 1;
+	if (b->slab_left == 0) {
+		b->slab = ws_arena_try_alloc_aligned(b->doc->arena, NODE_SLAB * sizeof(ynode),
+						     _Alignof(ynode));
+		if (!b->slab) {
+			yb_oom(b, line, col);
+			return NULL;
+		}
+		b->slab_left = NODE_SLAB;
+	}
+	ynode *n = b->slab++;
+	b->slab_left--;
+	*n = (ynode){ .kind = kind, .line = line, .column = col };
 	return n;
+}
+
+/* Offers a finished item of a streamed list to the reader.  Returns true
+ * when it is to be dropped: taken by the reader, or not worth keeping
+ * because the document is already refused. */
+static bool yb_offer(ybuild *b, yframe *f, ynode *n)
+{
+	size_t index = f->index++;
+	if (b->failed)
+		return true;
+	/* The list's key is the last child of the root mapping. */
+	const ynode *key = b->kids[f->base - 1];
+	return b->stream->item(b->stream->arg, b->doc, key, index, n);
 }
 
 /* Attaches a finished node to the collection being built, or makes it the
@@ -101,24 +295,38 @@ static void yb_attach(ybuild *b, ynode *n)
 {
 	if (b->depth == 0) {
 		b->doc->root = n;
-		b->have_root = true;
 		return;
 	}
 	yframe *f = &b->stack[b->depth - 1];
-	if (f->node->kind == YNODE_MAP && f->n % 2 == 0 && n->kind != YNODE_SCALAR)
+	size_t count = b->n_kids - f->base;
+	if (f->node->kind == YNODE_MAP && count % 2 == 0 && n->kind != YNODE_SCALAR)
 		yb_error(b, n->line, n->column, "mapping keys must be scalars");
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 8;
-		ynode **kids = realloc(f->kids, cap * sizeof(*kids));
+	if (f->stream && yb_offer(b, f, n)) {
+		ws_arena_restore(b->doc->arena, f->mark);
+		b->slab = f->slab;
+		b->slab_left = f->slab_left;
+		return;
+	}
+	if (count >= UINT32_MAX) {
+		yb_error(b, n->line, n->column, "more than %u items in one collection", UINT32_MAX / 2);
+		b->fatal = true;
+		return;
+	}
+	if (b->n_kids == b->kids_cap) {
+		size_t cap = b->kids_cap ? b->kids_cap * 2 : 256;
+		ynode **kids = realloc(b->kids, cap * sizeof(*kids));
 		if (!kids) {
-			yb_error(b, n->line, n->column, "out of memory");
-			b->fatal = true;
+			yb_oom(b, n->line, n->column);
 			return;
 		}
-		f->kids = kids;
-		f->cap = cap;
+		b->kids = kids;
+		b->kids_cap = cap;
 	}
-	f->kids[f->n++] = n;
+	b->kids[b->n_kids++] = n;
+	/* A value of the root mapping is complete. */
+	if (b->depth == 1 && f->node->kind == YNODE_MAP && count % 2 == 1 && b->stream &&
+	    b->stream->value && !b->failed)
+		b->stream->value(b->stream->arg, b->doc, b->kids[b->n_kids - 2], n);
 }
 
 static bool yb_refuse_anchor(ybuild *b, const yaml_char_t *anchor, const yaml_mark_t *m)
@@ -150,14 +358,27 @@ static void yb_push(ybuild *b, ynode_kind kind, const yaml_event_t *ev)
 		int cap = b->stack_cap ? b->stack_cap * 2 : 16;
 		yframe *s = realloc(b->stack, (size_t)cap * sizeof(*s));
 		if (!s) {
-			yb_error(b, n->line, n->column, "out of memory");
-			b->fatal = true;
+			yb_oom(b, n->line, n->column);
 			return;
 		}
 		b->stack = s;
 		b->stack_cap = cap;
 	}
-	b->stack[b->depth++] = (yframe){ .node = n };
+	/* A sequence that is the value of a key of the root mapping. */
+	bool stream = kind == YNODE_SEQ && b->depth == 1 && b->stream && b->stream->item &&
+		      b->stack[0].node->kind == YNODE_MAP && (b->n_kids - b->stack[0].base) % 2 == 1;
+	b->stack[b->depth++] = (yframe){ .node = n, .base = b->n_kids, .stream = stream };
+}
+
+/* Whether two scalar keys have the same text.  Interned text is shared, so
+ * two interned keys are equal exactly when they point at the same copy. */
+static bool same_text(const ynode *x, const ynode *y)
+{
+	if (x->value == y->value)
+		return true;
+	if (x->interned_ && y->interned_)
+		return false;
+	return strcmp(x->value, y->value) == 0;
 }
 
 static int key_cmp(const void *x, const void *y)
@@ -171,25 +392,66 @@ static int key_cmp(const void *x, const void *y)
 	return a->column < b->column ? -1 : a->column > b->column;
 }
 
-/* Reports every key that repeats an earlier one in the same mapping. */
+typedef struct ydup {
+	const ynode *key, *first;
+} ydup;
+
+static int dup_cmp(const void *x, const void *y)
+{
+	const ydup *a = x, *b = y;
+	return key_cmp(&a->key, &b->key);
+}
+
+static void yb_report_duplicate(ybuild *b, const ynode *key, const ynode *first)
+{
+	yb_error(b, key->line, key->column, "duplicate key \"%s\" (first defined at %d:%d)",
+		 key->value, first->line, first->column);
+}
+
+/*
+ * Reports every key that repeats an earlier one in the same mapping, in
+ * the order of the keys' text and then position.  Small mappings (every
+ * mapping of a fleet but the lists' parents) are checked pair by pair
+ * without allocating; large ones are sorted.
+ */
 static void yb_check_duplicates(ybuild *b, ynode *map)
 {
-	if (map->len < 2)
+	size_t n = map->len;
+	if (n < 2)
 		return;
-	ynode **sorted = malloc(map->len * sizeof(*sorted));
+	if (n <= SMALL_MAP) {
+		ydup dups[SMALL_MAP];
+		size_t n_dups = 0;
+		for (size_t i = 1; i < n; i++) {
+			const ynode *k = map->keys[i];
+			if (k->kind != YNODE_SCALAR)
+				continue;
+			for (size_t j = 0; j < i; j++) {
+				const ynode *e = map->keys[j];
+				if (e->kind == YNODE_SCALAR && same_text(e, k)) {
+					dups[n_dups++] = (ydup){ .key = k, .first = e };
+					break;
+				}
+			}
+		}
+		if (n_dups > 1)
+			qsort(dups, n_dups, sizeof(*dups), dup_cmp);
+		for (size_t i = 0; i < n_dups; i++)
+			yb_report_duplicate(b, dups[i].key, dups[i].first);
+		return;
+	}
+	ynode **sorted = malloc(n * sizeof(*sorted));
 	if (!sorted)
 		return;
-	memcpy(sorted, map->keys, map->len * sizeof(*sorted));
-	qsort(sorted, map->len, sizeof(*sorted), key_cmp);
-	for (size_t i = 1, first = 0; i < map->len; i++) {
+	memcpy(sorted, map->keys, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), key_cmp);
+	for (size_t i = 1, first = 0; i < n; i++) {
 		if (sorted[i]->kind != YNODE_SCALAR || sorted[first]->kind != YNODE_SCALAR ||
 		    strcmp(sorted[i]->value, sorted[first]->value) != 0) {
 			first = i;
 			continue;
 		}
-		yb_error(b, sorted[i]->line, sorted[i]->column,
-			 "duplicate key \"%s\" (first defined at %d:%d)", sorted[i]->value,
-			 sorted[first]->line, sorted[first]->column);
+		yb_report_duplicate(b, sorted[i], sorted[first]);
 	}
 	free(sorted);
 }
@@ -198,31 +460,29 @@ static void yb_pop(ybuild *b)
 {
 	yframe *f = &b->stack[b->depth - 1];
 	ynode *n = f->node;
-	if (n->kind == YNODE_MAP) {
-		n->len = f->n / 2;
-		n->keys = ws_arena_try_alloc(b->doc->arena, n->len * sizeof(ynode *));
-		n->items = ws_arena_try_alloc(b->doc->arena, n->len * sizeof(ynode *));
-		if (!n->keys || !n->items) {
-			yb_error(b, n->line, n->column, "out of memory");
-			b->fatal = true;
-		} else {
-			for (size_t i = 0; i < n->len; i++) {
-				n->keys[i] = f->kids[2 * i];
-				n->items[i] = f->kids[2 * i + 1];
-			}
-			yb_check_duplicates(b, n);
+	size_t count = b->n_kids - f->base;
+	ynode **kids = b->kids + f->base;
+	ynode **arr = ws_arena_try_alloc_aligned(b->doc->arena, (count ? count : 1) * sizeof(*arr),
+						 _Alignof(ynode *));
+	if (!arr) {
+		yb_oom(b, n->line, n->column);
+	} else if (n->kind == YNODE_MAP) {
+		size_t len = count / 2;
+		n->len = (uint32_t)len;
+		n->keys = arr;
+		n->items = arr + len;
+		for (size_t i = 0; i < len; i++) {
+			n->keys[i] = kids[2 * i];
+			n->items[i] = kids[2 * i + 1];
 		}
+		yb_check_duplicates(b, n);
 	} else {
-		n->len = f->n;
-		n->items = ws_arena_try_alloc(b->doc->arena, n->len * sizeof(ynode *));
-		if (!n->items) {
-			yb_error(b, n->line, n->column, "out of memory");
-			b->fatal = true;
-		} else if (n->len) {
-			memcpy(n->items, f->kids, n->len * sizeof(ynode *));
-		}
+		n->len = (uint32_t)count;
+		n->items = arr;
+		if (count)
+			memcpy(arr, kids, count * sizeof(*arr));
 	}
-	free(f->kids);
+	b->n_kids = f->base;
 	b->depth--;
 	if (!b->fatal)
 		yb_attach(b, n);
@@ -248,23 +508,29 @@ static void yb_scalar(ybuild *b, const yaml_event_t *ev)
 				 "unsupported tag \"%s\"", tag);
 	}
 	size_t len = ev->data.scalar.length;
-	if (memchr(ev->data.scalar.value, '\0', len))
+	const char *text = (const char *)ev->data.scalar.value;
+	if (len > UINT32_MAX) {
+		yb_error(b, (int)m->line + 1, (int)m->column + 1,
+			 "a scalar is longer than %u bytes", UINT32_MAX);
+		b->fatal = true;
+		return;
+	}
+	bool has_nul, interned;
+	const char *value = yb_text(b, text, len, &has_nul, &interned);
+	if (!value) {
+		yb_oom(b, (int)m->line + 1, (int)m->column + 1);
+		return;
+	}
+	if (has_nul)
 		yb_error(b, (int)m->line + 1, (int)m->column + 1,
 			 "strings must not contain NUL characters");
 	ynode *n = yb_node(b, YNODE_SCALAR, m);
 	if (!n)
 		return;
-	char *v = ws_arena_try_alloc(b->doc->arena, len + 1);
-	if (!v) {
-		yb_error(b, n->line, n->column, "out of memory");
-		b->fatal = true;
-		return;
-	}
-	memcpy(v, ev->data.scalar.value, len);
-	v[len] = '\0';
-	n->value = v;
-	n->value_len = len;
+	n->value = value;
+	n->value_len = (uint32_t)len;
 	n->quoted = quoted;
+	n->interned_ = interned;
 	yb_attach(b, n);
 }
 
@@ -285,11 +551,43 @@ static void offset_position(const char *buf, size_t len, size_t off, int *line, 
 	*col = c;
 }
 
+/* offset_position for a file, read again from the start. */
+static void file_offset_position(FILE *fp, size_t off, int *line, int *col)
+{
+	int l = 1, c = 1;
+	char chunk[8192];
+	size_t pos = 0, got;
+	rewind(fp);
+	while (pos < off && (got = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
+		for (size_t i = 0; i < got && pos < off; i++, pos++) {
+			if (chunk[i] == '\n') {
+				l++;
+				c = 1;
+			} else if (((unsigned char)chunk[i] & 0xC0) != 0x80) {
+				c++;
+			}
+		}
+	}
+	*line = l;
+	*col = c;
+}
+
 static void yb_parser_error(ybuild *b, const yaml_parser_t *p)
 {
 	int line, col;
-	if (p->error == YAML_READER_ERROR) {
-		offset_position(b->buf, b->len, p->problem_offset, &line, &col);
+	ysource *src = b->src;
+	if (p->error == YAML_READER_ERROR && src->too_large) {
+		yb_error(b, 0, 0, "document is too large (the limit is %zu bytes)", src->max);
+		return;
+	}
+	if (p->error == YAML_READER_ERROR && src->read_errno) {
+		yb_error(b, 0, 0, "cannot read: %s", strerror(src->read_errno));
+		return;
+	}
+	if (p->error == YAML_READER_ERROR && src->fp) {
+		file_offset_position(src->fp, p->problem_offset, &line, &col);
+	} else if (p->error == YAML_READER_ERROR) {
+		offset_position(src->buf, src->len, p->problem_offset, &line, &col);
 	} else {
 		line = (int)p->problem_mark.line + 1;
 		col = (int)p->problem_mark.column + 1;
@@ -303,16 +601,77 @@ static void yb_parser_error(ybuild *b, const yaml_parser_t *p)
 		yb_error(b, line, col, "%s", problem);
 }
 
-ydoc *ydoc_parse(const char *name, const char *buf, size_t len,
-		 const ydoc_limits *limits, ws_diags *d)
+/* Feeds libyaml's events to the builder until the end or a fatal problem. */
+static void yb_run(ybuild *b, yaml_parser_t *parser)
 {
-	if (!name)
-		name = "<input>";
-	if (!buf) {
-		buf = "";
-		len = 0;
+	int documents = 0;
+	bool done = false;
+	while (!done && !b->fatal) {
+		yaml_event_t ev;
+		if (!yaml_parser_parse(parser, &ev)) {
+			yb_parser_error(b, parser);
+			break;
+		}
+		const yaml_mark_t *m = &ev.start_mark;
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT:
+			done = true;
+			break;
+		case YAML_DOCUMENT_START_EVENT:
+			if (++documents > 1) {
+				yb_error(b, (int)m->line + 1, (int)m->column + 1,
+					 "expected a single document, found another one");
+				b->fatal = true;
+			}
+			break;
+		case YAML_ALIAS_EVENT:
+			yb_error(b, (int)m->line + 1, (int)m->column + 1,
+				 "aliases are not allowed (*%s)", (const char *)ev.data.alias.anchor);
+			b->fatal = true;
+			break;
+		case YAML_SCALAR_EVENT:
+			yb_scalar(b, &ev);
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+			yb_push(b, YNODE_SEQ, &ev);
+			break;
+		case YAML_MAPPING_START_EVENT:
+			yb_push(b, YNODE_MAP, &ev);
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			if (b->depth > 0)
+				yb_pop(b);
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
 	}
-	ybuild b = { .d = d, .buf = buf, .len = len };
+}
+
+/* libyaml's read handler for a file: counts the bytes against the cap. */
+static int file_read_cb(void *data, unsigned char *buffer, size_t size, size_t *size_read)
+{
+	ysource *src = data;
+	size_t got = fread(buffer, 1, size, src->fp);
+	if (got == 0 && ferror(src->fp)) {
+		src->read_errno = errno ? errno : EIO;
+		return 0;
+	}
+	src->read += got;
+	if (src->read > src->max) {
+		src->too_large = true;
+		return 0;
+	}
+	*size_read = got;
+	return 1;
+}
+
+static ydoc *ydoc_build(const char *name, ysource *src, const ydoc_limits *limits,
+			const ydoc_stream *stream, ws_diags *d)
+{
+	ybuild b = { .d = d, .src = src, .stream = stream };
 	b.lim.max_bytes = limits && limits->max_bytes ? limits->max_bytes : YDOC_DEFAULT_MAX_BYTES;
 	b.lim.max_depth = limits && limits->max_depth > 0 ? limits->max_depth : YDOC_DEFAULT_MAX_DEPTH;
 	b.lim.max_nodes = limits && limits->max_nodes ? limits->max_nodes : YDOC_DEFAULT_MAX_NODES;
@@ -324,10 +683,16 @@ ydoc *ydoc_parse(const char *name, const char *buf, size_t len,
 		return NULL;
 	}
 	doc->arena = ws_arena_new();
+	if (stream && stream->strings)
+		b.strings = stream->strings;
+	else if (stream && stream->item)
+		b.strings = doc->own_strings = ws_arena_new();
+	else
+		b.strings = doc->arena;
 	b.doc = doc;
-	if (len > b.lim.max_bytes) {
+	if (!src->fp && src->len > b.lim.max_bytes) {
 		yb_error(&b, 0, 0, "document is too large (%zu bytes, the limit is %zu)",
-			 len, b.lim.max_bytes);
+			 src->len, b.lim.max_bytes);
 		ydoc_free(doc);
 		return NULL;
 	}
@@ -338,55 +703,15 @@ ydoc *ydoc_parse(const char *name, const char *buf, size_t len,
 		ydoc_free(doc);
 		return NULL;
 	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
-	int documents = 0;
-	bool done = false;
-	while (!done && !b.fatal) {
-		yaml_event_t ev;
-		if (!yaml_parser_parse(&parser, &ev)) {
-			yb_parser_error(&b, &parser);
-			break;
-		}
-		const yaml_mark_t *m = &ev.start_mark;
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++documents > 1) {
-				yb_error(&b, (int)m->line + 1, (int)m->column + 1,
-					 "expected a single document, found another one");
-				b.fatal = true;
-			}
-			break;
-		case YAML_ALIAS_EVENT:
-			yb_error(&b, (int)m->line + 1, (int)m->column + 1,
-				 "aliases are not allowed (*%s)", (const char *)ev.data.alias.anchor);
-			b.fatal = true;
-			break;
-		case YAML_SCALAR_EVENT:
-			yb_scalar(&b, &ev);
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-			yb_push(&b, YNODE_SEQ, &ev);
-			break;
-		case YAML_MAPPING_START_EVENT:
-			yb_push(&b, YNODE_MAP, &ev);
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			if (b.depth > 0)
-				yb_pop(&b);
-			break;
-		default:
-			break;
-		}
-		yaml_event_delete(&ev);
-	}
+	if (src->fp)
+		yaml_parser_set_input(&parser, file_read_cb, src);
+	else
+		yaml_parser_set_input_string(&parser, (const unsigned char *)src->buf, src->len);
+	yb_run(&b, &parser);
 	yaml_parser_delete(&parser);
-	for (int i = 0; i < b.depth; i++)
-		free(b.stack[i].kids);
 	free(b.stack);
+	free(b.kids);
+	free(b.slots);
 	if (b.failed) {
 		ydoc_free(doc);
 		return NULL;
@@ -394,25 +719,32 @@ ydoc *ydoc_parse(const char *name, const char *buf, size_t len,
 	return doc;
 }
 
-ydoc *ydoc_parse_file(const char *path, const ydoc_limits *limits, ws_diags *d)
+ydoc *ydoc_parse_stream(const char *name, const char *buf, size_t len,
+			const ydoc_limits *limits, const ydoc_stream *stream, ws_diags *d)
 {
-	size_t max = limits && limits->max_bytes ? limits->max_bytes : YDOC_DEFAULT_MAX_BYTES;
-	FILE *fp = fopen(path, "rb");
-	if (!fp) {
-		ws_diag_add(d, path, 0, 0, "cannot open: %s", strerror(errno));
-		return NULL;
-	}
+	ysource src = { .buf = buf ? buf : "", .len = buf ? len : 0 };
+	return ydoc_build(name ? name : "<input>", &src, limits, stream, d);
+}
+
+ydoc *ydoc_parse(const char *name, const char *buf, size_t len,
+		 const ydoc_limits *limits, ws_diags *d)
+{
+	return ydoc_parse_stream(name, buf, len, limits, NULL, d);
+}
+
+/* Reads all of a stream that is not a regular file (a pipe), refusing
+ * more than `max` bytes: one byte past the cap is read so an oversized
+ * input is reported as such rather than silently truncated. */
+static char *read_all(FILE *fp, const char *path, size_t max, size_t *len_out, ws_diags *d)
+{
 	size_t cap = 0, len = 0;
 	char *buf = NULL;
-	ydoc *doc = NULL;
 	for (;;) {
 		if (len == cap) {
-			/* Read one byte past the cap so an oversized file is
-			 * reported as such rather than silently truncated. */
 			if (cap > max) {
 				ws_diag_add(d, path, 0, 0,
 					    "document is too large (the limit is %zu bytes)", max);
-				goto out;
+				goto fail;
 			}
 			size_t ncap = cap ? cap * 2 : 8192;
 			if (ncap > max + 1)
@@ -422,7 +754,7 @@ ydoc *ydoc_parse_file(const char *path, const ydoc_limits *limits, ws_diags *d)
 			char *nb = realloc(buf, ncap);
 			if (!nb) {
 				ws_diag_add(d, path, 0, 0, "out of memory");
-				goto out;
+				goto fail;
 			}
 			buf = nb;
 			cap = ncap;
@@ -432,20 +764,59 @@ ydoc *ydoc_parse_file(const char *path, const ydoc_limits *limits, ws_diags *d)
 		if (got == 0) {
 			if (ferror(fp)) {
 				ws_diag_add(d, path, 0, 0, "cannot read: %s", strerror(errno));
-				goto out;
+				goto fail;
 			}
 			break;
 		}
 	}
 	if (len > max) {
 		ws_diag_add(d, path, 0, 0, "document is too large (the limit is %zu bytes)", max);
-		goto out;
+		goto fail;
 	}
-	doc = ydoc_parse(path, buf ? buf : "", len, limits, d);
-out:
+	*len_out = len;
+	return buf;
+fail:
 	free(buf);
+	return NULL;
+}
+
+/* A regular file is parsed as it is read, never held whole in memory (a
+ * fleet file can be 30 MB); one over the cap is refused before reading.
+ * Anything else (a pipe) is read whole first, to be capped the same way. */
+ydoc *ydoc_parse_file_stream(const char *path, const ydoc_limits *limits,
+			     const ydoc_stream *stream, ws_diags *d)
+{
+	size_t max = limits && limits->max_bytes ? limits->max_bytes : YDOC_DEFAULT_MAX_BYTES;
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
+		ws_diag_add(d, path, 0, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	ydoc *doc = NULL;
+	struct stat st;
+	if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode)) {
+		if ((uint64_t)st.st_size > max) {
+			ws_diag_add(d, path, 0, 0, "document is too large (the limit is %zu bytes)", max);
+		} else {
+			ysource src = { .fp = fp, .max = max };
+			doc = ydoc_build(path, &src, limits, stream, d);
+		}
+	} else {
+		size_t len;
+		char *buf = read_all(fp, path, max, &len, d);
+		if (buf) {
+			ysource src = { .buf = buf, .len = len };
+			doc = ydoc_build(path, &src, limits, stream, d);
+			free(buf);
+		}
+	}
 	fclose(fp);
 	return doc;
+}
+
+ydoc *ydoc_parse_file(const char *path, const ydoc_limits *limits, ws_diags *d)
+{
+	return ydoc_parse_file_stream(path, limits, NULL, d);
 }
 
 const ynode *ydoc_root(const ydoc *doc)
@@ -463,17 +834,21 @@ void ydoc_free(ydoc *doc)
 	if (!doc)
 		return;
 	ws_arena_free(doc->arena);
+	ws_arena_free(doc->own_strings);
 	free(doc->name);
 	free(doc);
 }
 
+/* Key lookups compare lengths first: most keys differ in length from the
+ * one looked for, and scalars carry theirs. */
 const ynode *ynode_get(const ynode *map, const char *key)
 {
 	if (!map || map->kind != YNODE_MAP)
 		return NULL;
+	size_t n = strlen(key);
 	for (size_t i = 0; i < map->len; i++) {
 		const ynode *k = map->keys[i];
-		if (k->kind == YNODE_SCALAR && strcmp(k->value, key) == 0)
+		if (k->kind == YNODE_SCALAR && k->value_len == n && memcmp(k->value, key, n) == 0)
 			return map->items[i];
 	}
 	return NULL;
@@ -483,8 +858,17 @@ bool ynode_is_null(const ynode *n)
 {
 	if (!n || n->kind != YNODE_SCALAR || n->quoted)
 		return false;
-	return n->value_len == 0 || strcmp(n->value, "~") == 0 || strcmp(n->value, "null") == 0 ||
-	       strcmp(n->value, "Null") == 0 || strcmp(n->value, "NULL") == 0;
+	const char *s = n->value;
+	switch (n->value_len) {
+	case 0:
+		return true;
+	case 1:
+		return s[0] == '~';
+	case 4:
+		return strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+	default:
+		return false;
+	}
 }
 
 int ynode_bool(const ynode *n, bool *out)

@@ -10,6 +10,13 @@
  * pass never stops early, so one run lists everything; only then is the
  * half-built model thrown away.
  *
+ * Large fleets (issue 3: 100,000 tenants must parse about as fast as
+ * libyaml can scan the file): tenants are read as the parser finishes each
+ * one, so the tree never holds more than one tenant (see fleet_parse_doc);
+ * the model points at the parser's interned text instead of copying it;
+ * each mapping's keys are matched in one pass (fields_read); and libical
+ * is asked once per distinct zone, rule and window shape (window_cache).
+ *
  * Decisions where spec/fleet.md is silent:
  *   - an explicit null (`region:` or `region: ~`) is the same as leaving an
  *     optional key out;
@@ -18,6 +25,7 @@
  *   - a one-off window takes no `timezone` (its times carry offsets);
  *   - a calendar's `applies_to` must name existing tenants and clusters.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,23 +37,40 @@ typedef struct fleet_priv {
 	size_t *cluster_order;   /* cluster indexes sorted by name */
 } fleet_priv;
 
-/* Where things were written, for checks that run after a whole list is
- * read.  Lives in the arena with the model and dies with it. */
+/* Where something was written.  Tenants are read while the document is
+ * parsed and their nodes are gone by the time the checks that need the
+ * whole list run, so positions are kept, not nodes.  line 0: nowhere. */
+typedef struct ypos {
+	int line, column;
+} ypos;
+
+static ypos pos_of(const ynode *n)
+{
+	return (ypos){ .line = n->line, .column = n->column };
+}
+
+/* Where a tenant's names were written, for checks that run after the
+ * whole list is read. */
 typedef struct tenant_src {
-	const ynode *slug;
-	const ynode **deps;      /* parallel to ws_tenant.depends_on */
+	ypos slug;
+	ypos *deps;              /* parallel to ws_tenant.depends_on (model arena) */
 } tenant_src;
 
 typedef struct fctx {
 	wsv v;
 	ws_fleet *f;
-	const ynode **cluster_name_at;
-	const ynode **calendar_name_at;
-	tenant_src *tsrc;
+	ypos *cluster_name_at;
+	ypos *calendar_name_at;
+	tenant_src *tsrc;        /* malloc'd, parallel to f->tenants */
+	size_t tenants_cap;      /* of f->tenants and tsrc */
 	size_t *cluster_order;   /* sorted by name, for lookups while reading */
 	size_t n_cluster_order;
 	size_t *tenant_order;
 	size_t n_tenant_order;
+	/* Streaming (see fleet_parse_doc). */
+	bool clusters_done;      /* clusters read and indexed */
+	const ynode *tenants_key;   /* the root key of the first tenants list */
+	bool tenants_streamed;   /* its items were read as they were parsed */
 } fctx;
 
 static const char *const top_keys[] = {
@@ -106,13 +131,101 @@ int ws_criticality_parse(const char *s, ws_criticality *out)
 	return WS_EINVAL;
 }
 
-/* The key node of `key` in `map` (unknown-key style messages point there). */
-static const ynode *key_node(const ynode *map, const char *key)
+/* Keys -------------------------------------------------------------------- */
+
+/* Indexes into tenant_keys, cluster_keys and window_keys. */
+enum { T_SLUG, T_NAME, T_CLUSTER, T_CRITICALITY, T_TIMEZONE, T_LABELS, T_DEPENDS_ON,
+       T_HEALTH_URL, T_VERSION, T_WINDOWS, T_FROZEN };
+enum { C_NAME, C_HOSTING, C_REGION, C_MAX_PARALLEL, C_TIMEZONE, C_LABELS, C_WINDOWS,
+       C_DEPLOY };
+enum { W_RRULE, W_START, W_DURATION, W_TIMEZONE, W_ANCHOR, W_FROM, W_TO };
+
+#define MAX_FIELDS 12
+#define N_KEYS(list) (sizeof(list) / sizeof((list)[0]) - 1)
+_Static_assert(N_KEYS(tenant_keys) == T_FROZEN + 1 && N_KEYS(tenant_keys) <= MAX_FIELDS,
+	       "tenant_keys and T_* disagree");
+_Static_assert(N_KEYS(cluster_keys) == C_DEPLOY + 1, "cluster_keys and C_* disagree");
+_Static_assert(N_KEYS(window_keys) == W_TO + 1, "window_keys and W_* disagree");
+
+/*
+ * A mapping's keys and values for a fixed list of key names, found in one
+ * pass over the mapping (a tenant is read 100,000 times in a large fleet;
+ * a search per name would compare every key with every name).
+ */
+typedef struct fields {
+	const ynode *map;
+	const char *what;
+	const char *const *names;
+	const ynode *key[MAX_FIELDS], *val[MAX_FIELDS];
+} fields;
+
+/*
+ * Which of a list of names each key text is, remembered by the text's
+ * address: the parser interns key text, so the same few addresses come
+ * back for every tenant, and the model's arena keeps every text at its
+ * address until the parse is over.  Direct-mapped; a miss just compares.
+ */
+#define KEY_MEMO 64
+
+typedef struct key_memo {
+	struct {
+		const char *text;
+		const char *const *names;
+		size_t j;
+	} slot[KEY_MEMO];
+} key_memo;
+
+/* The index of `text` in `names`, or that of its NULL terminator. */
+static size_t key_index(key_memo *km, const char *const *names, const char *text)
 {
-	for (size_t i = 0; map && map->kind == YNODE_MAP && i < map->len; i++)
-		if (map->keys[i]->kind == YNODE_SCALAR && strcmp(map->keys[i]->value, key) == 0)
-			return map->keys[i];
-	return NULL;
+	size_t h = ((uintptr_t)text >> 3 ^ (uintptr_t)text >> 11) % KEY_MEMO;
+	if (km && km->slot[h].text == text && km->slot[h].names == names)
+		return km->slot[h].j;
+	size_t j = 0;
+	while (names[j] && !(names[j][0] == text[0] && strcmp(names[j], text) == 0))
+		j++;
+	if (km) {
+		km->slot[h].text = text;
+		km->slot[h].names = names;
+		km->slot[h].j = j;
+	}
+	return j;
+}
+
+/* Reads the keys of `map` against `names` (NULL-terminated, at most
+ * MAX_FIELDS): the first value of each known key is kept, and unknown keys
+ * are reported by wsv_keys, with its message. */
+static void fields_read(wsv *v, const ynode *map, const char *const *names, const char *what,
+			fields *fl)
+{
+	*fl = (fields){ .map = map, .what = what, .names = names };
+	bool unknown = false;
+	for (size_t i = 0; i < map->len; i++) {
+		const ynode *k = map->keys[i];
+		if (k->kind != YNODE_SCALAR)
+			continue;   /* ydoc already refused it */
+		size_t j = key_index(v->km, names, k->value);
+		if (!names[j])
+			unknown = true;
+		else if (!fl->key[j]) {
+			fl->key[j] = k;
+			fl->val[j] = map->items[i];
+		}
+	}
+	if (unknown)
+		wsv_keys(v, map, names, what);
+}
+
+/* wsv_get for field j: NULL when absent or null (an explicit null means
+ * "not set"); a missing required key is reported against the mapping. */
+static const ynode *field(wsv *v, const fields *fl, size_t j, bool required)
+{
+	const ynode *n = fl->val[j];
+	if (n && !required && ynode_is_null(n))
+		return NULL;
+	if (!n && required)
+		wsv_error(v, fl->map, "missing required key \"%s\" in %s", fl->names[j], fl->what);
+	return n;
 }
 
 /* Windows ----------------------------------------------------------------- */
@@ -175,14 +288,14 @@ static bool parse_time_value(wsv *v, const ynode *n, const char *key, int64_t *o
 	return true;
 }
 
-static void parse_one_off(wsv *v, const ynode *n, ws_window *w)
+static void parse_one_off(wsv *v, const fields *fl, ws_window *w)
 {
 	w->one_off = true;
-	const ynode *tz = key_node(n, "timezone");
+	const ynode *tz = fl->key[W_TIMEZONE];
 	if (tz)
 		wsv_error(v, tz, "a one-off window takes no timezone (from and to carry their offsets)");
-	const ynode *from = wsv_get(v, n, "from", true, "window");
-	const ynode *to = wsv_get(v, n, "to", true, "window");
+	const ynode *from = field(v, fl, W_FROM, true);
+	const ynode *to = field(v, fl, W_TO, true);
 	bool ok_from = from && parse_time_value(v, from, "from", &w->from_utc, &w->from_text);
 	bool ok_to = to && parse_time_value(v, to, "to", &w->to_utc, &w->to_text);
 	if (ok_from && ok_to && w->to_utc <= w->from_utc)
@@ -194,35 +307,37 @@ static void parse_one_off(wsv *v, const ynode *n, ws_window *w)
  * invalid, which was reported already): it is needed to check that the
  * rule occurs at all.
  */
-static void parse_recurring(wsv *v, const ynode *n, const char *zone, ws_window *w)
+static void parse_recurring(wsv *v, const fields *fl, const char *zone, ws_window *w)
 {
 	int before = v->errors;
 	const ynode *x;
 	const char *zone_in_force = zone;
-	if ((x = wsv_get(v, n, "rrule", true, "window")) && (w->rrule = wsv_text(v, x, "rrule"))) {
+	if ((x = field(v, fl, W_RRULE, true)) && (w->rrule = wsv_text(v, x, "rrule"))) {
 		char why[200];
-		if (!ws_rrule_valid(w->rrule, why, sizeof(why)))
+		if (!window_cache_rrule_valid(v->wc, w->rrule, why, sizeof(why)))
 			wsv_error(v, x, "invalid RRULE \"%s\": %s", w->rrule, why);
 	}
-	if ((x = wsv_get(v, n, "start", true, "window"))) {
+	if ((x = field(v, fl, W_START, true))) {
 		const char *t = wsv_text(v, x, "start");
 		if (t && !parse_start(t, &w->start_minute)) {
 			wsv_error(v, x, "invalid start time \"%s\" (expected HH:MM from 00:00 to 23:59)", t);
+		} else if (t && strlen(t) == 5) {
+			w->start_text = t;   /* "HH:MM" is already normal */
 		} else if (t) {
 			char buf[24];
 			snprintf(buf, sizeof(buf), "%02d:%02d", w->start_minute / 60, w->start_minute % 60);
 			w->start_text = ws_arena_strdup(v->a, buf);
 		}
 	}
-	if ((x = wsv_get(v, n, "duration", true, "window")))
+	if ((x = field(v, fl, W_DURATION, true)))
 		parse_positive_duration(v, x, "duration", &w->duration_s);
-	if ((x = wsv_get(v, n, "timezone", false, "window")) &&
+	if ((x = field(v, fl, W_TIMEZONE, false)) &&
 	    (w->timezone = wsv_text(v, x, "timezone"))) {
 		zone_in_force = w->timezone;
-		if (!ws_tz_valid(w->timezone))
+		if (!window_cache_tz_valid(v->wc, w->timezone))
 			wsv_error(v, x, "unknown time zone \"%s\"", w->timezone);
 	}
-	if ((x = wsv_get(v, n, "anchor", false, "window"))) {
+	if ((x = field(v, fl, W_ANCHOR, false))) {
 		int y, m, d;
 		w->anchor = wsv_text(v, x, "anchor");
 		if (w->anchor && !ws_date_parse(w->anchor, &y, &m, &d))
@@ -231,8 +346,9 @@ static void parse_recurring(wsv *v, const ynode *n, const char *zone, ws_window 
 	/* Only a rule that passed every check above, in a known zone, can be
 	 * expanded to see whether it occurs at all. */
 	char why[200];
-	if (v->errors == before && zone_in_force && !window_occurs(w, zone, why, sizeof(why)))
-		wsv_error(v, ynode_get(n, "rrule"), "invalid RRULE \"%s\": %s", w->rrule, why);
+	if (v->errors == before && zone_in_force &&
+	    !window_cache_occurs(v->wc, w, zone, why, sizeof(why)))
+		wsv_error(v, fl->val[W_RRULE], "invalid RRULE \"%s\": %s", w->rrule, why);
 }
 
 static void parse_window(wsv *v, const ynode *n, const char *zone, ws_window *w)
@@ -241,18 +357,19 @@ static void parse_window(wsv *v, const ynode *n, const char *zone, ws_window *w)
 		return;
 	w->line = n->line;
 	w->column = n->column;
-	wsv_keys(v, n, window_keys, "window");
-	bool recurring = ynode_get(n, "rrule") || ynode_get(n, "start") ||
-			 ynode_get(n, "duration") || ynode_get(n, "anchor");
-	bool one_off = ynode_get(n, "from") || ynode_get(n, "to");
+	fields fl;
+	fields_read(v, n, window_keys, "window", &fl);
+	bool recurring = fl.val[W_RRULE] || fl.val[W_START] || fl.val[W_DURATION] ||
+			 fl.val[W_ANCHOR];
+	bool one_off = fl.val[W_FROM] || fl.val[W_TO];
 	if (recurring && one_off)
 		wsv_error(v, n, "a window has either rrule, start and duration, or from and to, not both");
 	else if (!recurring && !one_off)
 		wsv_error(v, n, "a window needs rrule, start and duration, or from and to");
 	else if (one_off)
-		parse_one_off(v, n, w);
+		parse_one_off(v, &fl, w);
 	else
-		parse_recurring(v, n, zone, w);
+		parse_recurring(v, &fl, zone, w);
 }
 
 static void parse_windows(wsv *v, const ynode *n, const char *key, const char *zone,
@@ -285,8 +402,8 @@ static void parse_labels(wsv *v, const ynode *n, ws_label **out, size_t *n_out)
 			continue;
 		}
 		ws_label *l = &(*out)[(*n_out)++];
-		l->key = ws_arena_strdup(v->a, k->value);
-		l->value = ws_arena_strdup(v->a, val->value);
+		l->key = wsv_str(v, k);
+		l->value = wsv_str(v, val);
 	}
 }
 
@@ -404,21 +521,22 @@ static void parse_cluster(fctx *c, const ynode *n, size_t idx)
 		return;
 	cl->line = n->line;
 	cl->column = n->column;
-	wsv_keys(v, n, cluster_keys, "cluster");
+	fields fl;
+	fields_read(v, n, cluster_keys, "cluster", &fl);
 	const ynode *x;
-	if ((x = wsv_get(v, n, "name", true, "cluster")) && (cl->name = wsv_text(v, x, "name"))) {
-		c->cluster_name_at[idx] = x;
+	if ((x = field(v, &fl, C_NAME, true)) && (cl->name = wsv_text(v, x, "name"))) {
+		c->cluster_name_at[idx] = pos_of(x);
 		if (!ws_name_valid(cl->name))
 			wsv_error(v, x, "invalid cluster name \"%s\" (" NAME_RULE ")", cl->name);
 	}
-	if ((x = wsv_get(v, n, "hosting", true, "cluster"))) {
+	if ((x = field(v, &fl, C_HOSTING, true))) {
 		const char *t = wsv_text(v, x, "hosting");
 		if (t)
 			wsv_hosting(v, x, t, &cl->hosting);
 	}
-	if ((x = wsv_get(v, n, "region", false, "cluster")))
+	if ((x = field(v, &fl, C_REGION, false)))
 		cl->region = wsv_text(v, x, "region");
-	if ((x = wsv_get(v, n, "max_parallel", false, "cluster"))) {
+	if ((x = field(v, &fl, C_MAX_PARALLEL, false))) {
 		long long mp;
 		if (wsv_int(v, x, "max_parallel", &mp)) {
 			if (mp < 1 || mp > MAX_PARALLEL_LIMIT)
@@ -429,9 +547,9 @@ static void parse_cluster(fctx *c, const ynode *n, size_t idx)
 		}
 	}
 	bool zone_ok = true;
-	if ((x = wsv_get(v, n, "timezone", false, "cluster"))) {
+	if ((x = field(v, &fl, C_TIMEZONE, false))) {
 		const char *t = wsv_text(v, x, "timezone");
-		if (t && ws_tz_valid(t)) {
+		if (t && window_cache_tz_valid(v->wc, t)) {
 			cl->timezone = t;
 		} else {
 			zone_ok = false;
@@ -439,12 +557,12 @@ static void parse_cluster(fctx *c, const ynode *n, size_t idx)
 				wsv_error(v, x, "unknown time zone \"%s\"", t);
 		}
 	}
-	if ((x = wsv_get(v, n, "labels", false, "cluster")))
+	if ((x = field(v, &fl, C_LABELS, false)))
 		parse_labels(v, x, &cl->labels, &cl->n_labels);
-	if ((x = wsv_get(v, n, "windows", false, "cluster")))
+	if ((x = field(v, &fl, C_WINDOWS, false)))
 		parse_windows(v, x, "windows", zone_ok ? cl->timezone : NULL, &cl->windows,
 			      &cl->n_windows);
-	if ((x = wsv_get(v, n, "deploy", false, "cluster")))
+	if ((x = field(v, &fl, C_DEPLOY, false)))
 		cl->deploy = parse_deploy(v, x);
 }
 
@@ -471,29 +589,38 @@ static const char *calendar_name_of(const ws_fleet *f, size_t i)
 typedef struct named_list {
 	name_of_fn name;
 	const char *what;          /* "cluster name" */
-	const ynode **name_at;     /* the name's value node; NULL: no name */
+	const ypos *name_at;       /* where each name was written; line 0: no name */
 	const int *line, *column;  /* the first entry's position fields */
 	size_t stride;             /* sizeof the struct holding line and column */
 } named_list;
 
+/* A name and the index of what carries it. */
+typedef struct named_idx {
+	const char *name;
+	size_t i;
+} named_idx;
+
 /* A merge sort: stable, so among equal names the first in the document comes
- * first (it is the one "first defined"), and it needs no context argument,
- * which qsort lacks.  O(n log n) for fleets of tens of thousands. */
-static void sort_indexes(const ws_fleet *f, name_of_fn name, size_t *idx, size_t *tmp, size_t n)
+ * first (it is the one "first defined").  It sorts (name, index) pairs, so
+ * a comparison reads two adjacent pairs rather than two tenants scattered
+ * over the model: O(n log n) and cache-friendly for 100,000 tenants. */
+static void sort_named(named_idx *v, named_idx *tmp, size_t n)
 {
 	if (n < 2)
 		return;
 	size_t h = n / 2;
-	sort_indexes(f, name, idx, tmp, h);
-	sort_indexes(f, name, idx + h, tmp, n - h);
+	sort_named(v, tmp, h);
+	sort_named(v + h, tmp, n - h);
+	if (strcmp(v[h].name, v[h - 1].name) >= 0)
+		return;   /* already in order, as slugs often are */
 	size_t i = 0, j = h, k = 0;
 	while (i < h && j < n)
-		tmp[k++] = strcmp(name(f, idx[j]), name(f, idx[i])) < 0 ? idx[j++] : idx[i++];
+		tmp[k++] = strcmp(v[j].name, v[i].name) < 0 ? v[j++] : v[i++];
 	while (i < h)
-		tmp[k++] = idx[i++];
+		tmp[k++] = v[i++];
 	while (j < n)
-		tmp[k++] = idx[j++];
-	memcpy(idx, tmp, n * sizeof(*idx));
+		tmp[k++] = v[j++];
+	memcpy(v, tmp, n * sizeof(*v));
 }
 
 /*
@@ -505,27 +632,30 @@ static void sort_indexes(const ws_fleet *f, name_of_fn name, size_t *idx, size_t
 static size_t *index_unique(fctx *c, size_t n, const named_list *l, size_t *n_out)
 {
 	size_t *idx = ws_arena_alloc(c->v.a, (n ? n : 1) * sizeof(*idx));
-	size_t *tmp = malloc((n ? n : 1) * sizeof(*tmp));
-	if (!tmp)
+	named_idx *v = malloc((n ? n : 1) * 2 * sizeof(*v));
+	if (!v)
 		abort();
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++)
-		if (l->name_at[i])
-			idx[m++] = i;
-	sort_indexes(c->f, l->name, idx, tmp, m);
-	free(tmp);
+		if (l->name_at[i].line)
+			v[m++] = (named_idx){ .name = l->name(c->f, i), .i = i };
+	sort_named(v, v + n, m);
 	size_t k = 0;
 	for (size_t i = 0; i < m; i++) {
-		if (k > 0 && strcmp(l->name(c->f, idx[k - 1]), l->name(c->f, idx[i])) == 0) {
-			size_t first = idx[k - 1];
+		if (k > 0 && strcmp(v[k - 1].name, v[i].name) == 0) {
+			size_t first = v[k - 1].i;
 			int line = *(const int *)((const char *)l->line + first * l->stride);
 			int col = *(const int *)((const char *)l->column + first * l->stride);
-			wsv_error(&c->v, l->name_at[idx[i]], "duplicate %s \"%s\" (first defined at %d:%d)",
-				  l->what, l->name(c->f, idx[i]), line, col);
+			ypos at = l->name_at[v[i].i];
+			wsv_error_at(&c->v, at.line, at.column, "duplicate %s \"%s\" (first defined at %d:%d)",
+				     l->what, v[i].name, line, col);
 			continue;
 		}
-		idx[k++] = idx[i];
+		v[k++] = v[i];
 	}
+	for (size_t i = 0; i < k; i++)
+		idx[i] = v[i].i;
+	free(v);
 	*n_out = k;
 	return idx;
 }
@@ -554,6 +684,10 @@ static void parse_tenant(fctx *c, const ynode *n, size_t idx)
 	wsv *v = &c->v;
 	ws_tenant *t = &c->f->tenants[idx];
 	tenant_src *src = &c->tsrc[idx];
+	/* Zeroed here rather than when the array grows, so that memory is
+	 * touched only for tenants that exist. */
+	memset(t, 0, sizeof(*t));
+	memset(src, 0, sizeof(*src));
 	t->criticality = CRIT_STANDARD;
 	t->timezone = "UTC";
 	t->cluster_index = SIZE_MAX;
@@ -561,22 +695,23 @@ static void parse_tenant(fctx *c, const ynode *n, size_t idx)
 		return;
 	t->line = n->line;
 	t->column = n->column;
-	wsv_keys(v, n, tenant_keys, "tenant");
+	fields fl;
+	fields_read(v, n, tenant_keys, "tenant", &fl);
 	const ynode *x;
-	if ((x = wsv_get(v, n, "slug", true, "tenant")) && (t->slug = wsv_text(v, x, "slug"))) {
-		src->slug = x;
+	if ((x = field(v, &fl, T_SLUG, true)) && (t->slug = wsv_text(v, x, "slug"))) {
+		src->slug = pos_of(x);
 		if (!ws_name_valid(t->slug))
 			wsv_error(v, x, "invalid slug \"%s\" (" NAME_RULE ")", t->slug);
 	}
 	t->name = t->slug;
-	if ((x = wsv_get(v, n, "name", false, "tenant"))) {
+	if ((x = field(v, &fl, T_NAME, false))) {
 		const char *name = wsv_text(v, x, "name");
 		if (name && !*name)
 			wsv_error(v, x, "\"name\" must not be empty");
 		else if (name)
 			t->name = name;
 	}
-	if ((x = wsv_get(v, n, "cluster", true, "tenant")) && (t->cluster = wsv_text(v, x, "cluster"))) {
+	if ((x = field(v, &fl, T_CLUSTER, true)) && (t->cluster = wsv_text(v, x, "cluster"))) {
 		t->cluster_index = find_index(c->f, c->cluster_order, c->n_cluster_order,
 					      cluster_name_of, t->cluster);
 		if (t->cluster_index == SIZE_MAX)
@@ -584,15 +719,15 @@ static void parse_tenant(fctx *c, const ynode *n, size_t idx)
 		else
 			t->timezone = c->f->clusters[t->cluster_index].timezone;
 	}
-	if ((x = wsv_get(v, n, "criticality", false, "tenant"))) {
+	if ((x = field(v, &fl, T_CRITICALITY, false))) {
 		const char *s = wsv_text(v, x, "criticality");
 		if (s)
 			wsv_criticality(v, x, s, &t->criticality);
 	}
 	bool zone_ok = true;
-	if ((x = wsv_get(v, n, "timezone", false, "tenant"))) {
+	if ((x = field(v, &fl, T_TIMEZONE, false))) {
 		const char *s = wsv_text(v, x, "timezone");
-		if (s && ws_tz_valid(s)) {
+		if (s && window_cache_tz_valid(v->wc, s)) {
 			t->timezone = s;
 		} else {
 			zone_ok = false;
@@ -600,9 +735,9 @@ static void parse_tenant(fctx *c, const ynode *n, size_t idx)
 				wsv_error(v, x, "unknown time zone \"%s\"", s);
 		}
 	}
-	if ((x = wsv_get(v, n, "labels", false, "tenant")))
+	if ((x = field(v, &fl, T_LABELS, false)))
 		parse_labels(v, x, &t->labels, &t->n_labels);
-	if ((x = wsv_get(v, n, "depends_on", false, "tenant")) && wsv_seq(v, x, "depends_on")) {
+	if ((x = field(v, &fl, T_DEPENDS_ON, false)) && wsv_seq(v, x, "depends_on")) {
 		t->depends_on = ws_arena_alloc(v->a, x->len * sizeof(*t->depends_on));
 		t->depends_on_index = ws_arena_alloc(v->a, x->len * sizeof(*t->depends_on_index));
 		src->deps = ws_arena_alloc(v->a, x->len * sizeof(*src->deps));
@@ -610,12 +745,12 @@ static void parse_tenant(fctx *c, const ynode *n, size_t idx)
 			const char *s = wsv_text_in(v, x->items[i], "depends_on");
 			if (!s)
 				continue;
-			src->deps[t->n_depends_on] = x->items[i];
+			src->deps[t->n_depends_on] = pos_of(x->items[i]);
 			t->depends_on_index[t->n_depends_on] = SIZE_MAX;
 			t->depends_on[t->n_depends_on++] = s;
 		}
 	}
-	if ((x = wsv_get(v, n, "health_url", false, "tenant"))) {
+	if ((x = field(v, &fl, T_HEALTH_URL, false))) {
 		const char *s = wsv_text(v, x, "health_url");
 		if (s && !ws_url_valid(s))
 			wsv_error(v, x, "invalid URL \"%s\" for \"health_url\" (expected an http or "
@@ -623,13 +758,55 @@ static void parse_tenant(fctx *c, const ynode *n, size_t idx)
 		else
 			t->health_url = s;
 	}
-	if ((x = wsv_get(v, n, "version", false, "tenant")))
+	if ((x = field(v, &fl, T_VERSION, false)))
 		t->version = wsv_text(v, x, "version");
-	if ((x = wsv_get(v, n, "windows", false, "tenant")))
+	if ((x = field(v, &fl, T_WINDOWS, false)))
 		parse_windows(v, x, "windows", zone_ok ? t->timezone : NULL, &t->windows,
 			      &t->n_windows);
-	if ((x = wsv_get(v, n, "frozen", false, "tenant")))
+	if ((x = field(v, &fl, T_FROZEN, false)))
 		wsv_bool(v, x, "frozen", &t->frozen);
+}
+
+/* Slugs to tenant indexes, for resolving depends_on: one probe instead of
+ * a binary search whose every step reads a tenant far from the last (45,000
+ * dependencies in a fleet of 100,000).  Built from tenant_order, so a slug
+ * defined twice finds its first definition, as find_index does. */
+typedef struct slug_table {
+	uint32_t *slot;          /* tenant index + 1; 0: empty */
+	size_t mask;
+} slug_table;
+
+static uint32_t slug_hash(const char *s)
+{
+	uint32_t h = 2166136261u;   /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h ^ (h >> 15);
+}
+
+static bool slug_table_init(slug_table *st, const ws_fleet *f, const size_t *order, size_t n)
+{
+	size_t cap = 16;
+	while (cap < 2 * n)
+		cap *= 2;
+	if (n >= UINT32_MAX || !(st->slot = calloc(cap, sizeof(*st->slot))))
+		return false;
+	st->mask = cap - 1;
+	for (size_t i = 0; i < n; i++) {
+		size_t j = slug_hash(f->tenants[order[i]].slug) & st->mask;
+		while (st->slot[j])
+			j = (j + 1) & st->mask;
+		st->slot[j] = (uint32_t)order[i] + 1;
+	}
+	return true;
+}
+
+static size_t slug_table_find(const slug_table *st, const ws_fleet *f, const char *slug)
+{
+	for (size_t j = slug_hash(slug) & st->mask; st->slot[j]; j = (j + 1) & st->mask)
+		if (strcmp(f->tenants[st->slot[j] - 1].slug, slug) == 0)
+			return st->slot[j] - 1;
+	return SIZE_MAX;
 }
 
 /* Resolves depends_on; self-references, repeats and unknown slugs are
@@ -637,24 +814,27 @@ static void parse_tenant(fctx *c, const ynode *n, size_t idx)
 static void resolve_dependencies(fctx *c)
 {
 	ws_fleet *f = c->f;
+	slug_table st;
+	if (!slug_table_init(&st, f, c->tenant_order, c->n_tenant_order))
+		abort();
 	for (size_t i = 0; i < f->n_tenants; i++) {
 		ws_tenant *t = &f->tenants[i];
 		for (size_t j = 0; j < t->n_depends_on; j++) {
 			const char *dep = t->depends_on[j];
-			const ynode *at = c->tsrc[i].deps[j];
+			ypos at = c->tsrc[i].deps[j];
 			bool repeated = false;
 			for (size_t k = 0; k < j && !repeated; k++)
 				repeated = strcmp(t->depends_on[k], dep) == 0;
 			if (t->slug && strcmp(dep, t->slug) == 0)
-				wsv_error(&c->v, at, "tenant \"%s\" depends on itself", dep);
+				wsv_error_at(&c->v, at.line, at.column, "tenant \"%s\" depends on itself", dep);
 			else if (repeated)
-				wsv_error(&c->v, at, "duplicate \"%s\" in depends_on", dep);
-			else if ((t->depends_on_index[j] = find_index(f, c->tenant_order,
-								      c->n_tenant_order,
-								      tenant_slug_of, dep)) == SIZE_MAX)
-				wsv_error(&c->v, at, "unknown tenant \"%s\" in depends_on", dep);
+				wsv_error_at(&c->v, at.line, at.column, "duplicate \"%s\" in depends_on", dep);
+			else if ((t->depends_on_index[j] = slug_table_find(&st, f, dep)) == SIZE_MAX)
+				wsv_error_at(&c->v, at.line, at.column, "unknown tenant \"%s\" in depends_on",
+					     dep);
 		}
 	}
+	free(st.slot);
 }
 
 /* A growing string for cycle messages. */
@@ -712,11 +892,11 @@ static void report_cycle(fctx *c, const size_t *path, size_t len, char ***seen, 
 	/* At the entry of the first tenant's depends_on that starts the cycle. */
 	size_t first = path[m], next = path[(m + 1) % len];
 	const ws_tenant *t = &f->tenants[first];
-	const ynode *at = NULL;
-	for (size_t j = 0; j < t->n_depends_on && !at; j++)
+	ypos at = { 0, 0 };
+	for (size_t j = 0; j < t->n_depends_on && !at.line; j++)
 		if (t->depends_on_index[j] == next)
 			at = c->tsrc[first].deps[j];
-	wsv_error(&c->v, at, "%s", b.s);
+	wsv_error_at(&c->v, at.line, at.column, "%s", b.s);
 }
 
 /*
@@ -821,7 +1001,7 @@ static void parse_calendar(fctx *c, const ynode *n, size_t idx)
 		if (!*cal->name)
 			wsv_error(v, x, "calendar name must not be empty");
 		else
-			c->calendar_name_at[idx] = x;
+			c->calendar_name_at[idx] = pos_of(x);
 	}
 	if ((x = wsv_get(v, n, "hard", false, "calendar")))
 		wsv_bool(v, x, "hard", &cal->hard);
@@ -836,11 +1016,13 @@ static void parse_calendar(fctx *c, const ynode *n, size_t idx)
 
 /* The fleet --------------------------------------------------------------- */
 
-/* Reads the list under `key` (a sequence) and returns it, or NULL. */
-static const ynode *top_list(wsv *v, const ynode *root, const char *key)
+/* The list under a key of the root mapping, given its value (NULL when the
+ * key is absent): NULL when absent or null, reported when not a sequence. */
+static const ynode *top_list(wsv *v, const ynode *x, const char *key)
 {
-	const ynode *x = wsv_get(v, root, key, false, "fleet");
-	return x && wsv_seq(v, x, key) ? x : NULL;
+	if (!x || ynode_is_null(x))
+		return NULL;
+	return wsv_seq(v, x, key) ? x : NULL;
 }
 
 static void check_header(wsv *v, const ynode *root)
@@ -858,6 +1040,70 @@ static void check_header(wsv *v, const ynode *root)
 	}
 }
 
+/* Reads the clusters (`x` is the value of "clusters", or NULL) and indexes
+ * them by name, which tenants need. */
+static void read_clusters(fctx *c, const ynode *x)
+{
+	wsv *v = &c->v;
+	ws_fleet *f = c->f;
+	const ynode *list = top_list(v, x, "clusters");
+	c->clusters_done = true;
+	if (list) {
+		f->n_clusters = list->len;
+		f->clusters = ws_arena_alloc(v->a, list->len * sizeof(*f->clusters));
+		c->cluster_name_at = ws_arena_alloc(v->a, list->len * sizeof(*c->cluster_name_at));
+		for (size_t i = 0; i < list->len; i++)
+			parse_cluster(c, list->items[i], i);
+	}
+	named_list clusters = {
+		.name = cluster_name_of, .what = "cluster name", .name_at = c->cluster_name_at,
+		.line = f->clusters ? &f->clusters[0].line : NULL,
+		.column = f->clusters ? &f->clusters[0].column : NULL, .stride = sizeof(ws_cluster),
+	};
+	c->cluster_order = index_unique(c, f->n_clusters, &clusters, &c->n_cluster_order);
+}
+
+/* Room for n tenants.  f->tenants is one malloc'd array (fleet_free frees
+ * it): while streaming, the count is known only at the end. */
+static void tenants_reserve(fctx *c, size_t n)
+{
+	if (n <= c->tenants_cap)
+		return;
+	size_t cap = c->tenants_cap ? c->tenants_cap * 2 : 1024;
+	if (cap < n)
+		cap = n;
+	ws_tenant *t = realloc(c->f->tenants, cap * sizeof(*t));
+	tenant_src *src = realloc(c->tsrc, cap * sizeof(*src));
+	if (t)
+		c->f->tenants = t;
+	if (src)
+		c->tsrc = src;
+	if (!t || !src) {
+		fprintf(stderr, "wavesched: out of memory reading %zu tenants\n", n);
+		abort();
+	}
+	c->tenants_cap = cap;
+}
+
+/* The checks that need every tenant, once all are read. */
+static void check_tenants(fctx *c)
+{
+	ws_fleet *f = c->f;
+	ypos *slug_at = ws_arena_alloc(c->v.a, (f->n_tenants ? f->n_tenants : 1) * sizeof(*slug_at));
+	for (size_t i = 0; i < f->n_tenants; i++)
+		slug_at[i] = c->tsrc[i].slug;
+	named_list tenants = {
+		.name = tenant_slug_of, .what = "tenant slug", .name_at = slug_at,
+		.line = f->tenants ? &f->tenants[0].line : NULL,
+		.column = f->tenants ? &f->tenants[0].column : NULL, .stride = sizeof(ws_tenant),
+	};
+	c->tenant_order = index_unique(c, f->n_tenants, &tenants, &c->n_tenant_order);
+	resolve_dependencies(c);
+	find_cycles(c);
+}
+
+/* Reads what the parse did not stream: everything, or all but the
+ * clusters and tenants. */
 static void fleet_read(fctx *c, const ynode *root)
 {
 	wsv *v = &c->v;
@@ -872,41 +1118,18 @@ static void fleet_read(fctx *c, const ynode *root)
 	wsv_keys(v, root, top_keys, "fleet");
 	check_header(v, root);
 
+	if (!c->clusters_done)
+		read_clusters(c, ynode_get(root, "clusters"));
 	const ynode *list;
-	if ((list = top_list(v, root, "clusters"))) {
-		f->n_clusters = list->len;
-		f->clusters = ws_arena_alloc(a, list->len * sizeof(*f->clusters));
-		c->cluster_name_at = ws_arena_alloc(a, list->len * sizeof(*c->cluster_name_at));
-		for (size_t i = 0; i < list->len; i++)
-			parse_cluster(c, list->items[i], i);
-	}
-	named_list clusters = {
-		.name = cluster_name_of, .what = "cluster name", .name_at = c->cluster_name_at,
-		.line = f->clusters ? &f->clusters[0].line : NULL,
-		.column = f->clusters ? &f->clusters[0].column : NULL, .stride = sizeof(ws_cluster),
-	};
-	c->cluster_order = index_unique(c, f->n_clusters, &clusters, &c->n_cluster_order);
-
-	if ((list = top_list(v, root, "tenants"))) {
+	if (!c->tenants_streamed && (list = top_list(v, ynode_get(root, "tenants"), "tenants"))) {
+		tenants_reserve(c, list->len);
 		f->n_tenants = list->len;
-		f->tenants = ws_arena_alloc(a, list->len * sizeof(*f->tenants));
-		c->tsrc = ws_arena_alloc(a, list->len * sizeof(*c->tsrc));
 		for (size_t i = 0; i < list->len; i++)
 			parse_tenant(c, list->items[i], i);
 	}
-	const ynode **slug_at = ws_arena_alloc(a, (f->n_tenants ? f->n_tenants : 1) * sizeof(*slug_at));
-	for (size_t i = 0; i < f->n_tenants; i++)
-		slug_at[i] = c->tsrc[i].slug;
-	named_list tenants = {
-		.name = tenant_slug_of, .what = "tenant slug", .name_at = slug_at,
-		.line = f->tenants ? &f->tenants[0].line : NULL,
-		.column = f->tenants ? &f->tenants[0].column : NULL, .stride = sizeof(ws_tenant),
-	};
-	c->tenant_order = index_unique(c, f->n_tenants, &tenants, &c->n_tenant_order);
-	resolve_dependencies(c);
-	find_cycles(c);
+	check_tenants(c);
 
-	if ((list = top_list(v, root, "calendars"))) {
+	if ((list = top_list(v, ynode_get(root, "calendars"), "calendars"))) {
 		f->n_calendars = list->len;
 		f->calendars = ws_arena_alloc(a, list->len * sizeof(*f->calendars));
 		c->calendar_name_at = ws_arena_alloc(a, list->len * sizeof(*c->calendar_name_at));
@@ -922,18 +1145,107 @@ static void fleet_read(fctx *c, const ynode *root)
 	}
 }
 
-static ws_fleet *fleet_build(const ydoc *doc, ws_diags *d)
+/*
+ * Streaming.  A fleet file is mostly its tenants list; rather than hold
+ * the whole document as a tree (millions of nodes), each tenant is read
+ * into the model as soon as the parser has it, and its nodes are reused
+ * for the next.  A tenant needs the clusters (its zone and cluster come
+ * from there), so tenants stream only when the clusters list came first,
+ * as in every file export writes; otherwise the tenants stay in the tree
+ * and are read at the end like the rest.  What is read while streaming is
+ * exactly what fleet_read would read, in the same way, so the diagnostics
+ * are the same either way.
+ */
+static void stream_value_cb(void *arg, const ydoc *doc, const ynode *key, const ynode *value)
+{
+	fctx *c = arg;
+	c->v.file = ydoc_name(doc);
+	/* ynode_get finds the first "clusters"; a second one makes the
+	 * document a duplicate key and it is refused. */
+	if (!c->clusters_done && key->kind == YNODE_SCALAR && strcmp(key->value, "clusters") == 0)
+		read_clusters(c, value);
+}
+
+static bool stream_item_cb(void *arg, const ydoc *doc, const ynode *key, size_t index,
+			   const ynode *item)
+{
+	fctx *c = arg;
+	c->v.file = ydoc_name(doc);
+	if (key != c->tenants_key && (key->kind != YNODE_SCALAR || strcmp(key->value, "tenants") != 0))
+		return false;
+	if (!c->tenants_key) {
+		c->tenants_key = key;
+		c->tenants_streamed = c->clusters_done;
+	}
+	if (key != c->tenants_key)
+		return true;   /* a second "tenants": refused as a duplicate key */
+	if (!c->tenants_streamed)
+		return false;
+	tenants_reserve(c, index + 1);
+	c->f->n_tenants = index + 1;
+	parse_tenant(c, item, index);
+	return true;
+}
+
+/* Moves every diagnostic of `from` to the end of `to`. */
+static void diags_move(ws_diags *to, ws_diags *from)
+{
+	if (to && from->len) {
+		size_t need = to->len + from->len;
+		if (need > to->cap) {
+			ws_diag *items = realloc(to->items, need * sizeof(*items));
+			if (!items)
+				abort();
+			to->items = items;
+			to->cap = need;
+		}
+		memcpy(to->items + to->len, from->items, from->len * sizeof(*from->items));
+		to->len = need;
+		from->len = 0;
+	}
+	ws_diags_free(from);
+}
+
+/*
+ * Parses a document (from `path`, or from buf/len named `name`) and builds
+ * the fleet.  The scalar text goes straight into the model's arena
+ * (interned), so the model points at it instead of copying it, and the
+ * tree is freed as soon as the model is built.  Problems found while
+ * streaming are held back until the parse has succeeded: a document that
+ * does not parse gets only its syntax errors, as before streaming.
+ */
+static ws_fleet *fleet_parse_doc(const char *path, const char *name, const char *buf,
+				 size_t len, ws_diags *d)
 {
 	ws_arena *a = ws_arena_new();
 	ws_fleet *f = ws_arena_alloc(a, sizeof(*f));
 	fleet_priv *priv = ws_arena_alloc(a, sizeof(*priv));
 	priv->arena = a;
 	f->priv = priv;
-	fctx c = { .v = { .file = ydoc_name(doc), .d = d, .errors = 0, .a = a }, .f = f };
-	fleet_read(&c, ydoc_root(doc));
-	if (d)
-		ws_diags_sort(d);
-	if (c.v.errors) {
+	ws_diags mine;
+	ws_diags_init(&mine);
+	key_memo km = { 0 };
+	fctx c = {
+		.v = { .file = path ? path : name ? name : "<input>", .d = d ? &mine : NULL,
+		       .errors = 0, .a = a, .text_in_arena = true, .wc = window_cache_new(),
+		       .km = &km },
+		.f = f,
+	};
+	ydoc_stream s = { .arg = &c, .value = stream_value_cb, .item = stream_item_cb, .strings = a };
+	ydoc *doc = path ? ydoc_parse_file_stream(path, NULL, &s, d)
+			 : ydoc_parse_stream(name, buf, len, NULL, &s, d);
+	if (doc) {
+		c.v.file = ydoc_name(doc);
+		fleet_read(&c, ydoc_root(doc));
+		ydoc_free(doc);
+		diags_move(d, &mine);
+		if (d)
+			ws_diags_sort(d);
+	}
+	ws_diags_free(&mine);
+	window_cache_free(c.v.wc);
+	free(c.tsrc);
+	if (!doc || c.v.errors) {
 		fleet_free(f);
 		return NULL;
 	}
@@ -944,22 +1256,12 @@ static ws_fleet *fleet_build(const ydoc *doc, ws_diags *d)
 
 ws_fleet *fleet_parse(const char *name, const char *buf, size_t len, ws_diags *d)
 {
-	ydoc *doc = ydoc_parse(name, buf, len, NULL, d);
-	if (!doc)
-		return NULL;
-	ws_fleet *f = fleet_build(doc, d);
-	ydoc_free(doc);
-	return f;
+	return fleet_parse_doc(NULL, name, buf, len, d);
 }
 
 ws_fleet *fleet_parse_file(const char *path, ws_diags *d)
 {
-	ydoc *doc = ydoc_parse_file(path, NULL, d);
-	if (!doc)
-		return NULL;
-	ws_fleet *f = fleet_build(doc, d);
-	ydoc_free(doc);
-	return f;
+	return fleet_parse_doc(path, NULL, NULL, 0, d);
 }
 
 void fleet_free(ws_fleet *f)
@@ -969,6 +1271,7 @@ void fleet_free(ws_fleet *f)
 	fleet_priv *priv = f->priv;
 	for (size_t i = 0; i < f->n_clusters; i++)
 		json_decref(f->clusters[i].deploy);
+	free(f->tenants);
 	ws_arena_free(priv->arena);   /* f itself lives in the arena */
 }
 

@@ -72,7 +72,7 @@ static void read_labels(wsv *v, const ynode *n, ws_selector *s)
 	s->labels = ws_arena_alloc(v->a, n->len * sizeof(*s->labels));
 	for (size_t i = 0; i < n->len; i++) {
 		struct ws_selector_label *l = &s->labels[s->n_labels];
-		l->key = ws_arena_strdup(v->a, n->keys[i]->value);
+		l->key = n->keys[i]->value ? wsv_str(v, n->keys[i]) : NULL;
 		const ynode *val = n->items[i];
 		if (val->kind == YNODE_MAP || ynode_is_null(val)) {
 			wsv_error(v, val, "expected a string or a list for label \"%s\", got %s",

@@ -22,6 +22,15 @@ void wsv_error(wsv *v, const ynode *at, const char *fmt, ...)
 	v->errors++;
 }
 
+void wsv_error_at(wsv *v, int line, int column, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ws_diag_addv(v->d, v->file, line, column, fmt, ap);
+	va_end(ap);
+	v->errors++;
+}
+
 const char *wsv_article(const ynode *n)
 {
 	const char *k = ynode_kind_name(n);
@@ -104,7 +113,7 @@ const char *wsv_text(wsv *v, const ynode *n, const char *key)
 		wsv_error(v, n, "expected a string for \"%s\", got %s", key, wsv_article(n));
 		return NULL;
 	}
-	return ws_arena_strdup(v->a, n->value);
+	return wsv_str(v, n);
 }
 
 const char *wsv_text_in(wsv *v, const ynode *n, const char *list)
@@ -113,7 +122,12 @@ const char *wsv_text_in(wsv *v, const ynode *n, const char *list)
 		wsv_error(v, n, "expected a string in \"%s\", got %s", list, wsv_article(n));
 		return NULL;
 	}
-	return ws_arena_strdup(v->a, n->value);
+	return wsv_str(v, n);
+}
+
+const char *wsv_str(wsv *v, const ynode *n)
+{
+	return v->text_in_arena ? n->value : ws_arena_strdup(v->a, n->value);
 }
 
 bool wsv_bool(wsv *v, const ynode *n, const char *key, bool *out)

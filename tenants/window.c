@@ -23,7 +23,15 @@
  * DTSTART forward by whole periods (days, weeks, months or years times the
  * interval), which keeps the rule's phase.  Rules with COUNT are counted
  * from the anchor, so they are iterated from there (COUNT bounds the work).
+ *
+ * Repeated work: parsing a rule and finding a zone cost as much as a short
+ * expansion, and a fleet has a few dozen rules and zones for thousands of
+ * windows.  window_expand remembers parsed rules per thread (rule_slots)
+ * and finds zones through a sorted index (zone_index_build); validation
+ * remembers every libical answer for the duration of one parse
+ * (window_cache).  Every answer still comes from libical.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,13 +66,83 @@ static bool tz_name_ok(const char *s)
 	return true;
 }
 
+/*
+ * libical finds a builtin zone by a linear search over the ~450 names of
+ * zone.tab, which a planner does for every expansion.  zone_index() is the
+ * same list sorted, built once per process: a name is found by binary
+ * search, then the zone is fetched from libical's own array by position
+ * and used only if its name matches, so the index can never hand out a
+ * zone libical would not (after icaltimezone_free_builtin_timezones() the
+ * array is read again from zone.tab in the same order; anything else falls
+ * back to libical's search).  It holds names and positions only, never
+ * libical pointers, and is immutable once built (pthread_once), so every
+ * thread may use it.
+ */
+typedef struct zone_pos {
+	char *name;
+	size_t pos;
+} zone_pos;
+
+static zone_pos *zone_index_v;
+static size_t zone_index_n;
+static pthread_once_t zone_index_once = PTHREAD_ONCE_INIT;
+
+static int zone_pos_cmp(const void *a, const void *b)
+{
+	const zone_pos *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static void zone_index_build(void)
+{
+	icalarray *all = icaltimezone_get_builtin_timezones();
+	size_t n = all ? all->num_elements : 0;
+	zone_pos *v = calloc(n ? n : 1, sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; v && i < n; i++) {
+		const char *loc = icaltimezone_get_location(icalarray_element_at(all, i));
+		if (loc && (v[k].name = strdup(loc)))
+			v[k++].pos = i;
+	}
+	if (v)
+		qsort(v, k, sizeof(*v), zone_pos_cmp);   /* equal names: the first position first */
+	zone_index_v = v;
+	zone_index_n = k;
+}
+
+static icaltimezone *tz_builtin(const char *tzid)
+{
+	/* libical answers these two itself, without the list. */
+	if (strcmp(tzid, "UTC") != 0 && strcmp(tzid, "GMT") != 0 &&
+	    pthread_once(&zone_index_once, zone_index_build) == 0) {
+		size_t lo = 0, hi = zone_index_n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (strcmp(zone_index_v[mid].name, tzid) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		icalarray *all = icaltimezone_get_builtin_timezones();
+		if (lo < zone_index_n && strcmp(zone_index_v[lo].name, tzid) == 0 && all &&
+		    zone_index_v[lo].pos < all->num_elements) {
+			icaltimezone *z = icalarray_element_at(all, zone_index_v[lo].pos);
+			const char *loc = icaltimezone_get_location(z);
+			if (loc && strcmp(loc, tzid) == 0)
+				return z;
+		}
+	}
+	return icaltimezone_get_builtin_timezone(tzid);
+}
+
 static icaltimezone *tz_get(const char *tzid)
 {
 	if (!tzid || strcmp(tzid, "UTC") == 0)
 		return icaltimezone_get_utc_timezone();
 	if (!tz_name_ok(tzid))
 		return NULL;
-	return icaltimezone_get_builtin_timezone(tzid);
+	return tz_builtin(tzid);
 }
 
 bool ws_tz_valid(const char *tzid)
@@ -285,11 +363,49 @@ typedef struct window_rule {
 	struct icaltimetype dtstart;
 } window_rule;
 
+static uint32_t memo_hash(const char *s);
+
+/*
+ * rrule_load for window_expand, remembered per thread.  A planner expands
+ * thousands of distinct windows, a piece at a time, and they share a few
+ * dozen rules; parsing and checking a rule (a libical iterator, which
+ * opens an ICU calendar) cost as much as the expansion itself.  The cache
+ * is a small direct-mapped table in thread-local storage: nothing to lock
+ * (the service plans on several threads at once) and nothing to free (a
+ * parsed rule is plain data).  Long rules are not cached.
+ */
+#define RULE_SLOTS 16
+#define RULE_TEXT_MAX 128
+
+typedef struct rule_slot {
+	char text[RULE_TEXT_MAX];
+	bool used, ok;
+	struct icalrecurrencetype r;
+} rule_slot;
+
+static _Thread_local rule_slot rule_slots[RULE_SLOTS];
+
+static bool rrule_load_remembered(const char *rrule, struct icalrecurrencetype *out)
+{
+	size_t n = rrule ? strlen(rrule) : RULE_TEXT_MAX;
+	if (n >= RULE_TEXT_MAX)
+		return rrule_load(rrule, out, NULL, 0);
+	rule_slot *s = &rule_slots[memo_hash(rrule) % RULE_SLOTS];
+	if (!s->used || strcmp(s->text, rrule) != 0) {
+		memcpy(s->text, rrule, n + 1);
+		s->ok = rrule_load(rrule, &s->r, NULL, 0);
+		s->used = true;
+	}
+	if (s->ok)
+		*out = s->r;
+	return s->ok;
+}
+
 static int window_rule_load(const ws_window *w, const char *zone, window_rule *out)
 {
 	const char *tzid = w->timezone ? w->timezone : zone ? zone : "UTC";
 	out->tz = tz_get(tzid);
-	if (!out->tz || !rrule_load(w->rrule, &out->r, NULL, 0))
+	if (!out->tz || !rrule_load_remembered(w->rrule, &out->r))
 		return WS_EINVAL;
 	int y, m, d;
 	if (!ws_date_parse(w->anchor ? w->anchor : DEFAULT_ANCHOR, &y, &m, &d) ||
@@ -495,4 +611,267 @@ void ws_time_format(int64_t t, int utc_offset, bool utc_z, char *buf, size_t siz
 	}
 	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d%s", tm.tm_year + 1900,
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+}
+
+/* Per-parse cache ----------------------------------------------------------- */
+
+/*
+ * Small tables per kind of answer.  A fleet has a few dozen distinct zones
+ * and rules, so they stay tiny; they are freed with the cache at the end of
+ * the parse.  Zones and rules are looked up by text; in front of that, a
+ * direct-mapped table remembers the entry found for each string address,
+ * because the model's strings are interned and the same few addresses come
+ * back for every tenant (strings handed to a cache must therefore stay
+ * unchanged while it lives, as the model's do).
+ */
+typedef struct memo_entry {
+	char *key;
+	uint32_t hash;
+	bool ok;
+	char why[200];
+	icaltimezone *tz;                    /* zone entries */
+	struct icalrecurrencetype r;         /* rule entries, when ok */
+} memo_entry;
+
+typedef struct memo {
+	memo_entry **slots;
+	size_t cap, n;
+	struct {
+		const char *s;
+		memo_entry *e;
+	} front[64];
+} memo;
+
+/* A window_occurs answer: for a rule, an anchor and, when the rule has
+ * UNTIL, a zone and a time of day (see window_cache_occurs). */
+typedef struct occurs_entry {
+	const memo_entry *rule, *zone;       /* zone NULL without UNTIL */
+	char *anchor;
+	int minute;                          /* -1 without UNTIL */
+	uint32_t hash;
+	bool ok;
+	const char *why;
+} occurs_entry;
+
+struct window_cache {
+	memo tz, rrule;
+	occurs_entry **occurs;
+	size_t occurs_cap, n_occurs;
+};
+
+static uint32_t memo_hash(const char *s)
+{
+	uint32_t h = 2166136261u;   /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* The entry for `key`, or NULL after setting *slot_out to where a new one
+ * goes.  Aborts when memory runs out, like the model's arena. */
+static memo_entry *memo_find(memo *m, const char *key, uint32_t h, memo_entry ***slot_out)
+{
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 64;
+		memo_entry **slots = calloc(cap, sizeof(*slots));
+		if (!slots)
+			abort();
+		for (size_t i = 0; i < m->cap; i++) {
+			memo_entry *e = m->slots[i];
+			if (!e)
+				continue;
+			size_t j = e->hash & (cap - 1);
+			while (slots[j])
+				j = (j + 1) & (cap - 1);
+			slots[j] = e;
+		}
+		free(m->slots);
+		m->slots = slots;
+		m->cap = cap;
+	}
+	size_t i = h & (m->cap - 1);
+	for (; m->slots[i]; i = (i + 1) & (m->cap - 1))
+		if (m->slots[i]->hash == h && strcmp(m->slots[i]->key, key) == 0)
+			return m->slots[i];
+	*slot_out = &m->slots[i];
+	return NULL;
+}
+
+/* The entry for `key`; `fill` computes a new one. */
+static memo_entry *memo_get(memo *m, const char *key, void (*fill)(memo_entry *e))
+{
+	size_t f = ((uintptr_t)key >> 3 ^ (uintptr_t)key >> 9) & 63;
+	if (m->front[f].s == key)
+		return m->front[f].e;
+	uint32_t h = memo_hash(key);
+	memo_entry **slot, *e = memo_find(m, key, h, &slot);
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->key = strdup(key)))
+			abort();
+		e->hash = h;
+		*slot = e;
+		m->n++;
+		fill(e);
+	}
+	m->front[f].s = key;
+	m->front[f].e = e;
+	return e;
+}
+
+static void memo_free(memo *m)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		if (m->slots[i]) {
+			free(m->slots[i]->key);
+			free(m->slots[i]);
+		}
+	}
+	free(m->slots);
+}
+
+window_cache *window_cache_new(void)
+{
+	window_cache *wc = calloc(1, sizeof(*wc));
+	if (!wc)
+		abort();
+	return wc;
+}
+
+void window_cache_free(window_cache *wc)
+{
+	if (!wc)
+		return;
+	memo_free(&wc->tz);
+	memo_free(&wc->rrule);
+	for (size_t i = 0; i < wc->occurs_cap; i++) {
+		if (wc->occurs[i]) {
+			free(wc->occurs[i]->anchor);
+			free(wc->occurs[i]);
+		}
+	}
+	free(wc->occurs);
+	free(wc);
+}
+
+static void fill_tz(memo_entry *e)
+{
+	e->tz = tz_get(e->key);
+}
+
+static void fill_rrule(memo_entry *e)
+{
+	e->ok = rrule_load(e->key, &e->r, e->why, sizeof(e->why));
+}
+
+bool window_cache_tz_valid(window_cache *wc, const char *tzid)
+{
+	if (!wc || !tzid)
+		return ws_tz_valid(tzid);
+	return memo_get(&wc->tz, tzid, fill_tz)->tz != NULL;
+}
+
+bool window_cache_rrule_valid(window_cache *wc, const char *rrule, char *why, size_t why_size)
+{
+	if (!wc || !rrule)
+		return ws_rrule_valid(rrule, why, why_size);
+	const memo_entry *e = memo_get(&wc->rrule, rrule, fill_rrule);
+	if (!e->ok)
+		set_why(why, why_size, "%s", e->why);
+	return e->ok;
+}
+
+static bool occurs_same(const occurs_entry *e, const memo_entry *rule, const memo_entry *zone,
+			const char *anchor, int minute)
+{
+	return e->rule == rule && e->zone == zone && e->minute == minute &&
+	       strcmp(e->anchor, anchor) == 0;
+}
+
+/* The answer of window_occurs for a loaded rule, zone and anchor. */
+static bool occurs_compute(const memo_entry *rule, icaltimezone *tz, const char *anchor,
+			   int minute, const char **why)
+{
+	int y, m, d;
+	if (!ws_date_parse(anchor, &y, &m, &d)) {
+		*why = "the window cannot be expanded";
+		return false;
+	}
+	struct icalrecurrencetype r = rule->r;
+	until_to_local(&r, tz);
+	icalrecur_iterator *it = icalrecur_iterator_new(r, floating_time(y, m, d, minute));
+	bool ok = it && !icaltime_is_null_time(icalrecur_iterator_next(it));
+	if (it)
+		icalrecur_iterator_free(it);
+	*why = ok ? NULL : "the rule has no occurrence from the anchor on";
+	return ok;
+}
+
+/*
+ * window_occurs, remembered.  The answer depends on the rule, the anchor
+ * and, only through UNTIL (which is compared with occurrences in the
+ * window's local time), on the zone and the time of day: without UNTIL the
+ * iterator's dates do not depend on either (BYHOUR, BYMINUTE, BYSECOND and
+ * sub-daily frequencies are refused), so those stay out of the key and a
+ * fleet of 100,000 tenants asks libical a few dozen times instead of
+ * 150,000.
+ */
+bool window_cache_occurs(window_cache *wc, const ws_window *w, const char *zone, char *why,
+			 size_t why_size)
+{
+	if (!wc || !w->rrule)
+		return window_occurs(w, zone, why, why_size);
+	if (w->one_off)
+		return true;
+	const char *tzid = w->timezone ? w->timezone : zone ? zone : "UTC";
+	const memo_entry *rule = memo_get(&wc->rrule, w->rrule, fill_rrule);
+	const memo_entry *tz = memo_get(&wc->tz, tzid, fill_tz);
+	if (!tz->tz || !rule->ok || w->start_minute < 0 || w->start_minute >= 24 * 60 ||
+	    w->duration_s <= 0) {
+		set_why(why, why_size, "the window cannot be expanded");
+		return false;
+	}
+	const char *anchor = w->anchor ? w->anchor : DEFAULT_ANCHOR;
+	bool until = !icaltime_is_null_time(rule->r.until);
+	const memo_entry *zkey = until ? tz : NULL;
+	int minute = until ? w->start_minute : -1;
+	uint32_t h = memo_hash(anchor) ^ (uint32_t)((uintptr_t)rule >> 4) * 2654435761u ^
+		     (uint32_t)((uintptr_t)zkey >> 4) * 40503u ^ (uint32_t)minute * 97u;
+	if ((wc->n_occurs + 1) * 2 > wc->occurs_cap) {
+		size_t cap = wc->occurs_cap ? wc->occurs_cap * 2 : 64;
+		occurs_entry **slots = calloc(cap, sizeof(*slots));
+		if (!slots)
+			abort();
+		for (size_t i = 0; i < wc->occurs_cap; i++) {
+			occurs_entry *e = wc->occurs[i];
+			if (!e)
+				continue;
+			size_t j = e->hash & (cap - 1);
+			while (slots[j])
+				j = (j + 1) & (cap - 1);
+			slots[j] = e;
+		}
+		free(wc->occurs);
+		wc->occurs = slots;
+		wc->occurs_cap = cap;
+	}
+	size_t mask = wc->occurs_cap - 1, i = h & mask;
+	occurs_entry *e;
+	while ((e = wc->occurs[i]) && !(e->hash == h && occurs_same(e, rule, zkey, anchor, minute)))
+		i = (i + 1) & mask;
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->anchor = strdup(anchor)))
+			abort();
+		e->rule = rule;
+		e->zone = zkey;
+		e->minute = minute;
+		e->hash = h;
+		e->ok = occurs_compute(rule, tz->tz, anchor, w->start_minute, &e->why);
+		wc->occurs[i] = e;
+		wc->n_occurs++;
+	}
+	if (!e->ok)
+		set_why(why, why_size, "%s", e->why);
+	return e->ok;
 }

@@ -12,7 +12,8 @@
  *
  * A ws_fleet is built by fleet_parse() from a document that passed every rule
  * of spec/fleet.md, and is immutable afterwards.  It owns all its memory
- * (one arena); fleet_free() releases it.  Lists are kept in document order;
+ * (one arena, and the tenants array); fleet_free() releases it.  Immutable,
+ * it may be read by several threads at once.  Lists are kept in document order;
  * the canonical JSON (fleet_to_json) sorts them so that export is stable.
  */
 #ifndef WAVESCHED_FLEET_H

@@ -8,29 +8,38 @@
  * Caps (a hostile document must not exhaust memory): input size, nesting
  * depth and node count; aliases and anchors are refused outright.  A tree
  * lives in one arena and is freed with ydoc_free().
+ *
+ * Scalar text is interned: within one document, repeated short scalars
+ * share one NUL-terminated copy, so a fleet that repeats the same zone,
+ * rule and key names across 100,000 tenants stores each once.  Compare
+ * text with strcmp all the same: two equal scalars need not share a copy.
  */
 #ifndef WAVESCHED_YDOC_H
 #define WAVESCHED_YDOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdbool.h>
+#include "wavesched/arena.h"
 #include "wavesched/diag.h"
 
 typedef enum { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ } ynode_kind;
 
+/* 48 bytes: a large fleet is millions of nodes. */
 typedef struct ynode ynode;
 struct ynode {
-	ynode_kind kind;
-	int line, column;     /* 1-based position of the node's first character */
-	/* scalar */
-	const char *value;    /* NUL-terminated; never NULL for scalars */
-	size_t value_len;
-	bool quoted;          /* single- or double-quoted (also block scalars and !!str):
-	                         never null/bool/number */
-	/* map: keys[i] -> items[i]; seq: items[i] */
-	size_t len;
+	const char *value;    /* scalar: NUL-terminated, never NULL; NULL otherwise */
+	/* map: keys[i] -> items[i]; seq: items[i].  One arena array holds
+	 * both halves of a map (keys first). */
 	ynode **keys;
 	ynode **items;
+	uint32_t value_len;   /* scalar: bytes in value */
+	uint32_t len;         /* map: pairs; seq: items; scalar: 0 */
+	int line, column;     /* 1-based position of the node's first character */
+	ynode_kind kind;
+	bool quoted;          /* single- or double-quoted (also block scalars and !!str):
+	                         never null/bool/number */
+	uint8_t interned_;    /* private to ydoc.c */
 };
 
 typedef struct ydoc ydoc;
@@ -46,6 +55,38 @@ typedef struct ydoc_limits {
 WS_API ydoc *ydoc_parse(const char *name, const char *buf, size_t len,
 			const ydoc_limits *limits /* NULL = defaults */, ws_diags *d);
 WS_API ydoc *ydoc_parse_file(const char *path, const ydoc_limits *limits, ws_diags *d);
+
+/*
+ * Streaming.  A large document is mostly one long list under a key of the
+ * root mapping (a fleet's `tenants`).  With a ydoc_stream the reader sees
+ * each item of such a list as soon as the item is complete, and can take
+ * it out of the tree: the memory of a taken item is reused for the next
+ * one, so the tree never holds more than one.  The callbacks run only
+ * while the document has no problem so far; a problem found later still
+ * makes the parse return NULL, so a reader must hold what it learnt from
+ * the callbacks until the parse has succeeded.
+ */
+typedef struct ydoc_stream {
+	void *arg;
+	/* The value of a key of the root mapping is complete. */
+	void (*value)(void *arg, const ydoc *doc, const ynode *key, const ynode *value);
+	/* Item number `index` of a sequence that is the value of `key` in the
+	 * root mapping is complete.  Returning true takes it out of the tree
+	 * (the sequence's len counts only the items kept); its nodes are
+	 * reused once the callback returns, its scalar text is not. */
+	bool (*item)(void *arg, const ydoc *doc, const ynode *key, size_t index, const ynode *item);
+	/* When set, scalar text is allocated in this arena instead of the
+	 * document's, so it outlives the tree (a model built from the
+	 * document can point at it instead of copying it). */
+	ws_arena *strings;
+} ydoc_stream;
+
+WS_API ydoc *ydoc_parse_stream(const char *name, const char *buf, size_t len,
+			       const ydoc_limits *limits, const ydoc_stream *stream,
+			       ws_diags *d);
+WS_API ydoc *ydoc_parse_file_stream(const char *path, const ydoc_limits *limits,
+				    const ydoc_stream *stream, ws_diags *d);
+
 WS_API const ynode *ydoc_root(const ydoc *doc);   /* NULL for an empty document */
 WS_API const char *ydoc_name(const ydoc *doc);
 WS_API void ydoc_free(ydoc *doc);

@@ -565,6 +565,181 @@ static void test_enum_names(void **state)
 	assert_true(CRIT_LOW < CRIT_STANDARD && CRIT_STANDARD < CRIT_HIGH && CRIT_HIGH < CRIT_CRITICAL);
 }
 
+/*
+ * Tenants are read while the document is parsed when the clusters come
+ * first (streaming), and from the tree otherwise: the same problems are
+ * found either way.  These are the problems of test_many_errors, plus a
+ * rule that never occurs, in both orders.
+ */
+#define ORDER_TENANTS \
+	"tenants:\n" \
+	"  - slug: a\n" \
+	"    cluster: c2\n" \
+	"    critcality: high\n" \
+	"    depends_on: [a, z]\n" \
+	"    windows:\n" \
+	"      - {rrule: FREQ=SOMETIMES, start: '25:00', duration: 0m}\n" \
+	"  - slug: a\n" \
+	"    cluster: c1\n" \
+	"    timezone: Asia/Tokyo\n" \
+	"    windows:\n" \
+	"      - {rrule: \"FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=2\", start: \"01:00\", duration: 1h}\n"
+#define ORDER_CLUSTERS \
+	"clusters:\n" \
+	"  - name: c1\n" \
+	"    hosting: shared\n" \
+	"    max_parallel: -1\n" \
+	"    timezone: Mars/Olympus\n"
+#define NEVER "\"FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=2\": the rule has no occurrence from the anchor on"
+
+static void test_either_order(void **state)
+{
+	(void)state;
+	ft_expect_errors(FT_HEAD ORDER_CLUSTERS ORDER_TENANTS,
+		"t.yaml:6:19: max_parallel must be between 1 and 10000, got -1\n"
+		"t.yaml:7:15: unknown time zone \"Mars/Olympus\"\n"
+		"t.yaml:10:14: unknown cluster \"c2\"\n"
+		"t.yaml:11:5: unknown key \"critcality\" in tenant (expected one of: " TENANT_KEYS ")\n"
+		"t.yaml:12:18: tenant \"a\" depends on itself\n"
+		"t.yaml:12:21: unknown tenant \"z\" in depends_on\n"
+		"t.yaml:14:17: invalid RRULE \"FREQ=SOMETIMES\": unknown frequency \"SOMETIMES\"\n"
+		"t.yaml:14:40: invalid start time \"25:00\" (expected HH:MM from 00:00 to 23:59)\n"
+		"t.yaml:14:59: duration must be positive\n"
+		"t.yaml:15:11: duplicate tenant slug \"a\" (first defined at 9:5)\n"
+		"t.yaml:19:17: invalid RRULE " NEVER);
+	ft_expect_errors(FT_HEAD ORDER_TENANTS ORDER_CLUSTERS,
+		"t.yaml:5:14: unknown cluster \"c2\"\n"
+		"t.yaml:6:5: unknown key \"critcality\" in tenant (expected one of: " TENANT_KEYS ")\n"
+		"t.yaml:7:18: tenant \"a\" depends on itself\n"
+		"t.yaml:7:21: unknown tenant \"z\" in depends_on\n"
+		"t.yaml:9:17: invalid RRULE \"FREQ=SOMETIMES\": unknown frequency \"SOMETIMES\"\n"
+		"t.yaml:9:40: invalid start time \"25:00\" (expected HH:MM from 00:00 to 23:59)\n"
+		"t.yaml:9:59: duration must be positive\n"
+		"t.yaml:10:11: duplicate tenant slug \"a\" (first defined at 4:5)\n"
+		"t.yaml:14:17: invalid RRULE " NEVER "\n"
+		"t.yaml:18:19: max_parallel must be between 1 and 10000, got -1\n"
+		"t.yaml:19:15: unknown time zone \"Mars/Olympus\"");
+	/* Valid both ways, with the same model. */
+	const char *tenants = "tenants:\n  - {slug: b, cluster: c1, depends_on: [a]}\n"
+			      "  - {slug: a, cluster: c1, windows: [{rrule: FREQ=DAILY, start: '1:30', "
+			      "duration: 1h}]}\n";
+	char first[512], last[512];
+	snprintf(first, sizeof(first), "%sclusters: [{name: c1, hosting: shared, timezone: "
+		 "Asia/Tokyo}]\n%s", FT_HEAD, tenants);
+	snprintf(last, sizeof(last), "%s%sclusters: [{name: c1, hosting: shared, timezone: "
+		 "Asia/Tokyo}]\n", FT_HEAD, tenants);
+	ws_fleet *f1 = ft_parse_ok(first), *f2 = ft_parse_ok(last);
+	json_t *j1 = fleet_to_json(f1), *j2 = fleet_to_json(f2);
+	assert_true(json_equal(j1, j2));
+	const ws_tenant *a = fleet_tenant(f1, "a");
+	assert_string_equal(a->timezone, "Asia/Tokyo");
+	assert_string_equal(a->windows[0].start_text, "01:30");
+	assert_ptr_equal(&f1->tenants[fleet_tenant(f1, "b")->depends_on_index[0]], a);
+	json_decref(j1);
+	json_decref(j2);
+	fleet_free(f1);
+	fleet_free(f2);
+}
+
+/* A document that does not parse gets only its YAML problems, even when
+ * tenants read before the problem was found had problems of their own. */
+static void test_yaml_problem_after_tenants(void **state)
+{
+	(void)state;
+	ft_expect_errors(BASE
+		"tenants:\n"
+		"  - {slug: a, cluster: nope, timezone: Mars/Base}\n"
+		"  - {slug: a, cluster: c1}\n"
+		"kind: Fleet\n",
+		"t.yaml:9:1: duplicate key \"kind\" (first defined at 2:1)");
+	ft_expect_errors(BASE
+		"tenants:\n"
+		"  - {slug: a, cluster: nope}\n"
+		"tenants:\n"
+		"  - {slug: b, cluster: c1}\n",
+		"t.yaml:8:1: duplicate key \"tenants\" (first defined at 6:1)");
+	ft_expect_errors(BASE
+		"tenants:\n"
+		"  - {slug: a, cluster: nope}\n"
+		"  - {slug: b, cluster: c1, x: [1\n",
+		"t.yaml:9:1: did not find expected ',' or ']' while parsing a flow sequence");
+	/* And with no diagnostics list at all. */
+	const char *bad = BASE "tenants:\n  - {slug: a, cluster: nope}\n";
+	assert_null(fleet_parse("t.yaml", bad, strlen(bad), NULL));
+}
+
+/* A fleet of n tenants in a new string: tenant i depends on i - 1, and
+ * tenant 0 on the last one when `cycle`; `extra` is appended. */
+static char *large_fleet(int n, bool cycle, const char *extra, size_t *len)
+{
+	size_t cap = (size_t)n * 160 + 1024, off = 0;
+	char *doc = malloc(cap);
+	assert_non_null(doc);
+	off += (size_t)snprintf(doc + off, cap - off, FT_HEAD
+				"clusters:\n  - {name: c1, hosting: shared, timezone: Europe/Berlin}\n"
+				"tenants:\n");
+	for (int i = 0; i < n; i++) {
+		char deps[32] = "";
+		if (i > 0 || cycle)
+			snprintf(deps, sizeof(deps), ", depends_on: [t%05d]", i > 0 ? i - 1 : n - 1);
+		off += (size_t)snprintf(doc + off, cap - off,
+					"  - {slug: t%05d, name: Tenant %05d, cluster: c1%s, "
+					"windows: [{rrule: FREQ=DAILY, start: '%02d:%02d', duration: 1h}]}\n",
+					i, i, deps, i % 24, i % 60);
+	}
+	off += (size_t)snprintf(doc + off, cap - off, "%s", extra);
+	*len = off;
+	return doc;
+}
+
+/* A fleet large enough that the parser stops interning new text part way
+ * (later slugs are copies, not shared): lookups, dependencies and
+ * duplicate checks compare text, so nothing changes. */
+static void test_large_fleet(void **state)
+{
+	(void)state;
+	enum { N = 12000 };
+	size_t len;
+	char *doc = large_fleet(N, true, "", &len);
+	ws_diags d;
+	ws_diags_init(&d);
+	assert_null(fleet_parse("t.yaml", doc, len, &d));
+	assert_int_equal(d.len, 1);
+	assert_int_equal(d.items[0].line, 6);
+	assert_int_equal(strncmp(d.items[0].message, "dependency cycle: t00000 -> t11999 -> t11998 -> ",
+				 48), 0);
+	ws_diags_free(&d);
+	free(doc);
+	/* A repeated slug and an unknown one, past the interning limit. */
+	doc = large_fleet(N, false, "  - {slug: t11998, cluster: c1, depends_on: [t99999]}\n", &len);
+	ws_diags_init(&d);
+	assert_null(fleet_parse("t.yaml", doc, len, &d));
+	char *got = ft_diags_text(&d);
+	assert_string_equal(got,
+		"t.yaml:12006:12: duplicate tenant slug \"t11998\" (first defined at 12004:5)\n"
+		"t.yaml:12006:46: unknown tenant \"t99999\" in depends_on");
+	free(got);
+	ws_diags_free(&d);
+	free(doc);
+	doc = large_fleet(N, false, "", &len);
+	ws_fleet *f = ft_parse_ok(doc);
+	assert_int_equal(f->n_tenants, N);
+	for (int i = 0; i < N; i += 997) {
+		char slug[16];
+		snprintf(slug, sizeof(slug), "t%05d", i);
+		const ws_tenant *t = fleet_tenant(f, slug);
+		assert_non_null(t);
+		assert_int_equal(t - f->tenants, i);
+		assert_int_equal(t->line, 6 + i);
+		assert_string_equal(t->timezone, "Europe/Berlin");
+		assert_int_equal(t->windows[0].start_minute, (i % 24) * 60 + i % 60);
+		if (i > 0)
+			assert_int_equal(t->depends_on_index[0], (size_t)i - 1);
+	}
+	fleet_free(f);
+	free(doc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -592,6 +767,9 @@ int main(void)
 		cmocka_unit_test(test_many_errors),
 		cmocka_unit_test(test_yaml_level_errors),
 		cmocka_unit_test(test_enum_names),
+		cmocka_unit_test(test_either_order),
+		cmocka_unit_test(test_yaml_problem_after_tenants),
+		cmocka_unit_test(test_large_fleet),
 	};
 	return cmocka_run_group_tests_name("fleet/fleet", tests, NULL, ft_teardown_ical);
 }

@@ -7,6 +7,8 @@
  */
 #include <time.h>
 #include "fleet_test.h"
+/* White-box: the per-parse cache of libical answers. */
+#include "../../../tenants/fleet_internal.h"
 
 #define MAX_IV 4096
 
@@ -423,6 +425,129 @@ static void test_rrule_valid(void **state)
 	assert_false(ws_rrule_valid(NULL, NULL, 0));
 }
 
+/*
+ * The per-parse cache gives libical's answers: for every combination here
+ * the cached check says what the direct one says, with the same reason,
+ * asked twice (the second time from the cache).  The UNTIL rules make the
+ * answer depend on the zone and the start time (UNTIL is compared in local
+ * time), which the cache must then tell apart.
+ */
+static void test_cache_matches_libical(void **state)
+{
+	(void)state;
+	static const char *const rules[] = {
+		"FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO;COUNT=2", "FREQ=DAILY;UNTIL=20000101T050000Z", "FREQ=DAILY;UNTIL=19991231",
+		"FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29;COUNT=1", "FREQ=HOURLY", "RRULE:FREQ=DAILY",
+		"FREQ=WEEKLY;BYDAY=XX", "BYDAY=MO", NULL,
+	};
+	static const char *const zones[] = {
+		"UTC", "America/Chicago", "Asia/Tokyo", "Mars/Olympus", "posixrules", NULL,
+	};
+	static const char *const anchors[] = { NULL, "2000-01-01", "2024-02-29", "2582-12-31" };
+	static const int minutes[] = { 0, 30, 23 * 60 + 30 };
+	window_cache *wc = window_cache_new();
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t r = 0; rules[r]; r++) {
+			char want[200] = "", got[200] = "";
+			bool ok = ws_rrule_valid(rules[r], want, sizeof(want));
+			assert_int_equal(window_cache_rrule_valid(wc, rules[r], got, sizeof(got)), ok);
+			assert_string_equal(got, want);
+			if (!ok)
+				continue;
+			for (size_t z = 0; zones[z]; z++) {
+				assert_int_equal(window_cache_tz_valid(wc, zones[z]), ws_tz_valid(zones[z]));
+				for (size_t a = 0; a < 4; a++) {
+					for (size_t m = 0; m < 3; m++) {
+						ws_window w = recurring(rules[r], minutes[m], 3600, NULL, anchors[a]);
+						char w1[200] = "", w2[200] = "";
+						bool o1 = window_occurs(&w, zones[z], w1, sizeof(w1));
+						bool o2 = window_cache_occurs(wc, &w, zones[z], w2, sizeof(w2));
+						assert_int_equal(o1, o2);
+						assert_string_equal(w1, w2);
+					}
+				}
+			}
+		}
+	}
+	/* A rule that matches no date (libical searches for a long time, so
+	 * once). */
+	ws_window never = recurring("FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=2", 0, 3600, NULL, NULL);
+	char why[200];
+	assert_false(window_cache_occurs(wc, &never, "UTC", why, sizeof(why)));
+	assert_string_equal(why, "the rule has no occurrence from the anchor on");
+	assert_false(window_cache_occurs(wc, &never, "Asia/Tokyo", why, sizeof(why)));
+	/* The UNTIL rule really depends on the zone and the time of day. */
+	ws_window w = recurring("FREQ=DAILY;UNTIL=20000101T050000Z", 0, 3600, NULL, NULL);
+	assert_true(window_cache_occurs(wc, &w, "Asia/Tokyo", why, sizeof(why)));
+	assert_false(window_cache_occurs(wc, &w, "America/Chicago", why, sizeof(why)));
+	w.start_minute = 6 * 60;
+	assert_false(window_cache_occurs(wc, &w, "UTC", why, sizeof(why)));
+	assert_string_equal(why, "the rule has no occurrence from the anchor on");
+	w.start_minute = 4 * 60;
+	assert_true(window_cache_occurs(wc, &w, "UTC", why, sizeof(why)));
+	window_cache_free(wc);
+	window_cache_free(NULL);
+	/* No cache: computed every time. */
+	assert_true(window_cache_tz_valid(NULL, "Europe/Berlin"));
+	assert_false(window_cache_rrule_valid(NULL, "FREQ=HOURLY", why, sizeof(why)));
+}
+
+/* window_expand remembers parsed rules per thread in a small table; more
+ * rules than it holds, asked in turn, give the same occurrences again. */
+static void test_many_rules(void **state)
+{
+	(void)state;
+	static const char *const days[] = { "MO", "TU", "WE", "TH", "FR", "SA", "SU" };
+	char rules[56][64];
+	char *first[56];
+	for (int i = 0; i < 56; i++) {
+		snprintf(rules[i], sizeof(rules[i]), "FREQ=WEEKLY;INTERVAL=%d;BYDAY=%s", 1 + i / 7,
+			 days[i % 7]);
+		ws_window w = recurring(rules[i], 120, 3600, NULL, "2026-01-01");
+		first[i] = expand_text(&w, "Europe/Berlin", "2026-03-01T00:00:00Z", "2026-06-01T00:00:00Z");
+		assert_true(strlen(first[i]) > 0);
+	}
+	for (int round = 0; round < 2; round++) {
+		for (int i = 55; i >= 0; i--) {
+			ws_window w = recurring(rules[i], 120, 3600, NULL, "2026-01-01");
+			char *again = expand_text(&w, "Europe/Berlin", "2026-03-01T00:00:00Z",
+						  "2026-06-01T00:00:00Z");
+			assert_string_equal(again, first[i]);
+			free(again);
+		}
+	}
+	for (int i = 0; i < 56; i++)
+		free(first[i]);
+}
+
+/* Zones are found through a sorted index of libical's list; what it finds
+ * is what libical finds, also after libical has dropped and re-read its
+ * zones, and for names that are not in zone.tab. */
+static void test_zone_lookup(void **state)
+{
+	(void)state;
+	static const char *const names[] = {
+		"America/Chicago", "Europe/Berlin", "Asia/Kolkata", "Pacific/Chatham", "Etc/GMT+5",
+		"US/Central", "GMT", "Europe/Kiev", "Mars/Olympus", NULL,
+	};
+	int64_t t = ft_t("2026-07-01T12:00:00Z");
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; names[i]; i++) {
+			icaltimezone *z = icaltimezone_get_builtin_timezone(names[i]);
+			assert_int_equal(ws_tz_valid(names[i]), z != NULL);
+			if (!z)
+				continue;
+			int dst = 0;
+			struct icaltimetype u = icaltime_from_timet_with_zone((time_t)t, 0,
+									      icaltimezone_get_utc_timezone());
+			assert_int_equal(ws_tz_offset(names[i], t),
+					 icaltimezone_get_utc_offset_of_utc_time(z, &u, &dst));
+		}
+		icaltimezone_free_builtin_timezones();
+	}
+	assert_int_equal(ws_tz_offset("America/Chicago", t), -5 * 3600);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -440,6 +565,9 @@ int main(void)
 		cmocka_unit_test(test_time_format),
 		cmocka_unit_test(test_zones),
 		cmocka_unit_test(test_rrule_valid),
+		cmocka_unit_test(test_cache_matches_libical),
+		cmocka_unit_test(test_many_rules),
+		cmocka_unit_test(test_zone_lookup),
 	};
 	return cmocka_run_group_tests_name("fleet/window", tests, NULL, ft_teardown_ical);
 }

@@ -1,6 +1,7 @@
 /*
  * test_ydoc.c - the YAML/JSON tree: positions, caps, refusals, helpers.
  */
+#include <unistd.h>
 #include "fleet_test.h"
 
 static ydoc *parse(const char *text, const ydoc_limits *lim, ws_diags *d)
@@ -278,6 +279,197 @@ static void test_parse_file(void **state)
 	ws_diags_free(&d);
 }
 
+static void test_duplicate_keys_order(void **state)
+{
+	(void)state;
+	/* Reported by key text, then position, whatever the order in the
+	 * mapping; each repeat names the first definition. */
+	expect_fail("b: 1\na: 2\nb: 3\na: 4\nb: 5\n", NULL,
+		    "y.yaml:4:1: duplicate key \"a\" (first defined at 2:1)\n"
+		    "y.yaml:3:1: duplicate key \"b\" (first defined at 1:1)\n"
+		    "y.yaml:5:1: duplicate key \"b\" (first defined at 1:1)");
+	/* Large mappings take the sorting path. */
+	char text[4096];
+	size_t off = 0;
+	for (int i = 0; i < 40; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "k%02d: %d\n", i, i);
+	snprintf(text + off, sizeof(text) - off, "k07: x\nk03: y\n");
+	expect_fail(text, NULL,
+		    "y.yaml:42:1: duplicate key \"k03\" (first defined at 4:1)\n"
+		    "y.yaml:41:1: duplicate key \"k07\" (first defined at 8:1)");
+	/* Long keys are not interned and still compared. */
+	char longkey[100];
+	memset(longkey, 'k', 80);
+	longkey[80] = '\0';
+	char doc[400];
+	snprintf(doc, sizeof(doc), "%s: 1\n%s: 2\n", longkey, longkey);
+	char want[400];
+	snprintf(want, sizeof(want), "y.yaml:2:1: duplicate key \"%s\" (first defined at 1:1)", longkey);
+	expect_fail(doc, NULL, want);
+}
+
+static void test_interned_text(void **state)
+{
+	(void)state;
+	ws_diags d;
+	ws_diags_init(&d);
+	ydoc *doc = parse("- {zone: America/Chicago, q: 'America/Chicago'}\n"
+			  "- {zone: America/Chicago, n: \"a\\0b\"}\n", NULL, &d);
+	assert_null(doc);   /* the NUL is refused */
+	ws_diags_free(&d);
+	ws_diags_init(&d);
+	doc = parse("- {zone: America/Chicago, q: 'America/Chicago'}\n"
+		    "- {zone: America/Chicago, e: '', f: ''}\n", NULL, &d);
+	assert_non_null(doc);
+	const ynode *r = ydoc_root(doc);
+	const ynode *z0 = ynode_get(r->items[0], "zone"), *z1 = ynode_get(r->items[1], "zone");
+	/* Equal scalars share one copy; quoting is kept per node. */
+	assert_ptr_equal(z0->value, z1->value);
+	const ynode *q = ynode_get(r->items[0], "q");
+	assert_ptr_equal(q->value, z0->value);
+	assert_true(q->quoted);
+	assert_false(z0->quoted);
+	assert_int_equal(q->value_len, 15);
+	assert_string_equal(ynode_get(r->items[1], "e")->value, "");
+	/* Keys too. */
+	assert_ptr_equal(r->items[0]->keys[0]->value, r->items[1]->keys[0]->value);
+	assert_int_equal(r->items[1]->len, 3);
+	assert_ptr_equal(r->items[1]->items, r->items[1]->keys + 3);
+	ydoc_free(doc);
+	ws_diags_free(&d);
+}
+
+/* What a streaming reader saw. */
+typedef struct seen {
+	int values, items, taken;
+	size_t last_index;
+	char keys[256];
+	const char *kept_text;   /* text of a taken item, read after the parse */
+	ws_arena *strings;
+} seen;
+
+static void seen_value_cb(void *arg, const ydoc *doc, const ynode *key, const ynode *value)
+{
+	seen *s = arg;
+	assert_string_equal(ydoc_name(doc), "y.yaml");
+	s->values++;
+	strncat(s->keys, key->value, sizeof(s->keys) - strlen(s->keys) - 2);
+	strcat(s->keys, value->kind == YNODE_SEQ ? "[" : "=");
+}
+
+/* Takes the items of "take" (keeping the text of the last one), leaves
+ * the others in the tree. */
+static bool seen_item_cb(void *arg, const ydoc *doc, const ynode *key, size_t index,
+			 const ynode *item)
+{
+	seen *s = arg;
+	(void)doc;
+	s->items++;
+	s->last_index = index;
+	if (strcmp(key->value, "take") != 0)
+		return false;
+	s->taken++;
+	const ynode *name = ynode_get(item, "name");
+	if (name)
+		s->kept_text = name->value;
+	return true;
+}
+
+static void test_stream(void **state)
+{
+	(void)state;
+	ws_diags d;
+	ws_diags_init(&d);
+	seen s = { .strings = ws_arena_new() };
+	ydoc_stream st = { .arg = &s, .value = seen_value_cb, .item = seen_item_cb,
+			   .strings = s.strings };
+	char text[8192];
+	size_t off = (size_t)snprintf(text, sizeof(text), "head: 1\nkeep: [a, b]\ntake:\n");
+	for (int i = 0; i < 100; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off,
+					"  - {name: n%03d, list: [x, y, {z: %d}]}\n", i, i);
+	snprintf(text + off, sizeof(text) - off, "tail: {t: 1}\n");
+	ydoc *doc = ydoc_parse_stream("y.yaml", text, strlen(text), NULL, &st, &d);
+	assert_non_null(doc);
+	assert_int_equal(d.len, 0);
+	assert_int_equal(s.values, 4);
+	assert_string_equal(s.keys, "head=keep[take[tail=");
+	assert_int_equal(s.items, 102);
+	assert_int_equal(s.taken, 100);
+	assert_int_equal(s.last_index, 99);
+	const ynode *r = ydoc_root(doc);
+	assert_int_equal(ynode_get(r, "keep")->len, 2);
+	assert_string_equal(ynode_get(r, "keep")->items[1]->value, "b");
+	const ynode *take = ynode_get(r, "take");
+	assert_int_equal(take->kind, YNODE_SEQ);
+	assert_int_equal(take->len, 0);   /* every item was taken */
+	assert_int_equal(ynode_get(ynode_get(r, "tail"), "t")->line, 104);
+	ydoc_free(doc);
+	/* Text lives in the caller's arena, past the tree. */
+	assert_string_equal(s.kept_text, "n099");
+	ws_arena_free(s.strings);
+	ws_diags_free(&d);
+}
+
+static void test_stream_stops_at_a_problem(void **state)
+{
+	(void)state;
+	ws_diags d;
+	ws_diags_init(&d);
+	seen s = { 0 };
+	ydoc_stream st = { .arg = &s, .value = seen_value_cb, .item = seen_item_cb };
+	/* A problem in item 1: items from there on are not offered, and the
+	 * parse still fails as a whole. */
+	const char *text = "take:\n  - {name: a}\n  - {name: b, name: c}\n  - {name: d}\nz: 1\n";
+	ydoc *doc = ydoc_parse_stream("y.yaml", text, strlen(text), NULL, &st, &d);
+	assert_null(doc);
+	assert_int_equal(s.taken, 1);
+	assert_int_equal(s.values, 0);
+	char *got = ft_diags_text(&d);
+	assert_string_equal(got, "y.yaml:3:15: duplicate key \"name\" (first defined at 3:6)");
+	free(got);
+	ws_diags_free(&d);
+	/* Only values of the root mapping, only items of its sequences. */
+	memset(&s, 0, sizeof(s));
+	ws_diags_init(&d);
+	text = "- take: [1, 2]\n- 3\n";
+	doc = ydoc_parse_stream("y.yaml", text, strlen(text), NULL, &st, &d);
+	assert_non_null(doc);
+	assert_int_equal(s.values + s.items, 0);
+	ydoc_free(doc);
+	/* Without a strings arena the text stays in the document's. */
+	memset(&s, 0, sizeof(s));
+	text = "take: [{name: a}, {name: b}]\n";
+	doc = ydoc_parse_stream("y.yaml", text, strlen(text), NULL, &st, &d);
+	assert_non_null(doc);
+	assert_int_equal(s.taken, 2);
+	assert_string_equal(s.kept_text, "b");
+	ydoc_free(doc);
+	ws_diags_free(&d);
+}
+
+/* A reader error (bad UTF-8) in a file is placed like one in a buffer. */
+static void test_parse_file_reader_error(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/ws-ydoc-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *fp = fdopen(fd, "w");
+	assert_non_null(fp);
+	fputs("a: 1\nb: [x, \xc3\xa9t\xc3\xa9]\nc: \xff\n", fp);
+	fclose(fp);
+	ws_diags d;
+	ws_diags_init(&d);
+	assert_null(ydoc_parse_file(path, NULL, &d));
+	assert_int_equal(d.len, 1);
+	assert_int_equal(d.items[0].line, 3);
+	assert_int_equal(d.items[0].column, 4);
+	assert_string_equal(d.items[0].message, "invalid leading UTF-8 octet");
+	ws_diags_free(&d);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -292,6 +484,11 @@ int main(void)
 		cmocka_unit_test(test_str_tag_quotes),
 		cmocka_unit_test(test_scalar_helpers),
 		cmocka_unit_test(test_parse_file),
+		cmocka_unit_test(test_duplicate_keys_order),
+		cmocka_unit_test(test_interned_text),
+		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_stream_stops_at_a_problem),
+		cmocka_unit_test(test_parse_file_reader_error),
 	};
 	return cmocka_run_group_tests_name("fleet/ydoc", tests, NULL, NULL);
 }
