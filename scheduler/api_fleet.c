@@ -199,17 +199,18 @@ typedef struct fleet_put {
 static void fleet_put_work_cb(uv_work_t *w)
 {
 	fleet_put *p = w->data;
-	/* Syntax first: a document that is not YAML/JSON at all is a 400 with
-	 * the position; one that parses but breaks fleet.md is a 422. */
-	ydoc *doc = ydoc_parse("body", p->body, p->len, NULL, &p->diags);
-	if (!doc) {
-		p->status = 400;
-		return;
-	}
-	ydoc_free(doc);
 	ws_fleet *f = fleet_parse("body", p->body, p->len, &p->diags);
 	if (!f) {
-		p->status = 422;
+		/* A document that is not YAML/JSON at all is a 400 with the
+		 * position; one that parses but breaks fleet.md is a 422.
+		 * fleet_parse reports only syntax errors for the former, so one
+		 * more syntax-only pass (on this failure path alone) tells which. */
+		ws_diags syntax;
+		ws_diags_init(&syntax);
+		ydoc *doc = ydoc_parse("body", p->body, p->len, NULL, &syntax);
+		p->status = doc ? 422 : 400;
+		ydoc_free(doc);
+		ws_diags_free(&syntax);
 		return;
 	}
 	json_t *canon = fleet_to_json(f);

@@ -106,7 +106,7 @@ static inline ws_fleet *ft_example_fleet(void)
 {
 	ws_diags d;
 	ws_diags_init(&d);
-	char *path = ft_fixture_path("fleet/example.yaml");
+	char *path = ft_fixture_path("examples/fleet.yaml");
 	ws_fleet *f = fleet_parse_file(path, &d);
 	char *got = ft_diags_text(&d);
 	assert_string_equal(got, "");

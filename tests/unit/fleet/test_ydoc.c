@@ -251,7 +251,7 @@ static void test_parse_file(void **state)
 	(void)state;
 	ws_diags d;
 	ws_diags_init(&d);
-	char *path = ft_fixture_path("fleet/example.yaml");
+	char *path = ft_fixture_path("examples/fleet.yaml");
 	ydoc *doc = ydoc_parse_file(path, NULL, &d);
 	assert_non_null(doc);
 	assert_string_equal(ydoc_name(doc), path);
