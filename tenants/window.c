@@ -175,21 +175,36 @@ int ws_tz_offset(const char *tzid, int64_t t)
  * answers: the time is ambiguous, take the earlier.  None: the time is in
  * a gap, read it with the offset before the gap.
  */
-static int64_t local_to_utc(icaltimezone *tz, struct icaltimetype local)
+static int64_t local_to_utc(icaltimezone *tz, struct icaltimetype local, int *offset)
 {
 	local.zone = NULL;
 	int64_t l = (int64_t)icaltime_as_timet(local);   /* the fields, read as UTC */
-	if (tz == icaltimezone_get_utc_timezone())
+	if (tz == icaltimezone_get_utc_timezone()) {
+		*offset = 0;
 		return l;
+	}
 	int before = tz_offset_at(tz, l - DAY_S);
 	int after = tz_offset_at(tz, l + DAY_S);
 	int64_t t1 = l - before, t2 = l - after;
-	bool ok1 = tz_offset_at(tz, t1) == before;
-	bool ok2 = before != after && tz_offset_at(tz, t2) == after;
-	if (ok1 && ok2)
+	/* The zone's offsets at t1 and t2 are asked once each and reused as
+	 * the offset at the answer. */
+	int o1 = tz_offset_at(tz, t1);
+	bool ok1 = o1 == before;
+	int o2 = 0;
+	bool ok2 = false;
+	if (before != after) {
+		o2 = tz_offset_at(tz, t2);
+		ok2 = o2 == after;
+	}
+	if (ok1 && ok2) {
+		*offset = t1 < t2 ? o1 : o2;
 		return t1 < t2 ? t1 : t2;
-	if (ok2)
+	}
+	if (ok2) {
+		*offset = o2;
 		return t2;
+	}
+	*offset = o1;
 	return t1;
 }
 
@@ -370,7 +385,7 @@ static uint32_t memo_hash(const char *s);
  * thousands of distinct windows, a piece at a time, and they share a few
  * dozen rules; parsing and checking a rule (a libical iterator, which
  * opens an ICU calendar) cost as much as the expansion itself.  The cache
- * is a small direct-mapped table in thread-local storage: nothing to lock
+ * is a small open-addressed table in thread-local storage: nothing to lock
  * (the service plans on several threads at once) and nothing to free (a
  * parsed rule is plain data).  Long rules are not cached.
  */
@@ -390,7 +405,17 @@ static bool rrule_load_remembered(const char *rrule, struct icalrecurrencetype *
 	size_t n = rrule ? strlen(rrule) : RULE_TEXT_MAX;
 	if (n >= RULE_TEXT_MAX)
 		return rrule_load(rrule, out, NULL, 0);
-	rule_slot *s = &rule_slots[memo_hash(rrule) % RULE_SLOTS];
+	/* Linear probing over the whole table (a fleet's dozen rules collide in
+	 * a direct-mapped one); when it is full the home slot is replaced. */
+	uint32_t home = memo_hash(rrule) % RULE_SLOTS;
+	rule_slot *s = &rule_slots[home];
+	for (uint32_t k = 0; k < RULE_SLOTS; k++) {
+		rule_slot *p = &rule_slots[(home + k) % RULE_SLOTS];
+		if (!p->used || strcmp(p->text, rrule) == 0) {
+			s = p;
+			break;
+		}
+	}
 	if (!s->used || strcmp(s->text, rrule) != 0) {
 		memcpy(s->text, rrule, n + 1);
 		s->ok = rrule_load(rrule, &s->r, NULL, 0);
@@ -467,23 +492,42 @@ static icalrecur_iterator *iterator_near(const window_rule *wr, struct icaltimet
 	return icalrecur_iterator_new(*r, shifted);
 }
 
-int window_expand(const ws_window *w, const char *zone, int64_t from,
-		  int64_t until, ws_interval_cb cb, void *arg)
-{
-	if (!w || !cb)
-		return WS_EINVAL;
-	if (w->one_off) {
-		if (w->to_utc <= w->from_utc)
-			return WS_EINVAL;
-		if (w->to_utc > from && w->from_utc < until) {
-			ws_interval iv = { .start = w->from_utc, .end = w->to_utc, .utc_offset = 0 };
-			cb(arg, &iv);
-		}
-		return 0;
-	}
+/*
+ * A stateful expansion: one libical iterator kept alive, positioned near
+ * `from` once (iterator_near), then stepped.  window_expand is this
+ * iterator bounded by `until`, so both give the same occurrences.
+ */
+struct ws_window_iter {
 	window_rule wr;
-	if (window_rule_load(w, zone, &wr) != 0)
-		return WS_EINVAL;
+	icalrecur_iterator *it;   /* NULL for a one-off range or at the end */
+	int64_t from, duration;
+	bool one_off, done;
+	ws_interval one;          /* the one-off range */
+};
+
+ws_window_iter *window_iter_new(const ws_window *w, const char *zone, int64_t from)
+{
+	if (!w)
+		return NULL;
+	ws_window_iter *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->from = from;
+	if (w->one_off) {
+		if (w->to_utc <= w->from_utc) {
+			free(x);
+			return NULL;
+		}
+		x->one_off = true;
+		x->one = (ws_interval){ .start = w->from_utc, .end = w->to_utc, .utc_offset = 0 };
+		x->done = !(w->to_utc > from);
+		return x;
+	}
+	if (window_rule_load(w, zone, &x->wr) != 0) {
+		free(x);
+		return NULL;
+	}
+	x->duration = w->duration_s;
 
 	/* An occurrence that ends after `from` starts after from - duration;
 	 * two more days cover any UTC offset. */
@@ -494,24 +538,66 @@ int window_expand(const ws_window *w, const char *zone, int64_t from,
 								icaltimezone_get_utc_timezone());
 	struct icaltimetype skip = floating_time(day.year, day.month, day.day, w->start_minute);
 
-	icalrecur_iterator *it = iterator_near(&wr, skip);
-	if (!it)
-		return WS_EINVAL;
+	x->it = iterator_near(&x->wr, skip);
+	if (!x->it) {
+		free(x);
+		return NULL;
+	}
+	return x;
+}
+
+int window_iter_next(ws_window_iter *x, ws_interval *out)
+{
+	if (!x || x->done)
+		return 1;
+	if (x->one_off) {
+		*out = x->one;
+		x->done = true;
+		return 0;
+	}
 	for (;;) {
-		struct icaltimetype x = icalrecur_iterator_next(it);
-		if (icaltime_is_null_time(x))
-			break;
-		int64_t start = local_to_utc(wr.tz, x);
-		if (start >= until)
-			break;
-		int64_t end = start + w->duration_s;
-		if (end <= from)
+		struct icaltimetype t = icalrecur_iterator_next(x->it);
+		if (icaltime_is_null_time(t)) {
+			icalrecur_iterator_free(x->it);
+			x->it = NULL;
+			x->done = true;
+			return 1;
+		}
+		int off;
+		int64_t start = local_to_utc(x->wr.tz, t, &off);
+		int64_t end = start + x->duration;
+		if (end <= x->from)
 			continue;
-		ws_interval iv = { .start = start, .end = end, .utc_offset = tz_offset_at(wr.tz, start) };
+		*out = (ws_interval){ .start = start, .end = end, .utc_offset = off };
+		return 0;
+	}
+}
+
+void window_iter_free(ws_window_iter *x)
+{
+	if (!x)
+		return;
+	if (x->it)
+		icalrecur_iterator_free(x->it);
+	free(x);
+}
+
+int window_expand(const ws_window *w, const char *zone, int64_t from,
+		  int64_t until, ws_interval_cb cb, void *arg)
+{
+	if (!w || !cb)
+		return WS_EINVAL;
+	ws_window_iter *x = window_iter_new(w, zone, from);
+	if (!x)
+		return WS_EINVAL;
+	ws_interval iv;
+	while (window_iter_next(x, &iv) == 0) {
+		if (iv.start >= until)
+			break;
 		if (cb(arg, &iv) != 0)
 			break;
 	}
-	icalrecur_iterator_free(it);
+	window_iter_free(x);
 	return 0;
 }
 

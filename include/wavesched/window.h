@@ -36,6 +36,19 @@ typedef int (*ws_interval_cb)(void *arg, const ws_interval *iv);
 WS_API int window_expand(const ws_window *w, const char *zone, int64_t from,
 			 int64_t until, ws_interval_cb cb, void *arg);
 
+/*
+ * A stateful form of window_expand: the occurrences of `w` that end after
+ * `from`, in order, one per window_iter_next call, from a single libical
+ * iterator kept alive (no `until`: the caller stops).  window_iter_next
+ * returns 0 and fills `out`, or 1 at the end.  window_iter_new returns NULL
+ * for a window that cannot be expanded (never for a validated fleet) or
+ * without memory.  An iterator is used by one thread at a time.
+ */
+typedef struct ws_window_iter ws_window_iter;
+WS_API ws_window_iter *window_iter_new(const ws_window *w, const char *zone, int64_t from);
+WS_API int window_iter_next(ws_window_iter *it, ws_interval *out);
+WS_API void window_iter_free(ws_window_iter *it);
+
 /* The first occurrence that ends after `from`, or 1 when there is none
  * before `until`. */
 WS_API int window_next(const ws_window *w, const char *zone, int64_t from,

@@ -548,6 +548,55 @@ static void test_zone_lookup(void **state)
 	assert_int_equal(ws_tz_offset("America/Chicago", t), -5 * 3600);
 }
 
+/* window_iter gives what window_expand gives: one iterator stepped over
+ * three years against fresh expansions of 30-day chunks. */
+static void test_iter_matches_expand(void **state)
+{
+	(void)state;
+	ws_window ws[] = {
+		recurring("FREQ=DAILY", 150, 1800, "America/Chicago", NULL),
+		recurring("FREQ=WEEKLY;BYDAY=SU", 60, 4 * 3600, "Europe/Berlin", NULL),
+		recurring("FREQ=WEEKLY;INTERVAL=2;BYDAY=SA", 120, 4 * 3600, "America/New_York",
+			  "2026-01-03"),
+		recurring("FREQ=DAILY;COUNT=400", 90, 3600, "Australia/Sydney", "2026-02-01"),
+		recurring("FREQ=DAILY;UNTIL=20280301T000000Z", 30, 7200, "Europe/London", NULL),
+		recurring("FREQ=MONTHLY;INTERVAL=2;BYMONTHDAY=15", 0, 3600, NULL, "2025-11-15"),
+	};
+	int64_t from, until;
+	assert_int_equal(ws_time_parse("2026-03-01T00:00:00Z", &from), 0);
+	until = from + (int64_t)3 * 365 * 86400;
+	collected *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	for (size_t k = 0; k < sizeof(ws) / sizeof(ws[0]); k++) {
+		c->n = 0;
+		for (int64_t lo = from; lo < until; lo += (int64_t)30 * 86400) {
+			collected part = { .n = 0 };
+			int64_t hi = lo + (int64_t)30 * 86400 < until ? lo + (int64_t)30 * 86400 : until;
+			assert_int_equal(window_expand(&ws[k], "Asia/Kolkata", lo, hi, collect_cb, &part), 0);
+			for (size_t i = 0; i < part.n; i++)
+				if (part.iv[i].start >= lo || lo == from) {
+					assert_true(c->n < MAX_IV);
+					c->iv[c->n++] = part.iv[i];
+				}
+		}
+		ws_window_iter *it = window_iter_new(&ws[k], "Asia/Kolkata", from);
+		assert_non_null(it);
+		ws_interval iv;
+		size_t n = 0;
+		while (window_iter_next(it, &iv) == 0 && iv.start < until) {
+			assert_true(n < c->n);
+			assert_int_equal(iv.start, c->iv[n].start);
+			assert_int_equal(iv.end, c->iv[n].end);
+			assert_int_equal(iv.utc_offset, c->iv[n].utc_offset);
+			n++;
+		}
+		window_iter_free(it);
+		assert_int_equal(n, c->n);
+		assert_true(n > 0);
+	}
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -568,6 +617,7 @@ int main(void)
 		cmocka_unit_test(test_cache_matches_libical),
 		cmocka_unit_test(test_many_rules),
 		cmocka_unit_test(test_zone_lookup),
+		cmocka_unit_test(test_iter_matches_expand),
 	};
 	return cmocka_run_group_tests_name("fleet/window", tests, NULL, ft_teardown_ical);
 }
