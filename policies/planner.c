@@ -37,8 +37,10 @@
  *     a cycle.  The cap counts units, so with clusters it never binds: a
  *     cluster's candidate tenants share one window whatever its
  *     max_parallel.
- *   - `matched no wave` (and `matches no wave` with `unmatched: error`) also
- *     covers a tenant whose matching waves were all full (max_tenants).
+ *   - A tenant whose matching waves were all full (max_tenants) is
+ *     unassigned with `no wave with room (max_tenants)` (with `unmatched:
+ *     error`: `matches no wave with room`); `matched no wave` is for a
+ *     tenant no selector matched.
  *   - `tenant x depends on frozen tenant y` is warned for every candidate x,
  *     placed or not.  The overflow warning is given in step 3 and kept when
  *     the unit is unassigned in step 5 (its overflow wave may then not
@@ -785,7 +787,10 @@ static void cap_add(cap_pool *p, int32_t *root, int64_t s, int64_t e)
 /* Units --------------------------------------------------------------------- */
 
 enum { U_PENDING = 0, U_PLACED, U_UNASSIGNED };
-enum { WHY_NOMATCH = 1, WHY_DEP, WHY_HORIZON };           /* unassigned reasons */
+enum { WHY_NOMATCH = 1, WHY_FULL, WHY_DEP, WHY_HORIZON };  /* unassigned reasons */
+/* t_sel for a tenant that matched waves which were all full (max_tenants);
+ * -1 is a tenant that matched none. */
+#define SEL_FULL (-2)
 enum { SLOT_NONE = 0, SLOT_POLICY, SLOT_NO_WINDOWS };     /* where candidates come from */
 enum { DELAY_BLACKOUT = 0, DELAY_FULL = 1 };
 
@@ -999,13 +1004,15 @@ static void choose_waves(planner *pl)
 		const ws_tenant *t = &f->tenants[order[k]];
 		for (size_t w = 0; w < pl->n_pw; w++) {
 			const ws_wave *wv = &pl->pol->waves[w];
-			if (wv->max_tenants > 0 && taken[w] >= (size_t)wv->max_tenants)
+			if (!selector_match(wv->select, f, t))
 				continue;
-			if (selector_match(wv->select, f, t)) {
-				pl->t_sel[order[k]] = (int)w;
-				taken[w]++;
-				break;
+			if (wv->max_tenants > 0 && taken[w] >= (size_t)wv->max_tenants) {
+				pl->t_sel[order[k]] = SEL_FULL;   /* unless a later wave has room */
+				continue;
 			}
+			pl->t_sel[order[k]] = (int)w;
+			taken[w]++;
+			break;
 		}
 	}
 	free(taken);
@@ -1014,8 +1021,9 @@ static void choose_waves(planner *pl)
 	if (!pl->pol->unmatched_skip)
 		for (size_t k = 0; k < n; k++)
 			if (pl->t_sel[pl->cand[k].idx] < 0)
-				plan_error(pl, "tenant \"%s\" matches no wave (unmatched: error)",
-					   pl->cand[k].name);
+				plan_error(pl, "tenant \"%s\" matches no wave%s (unmatched: error)",
+					   pl->cand[k].name,
+					   pl->t_sel[pl->cand[k].idx] == SEL_FULL ? " with room" : "");
 }
 
 /* Units and their dependency graph ----------------------------------------- */
@@ -1318,7 +1326,7 @@ static int resolve_dependencies(planner *pl)
 		}
 		if (u->sel < 0) {
 			u->state = U_UNASSIGNED;
-			u->why = WHY_NOMATCH;
+			u->why = u->sel == SEL_FULL ? WHY_FULL : WHY_NOMATCH;
 		} else if (unassigned_dep >= 0) {
 			u->state = U_UNASSIGNED;
 			u->why = WHY_DEP;
@@ -1875,12 +1883,14 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 			nu += pl->u[i].n_mem;
 	p->unassigned = ws_arena_alloc(a, nu * sizeof(*p->unassigned));
 	const char *nomatch = reason(&o, "matched no wave");
+	const char *full = reason(&o, "no wave with room (max_tenants)");
 	const char *horizon = reason(&o, "no window within horizon");
 	for (size_t i = 0; i < pl->n_u; i++) {
 		const unit *u = &pl->u[i];
 		if (u->state != U_UNASSIGNED)
 			continue;
-		const char *why = u->why == WHY_NOMATCH ? nomatch : u->why == WHY_HORIZON ? horizon
+		const char *why = u->why == WHY_NOMATCH ? nomatch : u->why == WHY_FULL ? full
+			: u->why == WHY_HORIZON ? horizon
 			: reason(&o, "depends on unassigned %s", pl->u[u->why_ref].name);
 		for (uint32_t m = 0; m < u->n_mem; m++) {
 			ws_plan_unassigned *x = &p->unassigned[p->n_unassigned++];

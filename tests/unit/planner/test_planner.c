@@ -751,7 +751,7 @@ static void test_first_wave_with_room(void **state)
 	pt_expect_wave(plan, 1, "canary", S, "2027-01-04T00:30:00Z", 3600, "l1 s1");
 	pt_expect_wave(plan, 2, "mid", "2027-01-04T01:30:00Z", "2027-01-04T02:00:00Z", 3600, "s2");
 	pt_expect_wave(plan, 3, "rest", "2027-01-04T03:00:00Z", "2027-01-04T03:30:00Z", 3600, "l2 c1");
-	pt_expect_unassigned(plan, "h1: matched no wave");
+	pt_expect_unassigned(plan, "h1: no wave with room (max_tenants)");
 	plan_free(plan);
 	policy_free(p);
 	fleet_free(f);
