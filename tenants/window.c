@@ -753,28 +753,37 @@ static uint32_t memo_hash(const char *s)
 	return h;
 }
 
+/* Grows an open-addressing table of pointers to `type` entries (each with a
+ * uint32_t `hash`) so that it stays at most half full.  A macro so that each
+ * table keeps its own element type.  Aborts when memory runs out, like the
+ * model's arena. */
+#define TABLE_RESERVE(slots_, cap_, n_, type)                                   \
+	do {                                                                    \
+		if (((n_) + 1) * 2 <= (cap_))                                   \
+			break;                                                  \
+		size_t tcap = (cap_) ? (cap_) * 2 : 64;                         \
+		type **tslots = calloc(tcap, sizeof(*tslots));                  \
+		if (!tslots)                                                    \
+			abort();                                                \
+		for (size_t ti = 0; ti < (cap_); ti++) {                        \
+			type *te = (slots_)[ti];                                \
+			if (!te)                                                \
+				continue;                                       \
+			size_t tj = te->hash & (tcap - 1);                      \
+			while (tslots[tj])                                      \
+				tj = (tj + 1) & (tcap - 1);                     \
+			tslots[tj] = te;                                        \
+		}                                                               \
+		free(slots_);                                                   \
+		(slots_) = tslots;                                              \
+		(cap_) = tcap;                                                  \
+	} while (0)
+
 /* The entry for `key`, or NULL after setting *slot_out to where a new one
  * goes.  Aborts when memory runs out, like the model's arena. */
 static memo_entry *memo_find(memo *m, const char *key, uint32_t h, memo_entry ***slot_out)
 {
-	if ((m->n + 1) * 2 > m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 64;
-		memo_entry **slots = calloc(cap, sizeof(*slots));
-		if (!slots)
-			abort();
-		for (size_t i = 0; i < m->cap; i++) {
-			memo_entry *e = m->slots[i];
-			if (!e)
-				continue;
-			size_t j = e->hash & (cap - 1);
-			while (slots[j])
-				j = (j + 1) & (cap - 1);
-			slots[j] = e;
-		}
-		free(m->slots);
-		m->slots = slots;
-		m->cap = cap;
-	}
+	TABLE_RESERVE(m->slots, m->cap, m->n, memo_entry);
 	size_t i = h & (m->cap - 1);
 	for (; m->slots[i]; i = (i + 1) & (m->cap - 1))
 		if (m->slots[i]->hash == h && strcmp(m->slots[i]->key, key) == 0)
@@ -923,24 +932,7 @@ bool window_cache_occurs(window_cache *wc, const ws_window *w, const char *zone,
 	int minute = until ? w->start_minute : -1;
 	uint32_t h = memo_hash(anchor) ^ (uint32_t)((uintptr_t)rule >> 4) * 2654435761u ^
 		     (uint32_t)((uintptr_t)zkey >> 4) * 40503u ^ (uint32_t)minute * 97u;
-	if ((wc->n_occurs + 1) * 2 > wc->occurs_cap) {
-		size_t cap = wc->occurs_cap ? wc->occurs_cap * 2 : 64;
-		occurs_entry **slots = calloc(cap, sizeof(*slots));
-		if (!slots)
-			abort();
-		for (size_t i = 0; i < wc->occurs_cap; i++) {
-			occurs_entry *e = wc->occurs[i];
-			if (!e)
-				continue;
-			size_t j = e->hash & (cap - 1);
-			while (slots[j])
-				j = (j + 1) & (cap - 1);
-			slots[j] = e;
-		}
-		free(wc->occurs);
-		wc->occurs = slots;
-		wc->occurs_cap = cap;
-	}
+	TABLE_RESERVE(wc->occurs, wc->occurs_cap, wc->n_occurs, occurs_entry);
 	size_t mask = wc->occurs_cap - 1, i = h & mask;
 	occurs_entry *e;
 	while ((e = wc->occurs[i]) && !(e->hash == h && occurs_same(e, rule, zkey, anchor, minute)))
