@@ -42,9 +42,9 @@
  *     error`: `matches no wave with room`); `matched no wave` is for a
  *     tenant no selector matched.
  *   - `tenant x depends on frozen tenant y` is warned for every candidate x,
- *     placed or not.  The overflow warning is given in step 3 and kept when
- *     the unit is unassigned in step 5 (its overflow wave may then not
- *     exist).  Warnings are sorted and unique.
+ *     placed or not.  The overflow warning is given only for units that
+ *     are placed in their overflow wave (one left unassigned in step 5 is in
+ *     no wave).  Warnings are sorted and unique.
  *   - Of several window occurrences starting at the same instant the one
  *     listed first is tried first.
  *   - Delay reasons: for each blackout calendar and for the cluster cap, the
@@ -1336,14 +1336,6 @@ static int resolve_dependencies(planner *pl)
 			u->push_dep = wave > u->sel ? pushed_by : -1;
 			if (wave + 1 > pl->n_waves)
 				pl->n_waves = wave + 1;
-			if ((size_t)wave >= pl->n_pw) {
-				char buf[40];
-				warn_take(pl, xasprintf("%s %s pushed past the last wave into %s "
-							"(after dependency %s)",
-							pl->clusters ? "cluster" : "tenant", u->name,
-							wave_name(pl, wave, buf, sizeof(buf)),
-							pl->u[pushed_by].name));
-			}
 		}
 		for (uint32_t k = pl->dependents_off[i]; k < pl->dependents_off[i + 1]; k++)
 			if (--left[pl->dependents[k]] == 0)
@@ -1946,6 +1938,22 @@ static void planner_free(planner *pl)
 	ws_arena_free(pl->tmp);
 }
 
+/* Warns about units pushed past the last wave, once windows are placed:
+ * a unit that step 5 left unassigned is in no overflow wave, and saying it
+ * is would name a wave the plan does not have. */
+static void warn_overflow(planner *pl)
+{
+	for (size_t i = 0; i < pl->n_u; i++) {
+		const unit *u = &pl->u[i];
+		if (u->state != U_PLACED || (size_t)u->wave < pl->n_pw || u->push_dep < 0)
+			continue;
+		char buf[40];
+		warn_take(pl, xasprintf("%s %s pushed past the last wave into %s (after dependency %s)",
+					pl->clusters ? "cluster" : "tenant", u->name,
+					wave_name(pl, u->wave, buf, sizeof(buf)), pl->u[u->push_dep].name));
+	}
+}
+
 ws_plan *plan_build(const ws_plan_input *in, ws_diags *d)
 {
 	if (!in || !in->fleet || !in->policy || !in->release) {
@@ -1977,6 +1985,7 @@ ws_plan *plan_build(const ws_plan_input *in, ws_diags *d)
 		goto done;
 	collect_windows(&pl);
 	schedule_waves(&pl);
+	warn_overflow(&pl);
 	p = build_output(&pl, in);
 done:
 	planner_free(&pl);

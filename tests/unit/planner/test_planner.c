@@ -829,6 +829,28 @@ static void test_horizon_drops_wave(void **state)
 }
 
 /*
+ * c depends on h and is pushed past the only wave into overflow-1 (step 3);
+ * h has no window within the 2-day horizon (step 5), so c ends unassigned
+ * too.  No warning may name overflow-1: the plan has no such wave.
+ */
+static void test_no_warning_for_unassigned_overflow(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet(K "tenants:\n"
+		"  - {slug: h, cluster: k, windows: [{rrule: \"FREQ=WEEKLY;BYDAY=SU\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: c, cluster: k, depends_on: [h]}\n");
+	ws_policy *p = pt_policy(STD "  schedule: {horizon: 2d}\n  waves:\n"
+		"    - {name: w, select: {}}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	assert_int_equal(plan->n_waves, 0);
+	pt_expect_unassigned(plan, "c: depends on unassigned h\nh: no window within horizon");
+	assert_int_equal(plan->n_warnings, 0);
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
  * unit: cluster.  Both clusters have one window, 22:00-24:00 New York
  * (03:00-05:00 UTC in January).  `crit` (hard, critical tenants only)
  * covers 04:00-04:30 UTC on the 4th: it binds kx, whose candidate x1 is
@@ -926,6 +948,7 @@ int main(void)
 		cmocka_unit_test(test_first_wave_with_room),
 		cmocka_unit_test(test_overflow_chain),
 		cmocka_unit_test(test_horizon_drops_wave),
+		cmocka_unit_test(test_no_warning_for_unassigned_overflow),
 		cmocka_unit_test(test_cluster_calendar_and_zones),
 		cmocka_unit_test(test_horizon_from_plan_start),
 	};
