@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "../wstest.h"
 #include <libical/ical.h>
 #include "wavesched/fleet.h"
 #include "wavesched/window.h"
@@ -23,34 +24,13 @@
 
 #define FT_HEAD "apiVersion: wavesched/v1\nkind: Fleet\n"
 
-/* All diagnostics, one per line, in a new string. */
-static inline char *ft_diags_text(const ws_diags *d)
-{
-	size_t cap = 1, len = 0;
-	char *out = calloc(1, 1);
-	for (size_t i = 0; i < d->len; i++) {
-		char *line = ws_diag_format(&d->items[i]);
-		assert_non_null(line);
-		size_t n = strlen(line);
-		cap += n + 1;
-		out = realloc(out, cap);
-		assert_non_null(out);
-		if (len)
-			out[len++] = '\n';
-		memcpy(out + len, line, n + 1);
-		len += n;
-		free(line);
-	}
-	return out;
-}
-
 /* Parses `yaml` as "t.yaml", which must fail with exactly `expected`. */
 static inline void ft_expect_errors(const char *yaml, const char *expected)
 {
 	ws_diags d;
 	ws_diags_init(&d);
 	ws_fleet *f = fleet_parse("t.yaml", yaml, strlen(yaml), &d);
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	if (f)
 		fleet_free(f);
 	assert_null(f);
@@ -65,7 +45,7 @@ static inline ws_fleet *ft_parse_ok(const char *yaml)
 	ws_diags d;
 	ws_diags_init(&d);
 	ws_fleet *f = fleet_parse("t.yaml", yaml, strlen(yaml), &d);
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got, "");
 	free(got);
 	ws_diags_free(&d);
@@ -73,18 +53,9 @@ static inline ws_fleet *ft_parse_ok(const char *yaml)
 	return f;
 }
 
-static inline char *ft_fixture_path(const char *rel)
-{
-	const char *root = getenv("WS_FIXTURES");
-	assert_non_null(root);
-	char *p = NULL;
-	assert_true(asprintf(&p, "%s/%s", root, rel) > 0);
-	return p;
-}
-
 static inline char *ft_read_fixture(const char *rel, size_t *len)
 {
-	char *path = ft_fixture_path(rel);
+	char *path = wt_source_path(rel);
 	FILE *fp = fopen(path, "rb");
 	assert_non_null(fp);
 	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
@@ -106,9 +77,9 @@ static inline ws_fleet *ft_example_fleet(void)
 {
 	ws_diags d;
 	ws_diags_init(&d);
-	char *path = ft_fixture_path("examples/fleet.yaml");
+	char *path = wt_source_path("examples/fleet.yaml");
 	ws_fleet *f = fleet_parse_file(path, &d);
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got, "");
 	free(got);
 	free(path);
@@ -123,15 +94,6 @@ static inline int64_t ft_t(const char *s)
 	int64_t t = 0;
 	assert_int_equal(ws_time_parse(s, &t), 0);
 	return t;
-}
-
-/* libical keeps the zones it loaded for the process; free them at the end
- * so LeakSanitizer sees a clean exit. */
-static inline int ft_teardown_ical(void **state)
-{
-	(void)state;
-	icaltimezone_free_builtin_timezones();
-	return 0;
 }
 
 #endif

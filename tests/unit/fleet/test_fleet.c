@@ -542,7 +542,7 @@ static void test_yaml_level_errors(void **state)
 	ws_diags d;
 	ws_diags_init(&d);
 	assert_null(fleet_parse_file("/nonexistent.yaml", &d));
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got, "/nonexistent.yaml: cannot open: No such file or directory");
 	free(got);
 	ws_diags_free(&d);
@@ -714,7 +714,7 @@ static void test_large_fleet(void **state)
 	doc = large_fleet(N, false, "  - {slug: t11998, cluster: c1, depends_on: [t99999]}\n", &len);
 	ws_diags_init(&d);
 	assert_null(fleet_parse("t.yaml", doc, len, &d));
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got,
 		"t.yaml:12006:12: duplicate tenant slug \"t11998\" (first defined at 12004:5)\n"
 		"t.yaml:12006:46: unknown tenant \"t99999\" in depends_on");
@@ -771,5 +771,5 @@ int main(void)
 		cmocka_unit_test(test_yaml_problem_after_tenants),
 		cmocka_unit_test(test_large_fleet),
 	};
-	return cmocka_run_group_tests_name("fleet/fleet", tests, NULL, ft_teardown_ical);
+	return cmocka_run_group_tests_name("fleet/fleet", tests, NULL, wt_teardown_ical);
 }

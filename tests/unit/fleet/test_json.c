@@ -19,7 +19,7 @@ static ws_fleet *parse_text(const char *name, const char *text)
 	ws_diags d;
 	ws_diags_init(&d);
 	ws_fleet *f = fleet_parse(name, text, strlen(text), &d);
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	if (d.len)
 		print_error("%s\n--- %s ---\n%s\n", got, name, text);
 	assert_string_equal(got, "");
@@ -292,5 +292,5 @@ int main(void)
 		cmocka_unit_test(test_parts_and_ownership),
 		cmocka_unit_test(test_yaml_emitter),
 	};
-	return cmocka_run_group_tests_name("fleet/json", tests, NULL, ft_teardown_ical);
+	return cmocka_run_group_tests_name("fleet/json", tests, NULL, wt_teardown_ical);
 }

@@ -43,7 +43,7 @@ static char *matches(fixture *fx, const char *text)
 	ws_diags d;
 	ws_diags_init(&d);
 	ws_selector *s = parse_selector(fx, text, &d);
-	char *errors = ft_diags_text(&d);
+	char *errors = wt_diags_text(&d);
 	assert_string_equal(errors, "");
 	free(errors);
 	ws_diags_free(&d);
@@ -152,7 +152,7 @@ static void expect_selector_errors(fixture *fx, const char *text, const char *ex
 	ws_selector *s = parse_selector(fx, text, &d);
 	assert_null(s);
 	ws_diags_sort(&d);
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got, expected);
 	free(got);
 	ws_diags_free(&d);
@@ -238,5 +238,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_to_json, setup, teardown),
 	};
-	return cmocka_run_group_tests_name("fleet/selector", tests, NULL, ft_teardown_ical);
+	return cmocka_run_group_tests_name("fleet/selector", tests, NULL, wt_teardown_ical);
 }

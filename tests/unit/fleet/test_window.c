@@ -619,5 +619,5 @@ int main(void)
 		cmocka_unit_test(test_zone_lookup),
 		cmocka_unit_test(test_iter_matches_expand),
 	};
-	return cmocka_run_group_tests_name("fleet/window", tests, NULL, ft_teardown_ical);
+	return cmocka_run_group_tests_name("fleet/window", tests, NULL, wt_teardown_ical);
 }

@@ -15,7 +15,7 @@ static void expect_fail(const char *text, const ydoc_limits *lim, const char *ex
 	ws_diags d;
 	ws_diags_init(&d);
 	ydoc *doc = parse(text, lim, &d);
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	ydoc_free(doc);
 	assert_null(doc);
 	assert_string_equal(got, expected);
@@ -251,7 +251,7 @@ static void test_parse_file(void **state)
 	(void)state;
 	ws_diags d;
 	ws_diags_init(&d);
-	char *path = ft_fixture_path("examples/fleet.yaml");
+	char *path = wt_source_path("examples/fleet.yaml");
 	ydoc *doc = ydoc_parse_file(path, NULL, &d);
 	assert_non_null(doc);
 	assert_string_equal(ydoc_name(doc), path);
@@ -425,7 +425,7 @@ static void test_stream_stops_at_a_problem(void **state)
 	assert_null(doc);
 	assert_int_equal(s.taken, 1);
 	assert_int_equal(s.values, 0);
-	char *got = ft_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got, "y.yaml:3:15: duplicate key \"name\" (first defined at 3:6)");
 	free(got);
 	ws_diags_free(&d);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "../wstest.h"
 #include <libical/ical.h>
 #include "wavesched/fleet.h"
 #include "wavesched/planner.h"
@@ -28,26 +29,9 @@
 #define PT_POLICY_HEAD "apiVersion: wavesched/v1\nkind: WavePolicy\nmetadata: {name: p}\nspec:\n"
 #define PT_RELEASE "2.0"
 
-/* All diagnostics, one per line, in a new string. */
-static inline char *pt_diags_text(const ws_diags *d)
-{
-	char *out = NULL;
-	size_t len = 0;
-	FILE *fp = open_memstream(&out, &len);
-	assert_non_null(fp);
-	for (size_t i = 0; i < d->len; i++) {
-		char *line = ws_diag_format(&d->items[i]);
-		assert_non_null(line);
-		fprintf(fp, "%s%s", i ? "\n" : "", line);
-		free(line);
-	}
-	fclose(fp);
-	return out;
-}
-
 static inline void pt_expect_no_diags(const ws_diags *d)
 {
-	char *got = pt_diags_text(d);
+	char *got = wt_diags_text(d);
 	assert_string_equal(got, "");
 	free(got);
 }
@@ -121,7 +105,7 @@ static inline void pt_expect_failure(const ws_fleet *f, const ws_policy *p, ws_r
 	ws_diags d;
 	ws_diags_init(&d);
 	ws_plan *plan = plan_build(&in, &d);
-	char *got = pt_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	plan_free(plan);
 	assert_null(plan);
 	assert_string_equal(got, expected);
@@ -313,15 +297,6 @@ static inline bool pt_in_calendar(const ws_fleet *f, const char *name, int64_t s
 	}
 	fail_msg("no calendar %s", name);
 	return false;
-}
-
-/* libical keeps the zones it loaded for the process; free them at the end
- * so LeakSanitizer sees a clean exit. */
-static inline int pt_teardown_ical(void **state)
-{
-	(void)state;
-	icaltimezone_free_builtin_timezones();
-	return 0;
 }
 
 #endif

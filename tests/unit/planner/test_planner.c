@@ -952,5 +952,5 @@ int main(void)
 		cmocka_unit_test(test_cluster_calendar_and_zones),
 		cmocka_unit_test(test_horizon_from_plan_start),
 	};
-	return cmocka_run_group_tests(tests, NULL, pt_teardown_ical);
+	return cmocka_run_group_tests(tests, NULL, wt_teardown_ical);
 }

@@ -49,7 +49,7 @@ static int ex_teardown(void **state)
 	ex *e = *state;
 	fleet_free(e->fleet);
 	free(e);
-	return pt_teardown_ical(state);
+	return wt_teardown_ical(state);
 }
 
 static ws_policy *ex_policy(const char *name)

@@ -304,5 +304,5 @@ int main(void)
 		cmocka_unit_test(test_planned_release_with_escapes),
 		cmocka_unit_test(test_write_errors),
 	};
-	return cmocka_run_group_tests(tests, NULL, pt_teardown_ical);
+	return cmocka_run_group_tests(tests, NULL, wt_teardown_ical);
 }

@@ -578,7 +578,7 @@ static void check_case(uint64_t seed, stats *st)
 	ws_fleet *f = fleet_parse("fleet.yaml", g.fleet, strlen(g.fleet), &d);
 	ws_policy *p = policy_parse("policy.yaml", g.policy, strlen(g.policy), &d);
 	if (!f || !p) {
-		char *txt = pt_diags_text(&d);
+		char *txt = wt_diags_text(&d);
 		fail_msg("seed %llu: generated documents are invalid:\n%s\n%s\n%s",
 			 (unsigned long long)seed, txt, g.fleet, g.policy);
 	}
@@ -749,5 +749,5 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_invariants),
 	};
-	return cmocka_run_group_tests(tests, NULL, pt_teardown_ical);
+	return cmocka_run_group_tests(tests, NULL, wt_teardown_ical);
 }

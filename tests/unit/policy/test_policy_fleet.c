@@ -28,7 +28,7 @@ static void test_examples_pass(void **state)
 		ws_diags d;
 		ws_diags_init(&d);
 		int rc = policy_check_fleet(p, examples[i], f, &d);
-		char *got = pt_diags_text(&d);
+		char *got = wt_diags_text(&d);
 		assert_string_equal(got, "");
 		assert_int_equal(rc, 0);
 		free(got);
@@ -48,7 +48,7 @@ static void test_unknown_calendar(void **state)
 	ws_diags d;
 	ws_diags_init(&d);
 	assert_int_equal(policy_check_fleet(p, "p.yaml", f, &d), WS_EINVAL);
-	char *got = pt_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got,
 		"p.yaml:8:26: unknown calendar \"month-end\" (the fleet has: month-end-close, "
 		"payroll, holiday-freeze)\n"
@@ -74,7 +74,7 @@ static void test_fleet_without_calendars(void **state)
 	ws_policy *p = pt_parse_ok(PT_HEAD "  release_kinds: [standard]\n"
 				   "  schedule: {blackouts: [payroll]}\n  waves: [{name: a, select: {}}]\n");
 	assert_int_equal(policy_check_fleet(p, "p.yaml", f, &d), WS_EINVAL);
-	char *got = pt_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got, "p.yaml:7:26: unknown calendar \"payroll\" (the fleet has: none)");
 	free(got);
 	ws_diags_free(&d);
@@ -99,7 +99,7 @@ static void test_wave_selects_nobody(void **state)
 	ws_diags_init(&d);
 	/* A wave that selects only a frozen tenant still selects somebody. */
 	assert_int_equal(policy_check_fleet(p, "p.yaml", f, &d), WS_EINVAL);
-	char *got = pt_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got,
 		"p.yaml:8:7: wave \"emea\" selects no tenant of the fleet\n"
 		"p.yaml:12:7: wave \"ghost\" selects no tenant of the fleet");
@@ -120,7 +120,7 @@ static void test_both_sorted(void **state)
 	ws_diags d;
 	ws_diags_init(&d);
 	assert_int_equal(policy_check_fleet(p, "p.yaml", f, &d), WS_EINVAL);
-	char *got = pt_diags_text(&d);
+	char *got = wt_diags_text(&d);
 	assert_string_equal(got,
 		"p.yaml:8:7: wave \"nobody\" selects no tenant of the fleet\n"
 		"p.yaml:9:26: unknown calendar \"holiday\" (the fleet has: month-end-close, payroll, "
@@ -167,5 +167,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_both_sorted, setup_fleet, teardown_fleet),
 		cmocka_unit_test(test_summary),
 	};
-	return cmocka_run_group_tests_name("policy/fleet", tests, NULL, pt_teardown_ical);
+	return cmocka_run_group_tests_name("policy/fleet", tests, NULL, wt_teardown_ical);
 }
