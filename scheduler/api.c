@@ -16,6 +16,7 @@
 #include "ws_config.h"
 #include "api_internal.h"
 #include "wavesched/log.h"
+#include "wavesched/ydoc.h"
 #include "wavesched/window.h"
 
 /* ---- answers ---------------------------------------------------------- */
@@ -85,6 +86,17 @@ void api_query(ws_pg_pool *pool, const char *sql, int nparams, const char *const
 				.message = rc == WS_EUNAVAIL ? "the database is unavailable" : ws_strerror(rc) };
 		done(arg, NULL, &e);
 	}
+}
+
+int upload_failure_status(const char *buf, size_t len)
+{
+	ws_diags syntax;
+	ws_diags_init(&syntax);
+	ydoc *doc = ydoc_parse("body", buf, len, NULL, &syntax);
+	int status = doc ? 422 : 400;
+	ydoc_free(doc);
+	ws_diags_free(&syntax);
+	return status;
 }
 
 int64_t now_utc(void)

@@ -201,16 +201,7 @@ static void fleet_put_work_cb(uv_work_t *w)
 	fleet_put *p = w->data;
 	ws_fleet *f = fleet_parse("body", p->body, p->len, &p->diags);
 	if (!f) {
-		/* A document that is not YAML/JSON at all is a 400 with the
-		 * position; one that parses but breaks fleet.md is a 422.
-		 * fleet_parse reports only syntax errors for the former, so one
-		 * more syntax-only pass (on this failure path alone) tells which. */
-		ws_diags syntax;
-		ws_diags_init(&syntax);
-		ydoc *doc = ydoc_parse("body", p->body, p->len, NULL, &syntax);
-		p->status = doc ? 422 : 400;
-		ydoc_free(doc);
-		ws_diags_free(&syntax);
+		p->status = upload_failure_status(p->body, p->len);
 		return;
 	}
 	json_t *canon = fleet_to_json(f);

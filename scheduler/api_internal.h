@@ -46,6 +46,11 @@ void reply_db_error(api_call *c, const ws_pg_err *err);
 /* ws_diags -> [{"message": "file:line:col: msg", "line", "column"}] */
 json_t *diags_json(const ws_diags *d);
 bool query_flag(api_call *c, const char *name);
+/* After fleet_parse/policy_parse refused an uploaded document: 400 when it
+ * is not YAML/JSON at all (the parsers then report only the syntax error),
+ * 422 when it is but breaks the format's rules.  One syntax-only pass, on
+ * the failure path only; safe on the thread pool. */
+int upload_failure_status(const char *buf, size_t len);
 /* ws_pg_query, except that a statement that cannot even be queued (the
  * database is known down, the queue is full) still reaches `done`, with the
  * error: handlers have one path for every failure. */

@@ -64,15 +64,10 @@ static void job_work_cb(uv_work_t *w)
 {
 	policy_job *j = w->data;
 	const char *src = j->kind == JOB_PLAN ? "policy" : "body";
-	ydoc *doc = ydoc_parse(src, j->text, j->len, NULL, &j->diags);
-	if (!doc) {
-		j->status = j->kind == JOB_PLAN ? 500 : 400;
-		return;
-	}
-	ydoc_free(doc);
 	ws_policy *p = policy_parse(src, j->text, j->len, &j->diags);
 	if (!p) {
-		j->status = j->kind == JOB_PLAN ? 500 : 422;
+		/* A stored policy that no longer parses is our fault (500). */
+		j->status = j->kind == JOB_PLAN ? 500 : upload_failure_status(j->text, j->len);
 		return;
 	}
 	j->name = strdup(p->name);
