@@ -208,6 +208,8 @@ static void h_metrics(api_call *c)
 			     ws_redis_get_state(a->d.redis) == WS_REDIS_UP);
 	ws_metrics_gauge_set(m, "wavesched_http_connections", "Open HTTP connections.", "",
 			     a->d.http ? (double)ws_http_server_connections(a->d.http) : 0);
+	ws_metrics_gauge_set(m, "wavesched_api_requests_in_flight",
+			     "Requests being handled (this one included).", "", (double)a->pending);
 	ws_metrics_gauge_set(m, "wavesched_build_info", "Build information.",
 			     "version=\"" WS_VERSION "\"", 1);
 	size_t len = 0;
@@ -431,11 +433,6 @@ ws_api *ws_api_new(const ws_api_deps *deps)
 void ws_api_set_http(ws_api *a, ws_http_server *http)
 {
 	a->d.http = http;
-}
-
-size_t ws_api_pending(const ws_api *a)
-{
-	return a->pending;
 }
 
 void ws_api_free(ws_api *a)

@@ -36,7 +36,5 @@ WS_API void ws_api_handle(void *arg, ws_http_req *req);
 WS_API void ws_api_request_done(void *arg, const ws_http_req *req, int status, uint64_t elapsed_ns);
 /* Late binding: the server is created after the API (it needs the handler). */
 WS_API void ws_api_set_http(ws_api *a, ws_http_server *http);
-/* Requests in flight inside the API (waiting on the database). */
-WS_API size_t ws_api_pending(const ws_api *a);
 
 #endif

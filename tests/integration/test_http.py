@@ -99,6 +99,7 @@ class Http(ServiceCase):
         self.assertIn("# TYPE wavesched_http_request_duration_seconds histogram", text)
         self.assertIn('wavesched_db_pool_connections{state="configured"} 4', text)
         self.assertRegex(text, r'wavesched_build_info\{version="[0-9.]+"\} 1')
+        self.assertIn("wavesched_api_requests_in_flight 1\n", text)   # the /metrics request itself
 
 
 if __name__ == "__main__":
