@@ -25,6 +25,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -96,6 +97,7 @@ typedef struct ysource {
 	size_t len;
 	FILE *fp;
 	size_t max, read;        /* file: the size cap, bytes read so far */
+	size_t size;             /* file: its size when it was opened */
 	bool too_large;
 	int read_errno;          /* file: why a read failed, or 0 */
 } ysource;
@@ -245,6 +247,41 @@ static const char *yb_text(ybuild *b, const char *s, size_t n, bool *has_nul, bo
 
 /* Building -------------------------------------------------------------- */
 
+/* What the builder needs of a libyaml event.  Its strings point into the
+ * event itself, or into a batch of the parser thread (yb_run_pipelined). */
+typedef struct yev {
+	yaml_event_type_t type;
+	yaml_scalar_style_t style;
+	yaml_mark_t mark;
+	const char *anchor, *tag, *value;
+	size_t length;
+} yev;
+
+static void yev_from(yev *e, const yaml_event_t *ev)
+{
+	*e = (yev){ .type = ev->type, .mark = ev->start_mark };
+	switch (ev->type) {
+	case YAML_SCALAR_EVENT:
+		e->anchor = (const char *)ev->data.scalar.anchor;
+		e->tag = (const char *)ev->data.scalar.tag;
+		e->value = (const char *)ev->data.scalar.value;
+		e->length = ev->data.scalar.length;
+		e->style = ev->data.scalar.style;
+		break;
+	case YAML_ALIAS_EVENT:
+		e->anchor = (const char *)ev->data.alias.anchor;
+		break;
+	case YAML_MAPPING_START_EVENT:
+		e->anchor = (const char *)ev->data.mapping_start.anchor;
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+		e->anchor = (const char *)ev->data.sequence_start.anchor;
+		break;
+	default:
+		break;
+	}
+}
+
 static ynode *yb_node(ybuild *b, ynode_kind kind, const yaml_mark_t *mark)
 {
 	int line = (int)mark->line + 1, col = (int)mark->column + 1;
@@ -329,29 +366,27 @@ static void yb_attach(ybuild *b, ynode *n)
 		b->stream->value(b->stream->arg, b->doc, b->kids[b->n_kids - 2], n);
 }
 
-static bool yb_refuse_anchor(ybuild *b, const yaml_char_t *anchor, const yaml_mark_t *m)
+static bool yb_refuse_anchor(ybuild *b, const char *anchor, const yaml_mark_t *m)
 {
 	if (!anchor)
 		return false;
 	yb_error(b, (int)m->line + 1, (int)m->column + 1,
-		 "anchors are not allowed (&%s)", (const char *)anchor);
+		 "anchors are not allowed (&%s)", anchor);
 	b->fatal = true;
 	return true;
 }
 
-static void yb_push(ybuild *b, ynode_kind kind, const yaml_event_t *ev)
+static void yb_push(ybuild *b, ynode_kind kind, const yev *ev)
 {
-	const yaml_char_t *anchor = kind == YNODE_MAP ? ev->data.mapping_start.anchor
-						      : ev->data.sequence_start.anchor;
-	if (yb_refuse_anchor(b, anchor, &ev->start_mark))
+	if (yb_refuse_anchor(b, ev->anchor, &ev->mark))
 		return;
 	if (b->depth >= b->lim.max_depth) {
-		yb_error(b, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
+		yb_error(b, (int)ev->mark.line + 1, (int)ev->mark.column + 1,
 			 "nesting deeper than %d levels", b->lim.max_depth);
 		b->fatal = true;
 		return;
 	}
-	ynode *n = yb_node(b, kind, &ev->start_mark);
+	ynode *n = yb_node(b, kind, &ev->mark);
 	if (!n)
 		return;
 	if (b->depth == b->stack_cap) {
@@ -488,14 +523,13 @@ static void yb_pop(ybuild *b)
 		yb_attach(b, n);
 }
 
-static void yb_scalar(ybuild *b, const yaml_event_t *ev)
+static void yb_scalar(ybuild *b, const yev *ev)
 {
-	const yaml_mark_t *m = &ev->start_mark;
-	if (yb_refuse_anchor(b, ev->data.scalar.anchor, m))
+	const yaml_mark_t *m = &ev->mark;
+	if (yb_refuse_anchor(b, ev->anchor, m))
 		return;
-	const char *tag = (const char *)ev->data.scalar.tag;
-	bool quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
-		      ev->data.scalar.style != YAML_ANY_SCALAR_STYLE;
+	const char *tag = ev->tag;
+	bool quoted = ev->style != YAML_PLAIN_SCALAR_STYLE && ev->style != YAML_ANY_SCALAR_STYLE;
 	/* On the two errors below the node is still added so that the rest of
 	 * the document keeps its shape and later problems are found too. */
 	if (tag) {
@@ -507,8 +541,8 @@ static void yb_scalar(ybuild *b, const yaml_event_t *ev)
 			yb_error(b, (int)m->line + 1, (int)m->column + 1,
 				 "unsupported tag \"%s\"", tag);
 	}
-	size_t len = ev->data.scalar.length;
-	const char *text = (const char *)ev->data.scalar.value;
+	size_t len = ev->length;
+	const char *text = ev->value;
 	if (len > UINT32_MAX) {
 		yb_error(b, (int)m->line + 1, (int)m->column + 1,
 			 "a scalar is longer than %u bytes", UINT32_MAX);
@@ -601,6 +635,45 @@ static void yb_parser_error(ybuild *b, const yaml_parser_t *p)
 		yb_error(b, line, col, "%s", problem);
 }
 
+/* Hands one event to the builder; true at the end of the stream. */
+static bool yb_event(ybuild *b, const yev *ev, int *documents)
+{
+	const yaml_mark_t *m = &ev->mark;
+	switch (ev->type) {
+	case YAML_STREAM_END_EVENT:
+		return true;
+	case YAML_DOCUMENT_START_EVENT:
+		if (++*documents > 1) {
+			yb_error(b, (int)m->line + 1, (int)m->column + 1,
+				 "expected a single document, found another one");
+			b->fatal = true;
+		}
+		break;
+	case YAML_ALIAS_EVENT:
+		yb_error(b, (int)m->line + 1, (int)m->column + 1,
+			 "aliases are not allowed (*%s)", ev->anchor);
+		b->fatal = true;
+		break;
+	case YAML_SCALAR_EVENT:
+		yb_scalar(b, ev);
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+		yb_push(b, YNODE_SEQ, ev);
+		break;
+	case YAML_MAPPING_START_EVENT:
+		yb_push(b, YNODE_MAP, ev);
+		break;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT:
+		if (b->depth > 0)
+			yb_pop(b);
+		break;
+	default:
+		break;
+	}
+	return false;
+}
+
 /* Feeds libyaml's events to the builder until the end or a fatal problem. */
 static void yb_run(ybuild *b, yaml_parser_t *parser)
 {
@@ -612,42 +685,202 @@ static void yb_run(ybuild *b, yaml_parser_t *parser)
 			yb_parser_error(b, parser);
 			break;
 		}
-		const yaml_mark_t *m = &ev.start_mark;
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = true;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++documents > 1) {
-				yb_error(b, (int)m->line + 1, (int)m->column + 1,
-					 "expected a single document, found another one");
-				b->fatal = true;
-			}
-			break;
-		case YAML_ALIAS_EVENT:
-			yb_error(b, (int)m->line + 1, (int)m->column + 1,
-				 "aliases are not allowed (*%s)", (const char *)ev.data.alias.anchor);
-			b->fatal = true;
-			break;
-		case YAML_SCALAR_EVENT:
-			yb_scalar(b, &ev);
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-			yb_push(b, YNODE_SEQ, &ev);
-			break;
-		case YAML_MAPPING_START_EVENT:
-			yb_push(b, YNODE_MAP, &ev);
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			if (b->depth > 0)
-				yb_pop(b);
-			break;
-		default:
-			break;
-		}
+		yev e;
+		yev_from(&e, &ev);
+		done = yb_event(b, &e, &documents);
 		yaml_event_delete(&ev);
 	}
+}
+
+/*
+ * A large document is parsed on two threads: libyaml's scanner and parser
+ * run on a second thread, which copies what the builder needs of each event
+ * into a batch and frees the event at once (memory freed where it was
+ * allocated stays cheap), while this thread builds the tree and runs the
+ * stream callback.  The two halves cost about the same, so a big fleet file
+ * is read in little more than the time libyaml alone takes.  The events
+ * reach the builder in the same order, and a parse error is reported after
+ * every event before it, so the result and the diagnostics are yb_run's.
+ */
+#define PIPE_MIN_BYTES ((size_t)1 << 20)
+#define PIPE_BATCH 8192
+#define PIPE_DEPTH 2
+#define NO_TEXT SIZE_MAX
+
+typedef struct pev {
+	yaml_event_type_t type;
+	yaml_scalar_style_t style;
+	yaml_mark_t mark;
+	size_t anchor, tag, value, length;   /* offsets into the batch text */
+} pev;
+
+typedef struct pbatch {
+	pev ev[PIPE_BATCH];
+	size_t n;
+	char *text;
+	size_t text_len, text_cap;
+	bool oom;
+} pbatch;
+
+typedef struct ypipe {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	yaml_parser_t *parser;
+	pbatch batch[PIPE_DEPTH];
+	size_t head, tail;       /* batches [head, tail) are full, mod PIPE_DEPTH */
+	bool stop;               /* the builder wants no more */
+	bool ended;              /* the parser thread is done */
+	bool error;              /* ... because of a parse error */
+	bool waiting;            /* the builder sleeps for a batch */
+} ypipe;
+
+static size_t pbatch_text(pbatch *pb, const char *s, size_t n)
+{
+	if (!s)
+		return NO_TEXT;
+	if (pb->text_len + n + 1 > pb->text_cap) {
+		size_t cap = pb->text_cap ? pb->text_cap : 64 * 1024;
+		while (cap < pb->text_len + n + 1)
+			cap *= 2;
+		char *t = realloc(pb->text, cap);
+		if (!t) {
+			pb->oom = true;
+			return NO_TEXT;
+		}
+		pb->text = t;
+		pb->text_cap = cap;
+	}
+	size_t off = pb->text_len;
+	memcpy(pb->text + off, s, n);
+	pb->text[off + n] = '\0';
+	pb->text_len += n + 1;
+	return off;
+}
+
+static void pbatch_add(pbatch *pb, const yaml_event_t *ev)
+{
+	yev e;
+	yev_from(&e, ev);
+	pev *p = &pb->ev[pb->n++];
+	*p = (pev){ .type = e.type, .style = e.style, .mark = e.mark, .length = e.length };
+	p->anchor = pbatch_text(pb, e.anchor, e.anchor ? strlen(e.anchor) : 0);
+	p->tag = pbatch_text(pb, e.tag, e.tag ? strlen(e.tag) : 0);
+	p->value = pbatch_text(pb, e.value, e.length);
+}
+
+static void *ypipe_main(void *arg)
+{
+	ypipe *p = arg;
+	bool more = true, error = false;
+	while (more) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && p->tail - p->head == PIPE_DEPTH)
+			pthread_cond_wait(&p->cv, &p->mu);
+		bool stop = p->stop;
+		pbatch *pb = &p->batch[p->tail % PIPE_DEPTH];
+		pthread_mutex_unlock(&p->mu);
+		if (stop)
+			break;
+		/* The batch is this thread's until it is published. */
+		pb->n = 0;
+		pb->text_len = 0;
+		while (pb->n < PIPE_BATCH && !pb->oom) {
+			yaml_event_t ev;
+			if (!yaml_parser_parse(p->parser, &ev)) {
+				error = true;
+				more = false;
+				break;
+			}
+			pbatch_add(pb, &ev);
+			bool end = ev.type == YAML_STREAM_END_EVENT;
+			yaml_event_delete(&ev);
+			if (end) {
+				more = false;
+				break;
+			}
+		}
+		if (pb->oom)
+			more = false;
+		pthread_mutex_lock(&p->mu);
+		p->tail++;
+		if (p->waiting)
+			pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	pthread_mutex_lock(&p->mu);
+	p->ended = true;
+	p->error = error;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static const char *pbatch_str(const pbatch *pb, size_t off)
+{
+	return off == NO_TEXT ? NULL : pb->text + off;
+}
+
+/* yb_run on two threads; false when the thread could not be started (then
+ * nothing was consumed and yb_run can take over). */
+static bool yb_run_pipelined(ybuild *b, yaml_parser_t *parser)
+{
+	ypipe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return false;
+	p->parser = parser;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	pthread_t th;
+	if (pthread_create(&th, NULL, ypipe_main, p) != 0) {
+		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->mu);
+		free(p);
+		return false;
+	}
+	int documents = 0;
+	bool done = false, oom = false;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (p->head == p->tail && !p->ended) {
+			p->waiting = true;
+			pthread_cond_wait(&p->cv, &p->mu);
+			p->waiting = false;
+		}
+		bool empty = p->head == p->tail;
+		pbatch *pb = &p->batch[p->head % PIPE_DEPTH];
+		pthread_mutex_unlock(&p->mu);
+		if (empty)
+			break;
+		for (size_t i = 0; i < pb->n && !done && !b->fatal; i++) {
+			const pev *x = &pb->ev[i];
+			yev e = { .type = x->type, .style = x->style, .mark = x->mark,
+				  .anchor = pbatch_str(pb, x->anchor), .tag = pbatch_str(pb, x->tag),
+				  .value = pbatch_str(pb, x->value), .length = x->length };
+			done = yb_event(b, &e, &documents);
+		}
+		if (pb->oom && !done && !b->fatal) {
+			oom = true;
+			yb_oom(b, 0, 0);
+			b->fatal = true;
+		}
+		pthread_mutex_lock(&p->mu);
+		bool was_full = p->tail - p->head == PIPE_DEPTH;
+		p->head++;
+		if (b->fatal || done)
+			p->stop = true;
+		if (was_full || p->stop)
+			pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	pthread_join(th, NULL);
+	if (p->error && !done && !b->fatal && !oom)
+		yb_parser_error(b, parser);
+	for (size_t i = 0; i < PIPE_DEPTH; i++)
+		free(p->batch[i].text);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+	return true;
 }
 
 /* libyaml's read handler for a file: counts the bytes against the cap. */
@@ -707,7 +940,9 @@ static ydoc *ydoc_build(const char *name, ysource *src, const ydoc_limits *limit
 		yaml_parser_set_input(&parser, file_read_cb, src);
 	else
 		yaml_parser_set_input_string(&parser, (const unsigned char *)src->buf, src->len);
-	yb_run(&b, &parser);
+	size_t size = src->fp ? src->size : src->len;
+	if (size < PIPE_MIN_BYTES || !yb_run_pipelined(&b, &parser))
+		yb_run(&b, &parser);
 	yaml_parser_delete(&parser);
 	free(b.stack);
 	free(b.kids);
@@ -798,7 +1033,7 @@ ydoc *ydoc_parse_file_stream(const char *path, const ydoc_limits *limits,
 		if ((uint64_t)st.st_size > max) {
 			ws_diag_add(d, path, 0, 0, "document is too large (the limit is %zu bytes)", max);
 		} else {
-			ysource src = { .fp = fp, .max = max };
+			ysource src = { .fp = fp, .max = max, .size = (size_t)st.st_size };
 			doc = ydoc_build(path, &src, limits, stream, d);
 		}
 	} else {

@@ -250,6 +250,13 @@ static size_t lower_bound(const int64_t *a, size_t lo, size_t n, int64_t x)
 typedef struct rec {
 	const ws_window *w;      /* the first window seen with this key */
 	const char *zone;        /* interned: the zone it is computed in */
+	const ws_zone *tz;       /* that zone, for dates shared with other recurrences */
+	/* The key, copied from w so that a lookup touches only the table. */
+	const char *rrule, *anchor;
+	int64_t from, to;        /* a one-off range */
+	int start_minute;
+	bool one_off;
+	int32_t days;            /* its dates in rectab.days, or -1: expanded on its own */
 	uint64_t h;
 	int64_t hi;              /* every start in [lo, hi) is listed; INT64_MIN: none yet */
 	int64_t chunk;           /* the next expansion's length */
@@ -258,36 +265,66 @@ typedef struct rec {
 	size_t n, cap;
 } rec;
 
+/* The local dates of one (rule, anchor), shared by the recurrences that
+ * differ only in start time and zone (window_days_shareable): one libical
+ * iterator instead of one per recurrence.  Every date in [lo, hi) is listed
+ * in v; requests move forward in time like the recurrences'. */
+typedef struct days {
+	const ws_window *w;      /* the first window seen with this rule and anchor */
+	uint64_t h;
+	ws_window_days *it;      /* NULL before the first request or after the end */
+	ws_local_day *v;
+	size_t n, cap;
+	int32_t lo, hi;
+	bool started;
+} days;
+
 typedef struct rectab {
 	rec *v;
 	size_t n, cap;
 	int32_t *slot;           /* open addressing over v, -1 empty */
 	size_t slot_cap;
+	days *d;
+	size_t n_d, cap_d;
+	int32_t *dslot;          /* open addressing over d, -1 empty */
+	size_t dslot_cap;
 } rectab;
+
+/* The rule and anchor texts are compared by address: the fleet points at
+ * the YAML parser's interned text, so equal texts nearly always share one
+ * copy.  Two copies of one text merely make two recurrences with the same
+ * occurrences, which changes nothing but the work done. */
+static uint64_t hash_u64(uint64_t h, uint64_t x)
+{
+	h ^= x;
+	h *= 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 31);   /* the table indexes by the low bits */
+}
+
+static uint64_t hash_ptr(uint64_t h, const void *p)
+{
+	return hash_u64(h, (uint64_t)(uintptr_t)p);
+}
 
 static uint64_t rec_hash(const ws_window *w, const char *zone)
 {
 	uint64_t h = HASH_SEED;
 	if (w->one_off) {
-		h = hash_bytes(h, &w->from_utc, sizeof(w->from_utc));
-		return hash_bytes(h, &w->to_utc, sizeof(w->to_utc));
+		h = hash_u64(h, (uint64_t)w->from_utc);
+		return hash_u64(h, (uint64_t)w->to_utc);
 	}
-	h = hash_str(h, w->rrule);
-	h = hash_bytes(h, &w->start_minute, sizeof(w->start_minute));
-	h = hash_str(h, zone);
-	return hash_str(h, w->anchor ? w->anchor : DEFAULT_ANCHOR);
+	h = hash_ptr(h, w->rrule);
+	h = hash_u64(h, (uint64_t)w->start_minute);
+	h = hash_ptr(h, zone);
+	return hash_ptr(h, w->anchor);
 }
 
 static bool rec_same(const rec *r, const ws_window *w, const char *zone)
 {
-	const ws_window *x = r->w;
-	if (x->one_off || w->one_off)
-		return x->one_off && w->one_off && x->from_utc == w->from_utc &&
-		       x->to_utc == w->to_utc;
-	return x->start_minute == w->start_minute && r->zone == zone &&
-	       strcmp(x->rrule, w->rrule) == 0 &&
-	       strcmp(x->anchor ? x->anchor : DEFAULT_ANCHOR,
-		      w->anchor ? w->anchor : DEFAULT_ANCHOR) == 0;
+	if (r->one_off || w->one_off)
+		return r->one_off && w->one_off && r->from == w->from_utc && r->to == w->to_utc;
+	return r->rrule == w->rrule && r->start_minute == w->start_minute && r->zone == zone &&
+	       r->anchor == w->anchor;
 }
 
 static void rectab_rehash(rectab *t)
@@ -305,6 +342,96 @@ static void rectab_rehash(rectab *t)
 	free(t->slot);
 	t->slot = slot;
 	t->slot_cap = cap;
+}
+
+static uint64_t days_hash(const ws_window *w)
+{
+	return hash_str(hash_str(HASH_SEED, w->rrule), w->anchor ? w->anchor : DEFAULT_ANCHOR);
+}
+
+static bool days_same(const days *d, const ws_window *w)
+{
+	return strcmp(d->w->rrule, w->rrule) == 0 &&
+	       strcmp(d->w->anchor ? d->w->anchor : DEFAULT_ANCHOR,
+		      w->anchor ? w->anchor : DEFAULT_ANCHOR) == 0;
+}
+
+static void days_rehash(rectab *t)
+{
+	size_t cap = t->dslot_cap ? t->dslot_cap * 2 : 32;
+	int32_t *slot = xmalloc(cap * sizeof(*slot));
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = -1;
+	for (size_t i = 0; i < t->n_d; i++) {
+		size_t j = t->d[i].h & (cap - 1);
+		while (slot[j] >= 0)
+			j = (j + 1) & (cap - 1);
+		slot[j] = (int32_t)i;
+	}
+	free(t->dslot);
+	t->dslot = slot;
+	t->dslot_cap = cap;
+}
+
+/* The id of the shared dates of `w`'s rule and anchor (interned). */
+static int32_t days_intern(rectab *t, const ws_window *w)
+{
+	if ((t->n_d + 1) * 2 > t->dslot_cap)
+		days_rehash(t);
+	uint64_t h = days_hash(w);
+	size_t j = h & (t->dslot_cap - 1);
+	for (; t->dslot[j] >= 0; j = (j + 1) & (t->dslot_cap - 1)) {
+		days *d = &t->d[t->dslot[j]];
+		if (d->h == h && days_same(d, w))
+			return t->dslot[j];
+	}
+	vec_reserve(&t->d, &t->cap_d, t->n_d + 1, sizeof(*t->d));
+	days *d = &t->d[t->n_d];
+	memset(d, 0, sizeof(*d));
+	d->w = w;
+	d->h = h;
+	t->dslot[j] = (int32_t)t->n_d;
+	return (int32_t)t->n_d++;
+}
+
+/* A request further ahead than this starts a new iterator near it rather
+ * than stepping through the dates in between. */
+#define DAYS_GAP 31
+
+/* Lists every date in [a, b). */
+static void days_cover(days *d, int32_t a, int32_t b)
+{
+	if (d->started && (a < d->lo || (d->hi != INT32_MAX && a > d->hi + DAYS_GAP))) {
+		window_days_free(d->it);
+		d->it = NULL;
+		d->n = 0;
+		d->started = false;
+	}
+	if (!d->started) {
+		d->started = true;
+		d->lo = d->hi = a;
+		d->it = window_days_new(d->w, a);
+		if (!d->it)
+			d->hi = INT32_MAX;   /* cannot happen for a validated fleet: no dates */
+	}
+	while (d->hi < b) {
+		ws_local_day x;
+		if (window_days_next(d->it, &x) != 0) {
+			d->hi = INT32_MAX;
+			break;
+		}
+		if (x.day < d->lo)
+			continue;
+		vec_reserve(&d->v, &d->cap, d->n + 1, sizeof(*d->v));
+		d->v[d->n++] = x;
+		d->hi = x.day + 1;
+	}
+}
+
+static int32_t floor_day(int64_t t)
+{
+	int64_t q = t / 86400;
+	return (int32_t)(q * 86400 > t ? q - 1 : q);
 }
 
 /* The id of the recurrence of `w` computed in `zone` (interned). */
@@ -326,7 +453,16 @@ static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
 	r->zone = zone;
 	r->h = h;
 	r->hi = INT64_MIN;
+	r->days = -1;
+	r->rrule = w->rrule;
+	r->anchor = w->anchor;
+	r->from = w->from_utc;
+	r->to = w->to_utc;
+	r->start_minute = w->start_minute;
+	r->one_off = w->one_off;
 	t->slot[j] = (int32_t)t->n;
+	if (window_days_shareable(w) && (r->tz = ws_zone_find(zone)) != NULL)
+		r->days = days_intern(t, w);
 	return (uint32_t)t->n++;
 }
 
@@ -380,7 +516,7 @@ static int64_t rec_first_chunk(const ws_window *w)
 
 /* Lists the starts in [max(hi, from), next chunk end); false when `limit`
  * was reached already. */
-static bool rec_extend(rec *r, int64_t from, int64_t limit)
+static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
 {
 	int64_t lo = r->hi > from ? r->hi : from;
 	if (lo >= limit)
@@ -391,9 +527,28 @@ static bool rec_extend(rec *r, int64_t from, int64_t limit)
 	if (r->chunk < INT64_MAX / 4)
 		r->chunk *= 2;
 	collect_arg c = { .r = r, .from = lo };
-	/* A validated fleet always expands; a window that cannot be expanded
-	 * simply offers no occurrence. */
-	(void)window_expand(r->w, r->zone, lo, until, rec_collect_cb, &c);
+	if (r->days >= 0) {
+		/* A start on local date D lies within a day of D's midnight read
+		 * as UTC (offsets are under 24 h), so the dates two days around
+		 * [lo, until) hold every start in it. */
+		days *d = &t->d[r->days];
+		int32_t a = floor_day(lo) - 2, b = floor_day(until) + 2;
+		days_cover(d, a, b);
+		size_t k = 0, n = d->n;
+		while (k < n && d->v[k].day < a)
+			k++;
+		for (; k < n && d->v[k].day < b; k++) {
+			ws_interval iv;
+			iv.start = window_local_to_utc(r->tz, &d->v[k], r->w->start_minute, &iv.utc_offset);
+			iv.end = iv.start + r->w->duration_s;
+			if (iv.start < until)
+				(void)rec_collect_cb(&c, &iv);
+		}
+	} else {
+		/* A validated fleet always expands; a window that cannot be
+		 * expanded simply offers no occurrence. */
+		(void)window_expand(r->w, r->zone, lo, until, rec_collect_cb, &c);
+	}
 	r->hi = until;
 	return true;
 }
@@ -403,11 +558,12 @@ static bool rec_extend(rec *r, int64_t from, int64_t limit)
  * `floor` is the current wave's start: no unit will ever ask for anything
  * before it, so a gap up to there is never expanded.  (Only the wave start
  * may bound that: another unit of the same wave may still look before `t`.) */
-static size_t rec_seek(rec *r, size_t i, int64_t t, int64_t floor, int64_t limit)
+static size_t rec_seek(rectab *tab, uint32_t id, size_t i, int64_t t, int64_t floor, int64_t limit)
 {
+	rec *r = &tab->v[id];
 	for (;;) {
 		i = lower_bound(r->start, i, r->n, t);
-		if (i < r->n || !rec_extend(r, floor, limit))
+		if (i < r->n || !rec_extend(tab, r, floor, limit))
 			return i;
 	}
 }
@@ -420,6 +576,12 @@ static void rectab_free(rectab *t)
 	}
 	free(t->v);
 	free(t->slot);
+	for (size_t i = 0; i < t->n_d; i++) {
+		window_days_free(t->d[i].it);
+		free(t->d[i].v);
+	}
+	free(t->d);
+	free(t->dslot);
 }
 
 /* Blackout calendars ------------------------------------------------------
@@ -974,7 +1136,11 @@ static void collect_candidates(planner *pl, const char *release)
 	pl->t_unit = xmalloc(nt * sizeof(*pl->t_unit));
 	pl->t_sel = xmalloc(nt * sizeof(*pl->t_sel));
 	pl->cand = xmalloc(nt * sizeof(*pl->cand));
-	for (size_t i = 0; i < nt; i++) {
+	/* The fleet keeps its tenants sorted by slug: walked in that order the
+	 * candidates come out sorted. */
+	const size_t *by_slug = fleet_tenants_by_slug(f);
+	for (size_t k = 0; k < nt; k++) {
+		size_t i = by_slug ? by_slug[k] : k;
 		const ws_tenant *t = &f->tenants[i];
 		pl->t_unit[i] = -1;
 		pl->t_sel[i] = -1;
@@ -983,7 +1149,8 @@ static void collect_candidates(planner *pl, const char *release)
 			pl->cand[pl->n_cand++] = (name_ref){ t->slug, (uint32_t)i };
 		}
 	}
-	qsort(pl->cand, pl->n_cand, sizeof(*pl->cand), name_ref_cmp);
+	if (!by_slug)
+		qsort(pl->cand, pl->n_cand, sizeof(*pl->cand), name_ref_cmp);
 }
 
 /* Step 2: tenants in (criticality low -> critical, slug) order, each to the
@@ -1461,7 +1628,7 @@ static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
 			const struct unit_window *x = &pl->recs[u->rec_off + s];
 			st[s].rec = (int32_t)x->rec;
 			st[s].length = x->length;
-			st[s].i = rec_seek(&pl->rt.v[x->rec], 0, ws0, ws0, pl->horizon_end);
+			st[s].i = rec_seek(&pl->rt, x->rec, 0, ws0, ws0, pl->horizon_end);
 		}
 	}
 	for (;;) {
@@ -1539,7 +1706,7 @@ static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
 			int64_t i = (clear - ws0 + pl->slot - 1) / pl->slot;
 			s->i = (size_t)i > s->i + 1 ? (size_t)i : s->i + 1;
 		} else {
-			s->i = rec_seek(&pl->rt.v[s->rec], s->i + 1, clear, ws0, pl->horizon_end);
+			s->i = rec_seek(&pl->rt, (uint32_t)s->rec, s->i + 1, clear, ws0, pl->horizon_end);
 		}
 	}
 }

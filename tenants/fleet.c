@@ -1284,6 +1284,14 @@ const ws_tenant *fleet_tenant(const ws_fleet *f, const char *slug)
 	return i == SIZE_MAX ? NULL : &f->tenants[i];
 }
 
+const size_t *fleet_tenants_by_slug(const ws_fleet *f)
+{
+	if (!f || !f->priv)
+		return NULL;
+	const fleet_priv *priv = f->priv;
+	return priv->tenant_order;
+}
+
 const ws_cluster *fleet_cluster(const ws_fleet *f, const char *name)
 {
 	if (!f || !name)

@@ -126,6 +126,9 @@ WS_API ws_fleet *fleet_parse_file(const char *path, ws_diags *d);
 WS_API void fleet_free(ws_fleet *f);
 
 WS_API const ws_tenant *fleet_tenant(const ws_fleet *f, const char *slug);
+/* The tenant indexes in slug order (strcmp), n_tenants of them; NULL for a
+ * fleet not built by the parser. */
+WS_API const size_t *fleet_tenants_by_slug(const ws_fleet *f);
 WS_API const ws_cluster *fleet_cluster(const ws_fleet *f, const char *name);
 
 /* Selector parsing and matching (shared with policies).

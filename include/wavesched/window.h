@@ -54,6 +54,31 @@ WS_API void window_iter_free(ws_window_iter *it);
 WS_API int window_next(const ws_window *w, const char *zone, int64_t from,
 		       int64_t until, ws_interval *out);
 
+/*
+ * Dates shared by windows that differ only in start time and zone (see
+ * "Shared dates" in tenants/window.c).  window_days_shareable tells whether
+ * a window's local dates depend on nothing but its rule and anchor;
+ * window_days_new lists them from a few days before the local day `from_day`
+ * (days since 1970-01-01) on, one per window_days_next (0, or 1 at the end);
+ * window_local_to_utc turns a date and a start minute into the instant of
+ * the occurrence in a zone (RFC 5545 3.3.5), exactly as window_iter_next does.
+ */
+typedef struct ws_window_days ws_window_days;
+typedef struct ws_zone ws_zone;
+typedef struct ws_local_day {
+	int32_t day;              /* days since 1970-01-01 */
+	int16_t year;
+	int8_t month, mday;
+} ws_local_day;
+WS_API bool window_days_shareable(const ws_window *w);
+WS_API ws_window_days *window_days_new(const ws_window *w, int32_t from_day);
+WS_API int window_days_next(ws_window_days *d, ws_local_day *out);
+WS_API void window_days_free(ws_window_days *d);
+/* The zone named `tzid` ("UTC" when NULL), or NULL when unknown. */
+WS_API const ws_zone *ws_zone_find(const char *tzid);
+WS_API int64_t window_local_to_utc(const ws_zone *zone, const ws_local_day *day, int minute,
+				   int *offset);
+
 /* Formats unix seconds as RFC 3339 with the given offset ("...-06:00", or "Z"
  * for offset 0 when utc_z is true). */
 WS_API void ws_time_format(int64_t t, int utc_offset, bool utc_z, char *buf, size_t size);

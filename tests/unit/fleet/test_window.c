@@ -597,6 +597,71 @@ static void test_iter_matches_expand(void **state)
 	free(c);
 }
 
+/* Dates listed once per (rule, anchor) and converted per start time and
+ * zone give exactly window_iter's occurrences, across daylight-saving gaps
+ * and overlaps (02:30 in spring and autumn), 30-minute shifts (Lord Howe),
+ * COUNT, INTERVAL and a DATE UNTIL; a UNTIL with a time is not shared. */
+static void test_shared_days_match_iter(void **state)
+{
+	(void)state;
+	const char *rules[] = {
+		"FREQ=DAILY", "FREQ=WEEKLY;BYDAY=SU", "FREQ=WEEKLY;INTERVAL=2;BYDAY=SA,SU",
+		"FREQ=DAILY;COUNT=300", "FREQ=MONTHLY;BYMONTHDAY=-1", "FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU",
+		"FREQ=DAILY;UNTIL=20270401",
+	};
+	const char *anchors[] = { NULL, "2026-01-03", "2026-02-01", NULL, NULL, NULL, NULL };
+	const char *zones[] = { "Europe/Berlin", "America/Chicago", "Australia/Lord_Howe", "UTC",
+				"Asia/Kolkata" };
+	const int minutes[] = { 0, 90, 150, 179, 23 * 60 + 59 };
+	int64_t from = ft_t("2026-01-01T00:00:00Z");
+	int64_t until = ft_t("2028-01-01T00:00:00Z");
+	size_t compared = 0;
+	for (size_t r = 0; r < sizeof(rules) / sizeof(rules[0]); r++) {
+		ws_window w0 = recurring(rules[r], 0, 3600, NULL, anchors[r]);
+		assert_true(window_days_shareable(&w0));
+		ws_window_days *days = window_days_new(&w0, (int32_t)(from / 86400) - 2);
+		assert_non_null(days);
+		ws_local_day *v = calloc(2000, sizeof(*v));
+		assert_non_null(v);
+		size_t nd = 0;
+		while (nd < 2000 && window_days_next(days, &v[nd]) == 0 &&
+		       v[nd].day < until / 86400 + 2)
+			nd++;
+		window_days_free(days);
+		for (size_t z = 0; z < sizeof(zones) / sizeof(zones[0]); z++) {
+			const ws_zone *zone = ws_zone_find(zones[z]);
+			assert_non_null(zone);
+			for (size_t m = 0; m < sizeof(minutes) / sizeof(minutes[0]); m++) {
+				ws_window w = recurring(rules[r], minutes[m], 3600, NULL, anchors[r]);
+				ws_window_iter *it = window_iter_new(&w, zones[z], from);
+				assert_non_null(it);
+				size_t k = 0;
+				ws_interval iv;
+				while (window_iter_next(it, &iv) == 0 && iv.start < until) {
+					int off;
+					int64_t t;
+					do {
+						assert_true(k < nd);
+						t = window_local_to_utc(zone, &v[k++], minutes[m], &off);
+					} while (t + 3600 <= from);
+					assert_int_equal(t, iv.start);
+					assert_int_equal(off, iv.utc_offset);
+					compared++;
+				}
+				window_iter_free(it);
+			}
+		}
+		free(v);
+	}
+	assert_true(compared > 30000);   /* 35,379 occurrences */
+	ws_window timed = recurring("FREQ=DAILY;UNTIL=20270401T020000Z", 0, 3600, NULL, NULL);
+	assert_false(window_days_shareable(&timed));
+	ws_window one = { .one_off = true, .from_utc = from, .to_utc = from + 60 };
+	assert_false(window_days_shareable(&one));
+	assert_null(window_days_new(&one, 0));
+	assert_null(ws_zone_find("Mars/Olympus"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -618,6 +683,7 @@ int main(void)
 		cmocka_unit_test(test_many_rules),
 		cmocka_unit_test(test_zone_lookup),
 		cmocka_unit_test(test_iter_matches_expand),
+		cmocka_unit_test(test_shared_days_match_iter),
 	};
 	return cmocka_run_group_tests_name("fleet/window", tests, NULL, wt_teardown_ical);
 }

@@ -448,6 +448,94 @@ static void test_stream_stops_at_a_problem(void **state)
 	ws_diags_free(&d);
 }
 
+/* A document (`head: HEAD`, then `n` list items (over 1 MiB for n = 40000, so parsed on two
+ * threads), then `tail`.  Item i is on line i + 2. */
+static char *big_doc(int n, const char *head, const char *tail)
+{
+	size_t cap = (size_t)n * 64 + strlen(head) + strlen(tail) + 64, off = 0;
+	char *text = malloc(cap);
+	assert_non_null(text);
+	off += (size_t)snprintf(text, cap, "head: %s\ntake:\n", head);
+	for (int i = 0; i < n; i++)
+		off += (size_t)snprintf(text + off, cap - off,
+					"  - {name: n%06d, list: [x, 'y', {z: %d}]}\n", i, i);
+	snprintf(text + off, cap - off, "%s", tail);
+	return text;
+}
+
+/* Large documents go through libyaml on a second thread: the same tree,
+ * the same stream callbacks in the same order, the same diagnostics, and
+ * an early stop (a refusal mid-document) neither hangs nor leaks. */
+static void test_large_documents_on_two_threads(void **state)
+{
+	(void)state;
+	const int n = 40000;
+	ws_diags d;
+	ws_diags_init(&d);
+	char *text = big_doc(n, "1", "tail: {t: 1}\n");
+	assert_true(strlen(text) > ((size_t)1 << 20));
+	ydoc *doc = parse(text, NULL, &d);
+	assert_non_null(doc);
+	assert_int_equal(d.len, 0);
+	const ynode *take = ynode_get(ydoc_root(doc), "take");
+	assert_int_equal(take->len, n);
+	const ynode *last = take->items[n - 1];
+	assert_string_equal(ynode_get(last, "name")->value, "n039999");
+	assert_int_equal(ynode_get(last, "name")->line, n + 2);
+	assert_true(ynode_get(last, "list")->items[1]->quoted);
+	assert_int_equal(ynode_get(ynode_get(ydoc_root(doc), "tail"), "t")->line, n + 3);
+	ydoc_free(doc);
+
+	/* Streamed: every item offered once, in order. */
+	seen s = { .strings = ws_arena_new() };
+	ydoc_stream st = { .arg = &s, .value = seen_value_cb, .item = seen_item_cb,
+			   .strings = s.strings };
+	doc = ydoc_parse_stream("y.yaml", text, strlen(text), NULL, &st, &d);
+	assert_non_null(doc);
+	assert_int_equal(s.items, n);
+	assert_int_equal(s.taken, n);
+	assert_int_equal(s.last_index, n - 1);
+	assert_string_equal(s.kept_text, "n039999");
+	assert_string_equal(s.keys, "head=take[tail=");
+	ydoc_free(doc);
+	ws_arena_free(s.strings);
+
+	/* From a file too. */
+	char path[] = "/tmp/ws-ydoc-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	doc = ydoc_parse_file(path, NULL, &d);
+	assert_non_null(doc);
+	assert_int_equal(ynode_get(ydoc_root(doc), "take")->len, n);
+	ydoc_free(doc);
+	unlink(path);
+	free(text);
+	ws_diags_free(&d);
+
+	/* Problems at the end are placed exactly. */
+	char want[128];
+	text = big_doc(n, "1", "tail: [1, 2\n");
+	snprintf(want, sizeof(want),
+		 "y.yaml:%d:1: did not find expected ',' or ']' while parsing a flow sequence", n + 4);
+	expect_fail(text, NULL, want);
+	free(text);
+	text = big_doc(n, "1", "tail: *x\n");
+	snprintf(want, sizeof(want), "y.yaml:%d:7: aliases are not allowed (*x)", n + 3);
+	expect_fail(text, NULL, want);
+	free(text);
+	text = big_doc(n, "1", "---\nother: 1\n");
+	snprintf(want, sizeof(want), "y.yaml:%d:1: expected a single document, found another one",
+		 n + 3);
+	expect_fail(text, NULL, want);
+	free(text);
+	/* A refusal early in a large document stops the parse. */
+	text = big_doc(n, "&a 1", "");
+	expect_fail(text, NULL, "y.yaml:1:7: anchors are not allowed (&a)");
+	free(text);
+}
+
 /* A reader error (bad UTF-8) in a file is placed like one in a buffer. */
 static void test_parse_file_reader_error(void **state)
 {
@@ -489,6 +577,7 @@ int main(void)
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_stream_stops_at_a_problem),
 		cmocka_unit_test(test_parse_file_reader_error),
+		cmocka_unit_test(test_large_documents_on_two_threads),
 	};
 	return cmocka_run_group_tests_name("fleet/ydoc", tests, NULL, NULL);
 }
