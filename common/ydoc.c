@@ -703,8 +703,8 @@ static void yb_run(ybuild *b, yaml_parser_t *parser)
  * every event before it, so the result and the diagnostics are yb_run's.
  */
 #define PIPE_MIN_BYTES ((size_t)1 << 20)
-#define PIPE_BATCH 8192
-#define PIPE_DEPTH 2
+#define PIPE_BATCH 4096
+#define PIPE_DEPTH 4
 #define NO_TEXT SIZE_MAX
 
 typedef struct pev {
