@@ -149,7 +149,8 @@ static void stop(app *a, const char *why)
 	if (a->stopping)
 		return;
 	a->stopping = true;
-	ws_info(SIM_SUBSYS, "%s: stopping", why);
+	if (why)   /* NULL for a failed start: its diagnostics say why */
+		ws_info(SIM_SUBSYS, "%s: stopping", why);
 	uv_close((uv_handle_t *)&a->sigterm, noop_close_cb);
 	uv_close((uv_handle_t *)&a->sigint, noop_close_cb);
 	if (a->sim)
@@ -352,7 +353,7 @@ static int run(const opts *o)
 oom:
 	ws_diag_add(&d, NULL, 0, 0, "out of memory");
 teardown:
-	stop(&a, "start-up failed");
+	stop(&a, NULL);
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 closed:
 	if (uv_loop_close(&a.loop) != 0) {

@@ -28,7 +28,7 @@ enum { EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
 static const char fleet_for_usage[] =
 	"usage: simfleet fleet-for --base URL [--executor webhook|kubernetes|command]\n"
-	"                          [--token-env NAME] FLEET.yaml\n"
+	"                          [--token-env NAME] [--format yaml|json] FLEET.yaml\n"
 	"\n"
 	"Prints FLEET.yaml, in canonical form, with each tenant's health_url set to\n"
 	"URL/t/SLUG/health and each cluster's deploy aimed at the simulator at URL:\n"
@@ -36,7 +36,8 @@ static const char fleet_for_usage[] =
 	"  kubernetes  api_url URL, namespace odoo, deployment {slug}, container odoo,\n"
 	"              image registry.example/odoo:{version}\n"
 	"  command     argv: this simfleet's deploy-client against URL\n"
-	"--token-env NAME adds token_env: NAME to webhook and kubernetes deploys.\n";
+	"--token-env NAME adds token_env: NAME to webhook and kubernetes deploys.\n"
+	"--format json prints the same fleet as JSON (the service and wavectl accept both).\n";
 
 static char *trimmed_base(const char *base)
 {
@@ -78,10 +79,11 @@ int sim_fleet_for_main(int argc, char **argv)
 		{ "base", required_argument, NULL, 'b' },
 		{ "executor", required_argument, NULL, 'e' },
 		{ "token-env", required_argument, NULL, 't' },
+		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *base_arg = NULL, *executor = "webhook", *token_env = NULL;
+	const char *base_arg = NULL, *executor = "webhook", *token_env = NULL, *format = "yaml";
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
@@ -89,6 +91,7 @@ int sim_fleet_for_main(int argc, char **argv)
 		case 'b': base_arg = optarg; break;
 		case 'e': executor = optarg; break;
 		case 't': token_env = optarg; break;
+		case 'f': format = optarg; break;
 		case 'h': fputs(fleet_for_usage, stdout); return 0;
 		case ':':
 			fprintf(stderr, "simfleet: option %s needs a value\n", argv[optind - 1]);
@@ -107,6 +110,10 @@ int sim_fleet_for_main(int argc, char **argv)
 	    strcmp(executor, "command") != 0) {
 		fprintf(stderr, "simfleet: --executor: expected webhook, kubernetes or command, got "
 			"\"%s\"\n", executor);
+		return EXIT_USAGE;
+	}
+	if (strcmp(format, "yaml") != 0 && strcmp(format, "json") != 0) {
+		fprintf(stderr, "simfleet: --format: expected yaml or json, got \"%s\"\n", format);
 		return EXIT_USAGE;
 	}
 	if (optind + 1 != argc) {
@@ -154,13 +161,20 @@ int sim_fleet_for_main(int argc, char **argv)
 			json_object_set(dep, "timeout", timeout);
 		json_object_set_new(v, "deploy", dep);
 	}
-	size_t len;
-	char *yaml = ws_json_to_yaml(doc, &len);
-	if (yaml && fwrite(yaml, 1, len, stdout) == len && fflush(stdout) == 0)
+	size_t len = 0;
+	char *text = NULL;
+	if (strcmp(format, "json") == 0) {
+		text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		len = text ? strlen(text) : 0;
+	} else {
+		text = ws_json_to_yaml(doc, &len);
+	}
+	if (text && fwrite(text, 1, len, stdout) == len && fputc('\n', stdout) != EOF &&
+	    fflush(stdout) == 0)
 		rc = 0;
 	else
 		fprintf(stderr, "simfleet: cannot write the fleet\n");
-	free(yaml);
+	free(text);
 	json_decref(doc);
 	free(base);
 	return rc;
