@@ -288,7 +288,9 @@ static void deploy_converged_cb(uv_timer_t *timer)
 	sim_state *s = d->sim;
 	s->pending_deploys--;
 	sim_tenant *t = sim_map_get(s->tenants, d->tenant);
-	d->state = d->will_fail ? SIM_DEP_FAILED : SIM_DEP_DONE;
+	/* Without its version (memory ran out when it was accepted) a deploy
+	 * cannot have succeeded. */
+	d->state = d->will_fail || !d->version ? SIM_DEP_FAILED : SIM_DEP_DONE;
 	if (d->state == SIM_DEP_DONE && t) {
 		char *v = strdup(d->version);
 		if (v) {
@@ -305,7 +307,7 @@ static void deploy_converged_cb(uv_timer_t *timer)
 		k->available_replicas = d->will_fail ? k->replicas - 1 : k->replicas;
 	}
 	ws_info(SIM_SUBSYS, "tenant=%s key=%s executor=%s version=%s deploy %s", d->tenant, d->key,
-		d->executor, d->version, sim_dep_state_name(d->state));
+		d->executor, d->version ? d->version : "-", sim_dep_state_name(d->state));
 }
 
 void sim_deploy_start(sim_deploy *d, sim_tenant *t, const char *version,

@@ -655,6 +655,15 @@ class CommandLine(SimCase):
         self.assertIn("deploy-client", yaml_text)
         with self.sim(fleet=yaml_text) as sim:
             self.assertEqual(sorted(sim.tenants()), sorted(t["slug"] for t in doc["tenants"]))
+        # and the offline planner takes both forms
+        wavectl = os.environ.get("WAVECTL_BIN")
+        if wavectl:
+            policy = os.path.join(SOURCE_ROOT, "examples", "policies", "standard.yaml")
+            for fmt in ("yaml", "json"):
+                path = self.write("fleet." + fmt, fleet_for_sim(example_fleet(), base, fmt=fmt))
+                r = subprocess.run([wavectl, "plan", "--fleet", path, "--policy", policy,
+                                    "--release", "18.0"], capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_deploy_client_is_what_the_command_executor_runs(self):
         with self.sim(fleet=example_fleet(), converge_ms=50) as sim:
