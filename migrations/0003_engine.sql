@@ -222,11 +222,10 @@ CREATE TABLE audit_log (
     object    text NOT NULL,
     details   jsonb NOT NULL DEFAULT '{}',
     prev_hash text NOT NULL CHECK (prev_hash ~ '^[0-9a-f]{64}$'),
-    hash      text NOT NULL UNIQUE CHECK (hash ~ '^[0-9a-f]{64}$')
+    hash      text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$')
 );
 ALTER SEQUENCE audit_log_id_seq OWNED BY audit_log.id;
 CREATE INDEX audit_log_object_idx ON audit_log (object, id);
-CREATE INDEX audit_log_at_idx ON audit_log (at);
 
 -- Kept durably, published to Redis later by whoever sets published_at.
 CREATE TABLE events (
@@ -366,36 +365,56 @@ LANGUAGE sql IMMUTABLE AS $$
         p_actor, p_action, p_object, p_details)::text, 'UTF8')), 'hex')
 $$;
 
--- The one way to append to the audit log.  Appends are serialised by a
--- transaction-level advisory lock held until commit, and the previous hash
--- is read after taking it; under READ COMMITTED that read sees every earlier
--- append, so the rows form one chain in id order (ids are drawn under the
--- lock too).  An older snapshot (REPEATABLE READ) could fork the chain, so it
--- is refused.
-CREATE FUNCTION ws_audit_append(p_actor text, p_action text, p_object text, p_details jsonb DEFAULT '{}')
-RETURNS bigint
+-- Appends one row after the row whose hash is p_prev and returns the new
+-- hash.  Internal: only valid while holding the audit lock with p_prev read
+-- under it (ws_audit_append, ws_engine_tx).
+CREATE FUNCTION ws__audit_insert(p_prev text, p_actor text, p_action text, p_object text, p_details jsonb)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id   bigint := nextval('audit_log_id_seq');
+    v_at   timestamptz := clock_timestamp();
+    v_hash text;
+BEGIN
+    IF p_actor IS NULL OR p_action IS NULL OR p_object IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'WSE04', MESSAGE = 'audit entry: actor, action and object are required';
+    END IF;
+    v_hash := ws_audit_hash(p_prev, v_id, v_at, p_actor, p_action, p_object, COALESCE(p_details, '{}'));
+    INSERT INTO audit_log (id, at, actor, action, object, details, prev_hash, hash)
+    VALUES (v_id, v_at, p_actor, p_action, p_object, COALESCE(p_details, '{}'), p_prev, v_hash);
+    RETURN v_hash;
+END
+$$;
+
+-- Takes the audit lock (held until commit) and returns the newest hash,
+-- zeros for an empty log.  Appends are serialised by this lock and the
+-- previous hash is read after taking it; under READ COMMITTED that read sees
+-- every earlier append, so the rows form one chain in id order (ids are
+-- drawn under the lock too).  An older snapshot (REPEATABLE READ) could fork
+-- the chain, so it is refused.
+CREATE FUNCTION ws__audit_lock() RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     v_prev text;
-    v_id   bigint;
-    v_at   timestamptz;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'ws_audit_append needs READ COMMITTED isolation, not %',
             current_setting('transaction_isolation');
     END IF;
-    IF p_actor IS NULL OR p_action IS NULL OR p_object IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'WSE04', MESSAGE = 'audit entry: actor, action and object are required';
-    END IF;
     PERFORM pg_advisory_xact_lock(2003, 1);   -- (migration 0003, audit chain)
     SELECT a.hash INTO v_prev FROM audit_log a ORDER BY a.id DESC LIMIT 1;
-    v_prev := COALESCE(v_prev, repeat('0', 64));
-    v_id := nextval('audit_log_id_seq');
-    v_at := clock_timestamp();
-    INSERT INTO audit_log (id, at, actor, action, object, details, prev_hash, hash)
-    VALUES (v_id, v_at, p_actor, p_action, p_object, COALESCE(p_details, '{}'), v_prev,
-            ws_audit_hash(v_prev, v_id, v_at, p_actor, p_action, p_object, COALESCE(p_details, '{}')));
-    RETURN v_id;
+    RETURN COALESCE(v_prev, repeat('0', 64));
+END
+$$;
+
+-- The one way to append to the audit log from outside: returns the new
+-- row's id.
+CREATE FUNCTION ws_audit_append(p_actor text, p_action text, p_object text, p_details jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ws__audit_insert(ws__audit_lock(), p_actor, p_action, p_object, p_details);
+    RETURN currval('audit_log_id_seq');
 END
 $$;
 
@@ -643,7 +662,7 @@ DECLARE
     v_op      jsonb;
     v_n       integer := 0;
     v_kind    text;
-    v_out     jsonb := '[]';
+    v_out     jsonb[] := '{}';   -- an array, appended in place (a jsonb would be copied per op)
     v_res     jsonb;
     v_events  boolean := false;
     v_id      bigint;
@@ -664,6 +683,7 @@ DECLARE
     v_details jsonb;
     v_err_detail text;
     v_err_constraint text;
+    v_chain   text;              -- newest audit hash once we hold the audit lock
 BEGIN
     SELECT e.epoch INTO v_epoch FROM engine_lease e WHERE e.id = 1 FOR SHARE;
     IF v_epoch IS DISTINCT FROM p_epoch THEN
@@ -757,7 +777,7 @@ BEGIN
                 'id', v_id, 'from', v_from, 'to', v_to, 'event', v_op -> 'event',
                 'reason', v_op -> 'reason', 'at', v_op -> 'at', 'epoch', p_epoch,
                 'set', v_op -> 'set', 'add_reason', v_op -> 'add_reason', 'add_move', v_op -> 'add_move'));
-            PERFORM ws_audit_append(v_actor, v_kind || '.' || v_to, v_object, v_details);
+            v_chain := ws__audit_insert(COALESCE(v_chain, ws__audit_lock()), v_actor, v_kind || '.' || v_to, v_object, v_details);
             INSERT INTO events (rollout_id, tenant, kind, payload)
             VALUES (v_rollout, v_slug, v_kind || '.state',
                     v_details - 'epoch' || jsonb_strip_nulls(jsonb_build_object(
@@ -813,7 +833,7 @@ BEGIN
             INSERT INTO outbox (rollout_id, deployment_id, kind, attempt, idempotency_key, request, epoch)
             VALUES (v_rollout, v_dep, v_op ->> 'kind', v_attempt, v_key, COALESCE(v_op -> 'request', '{}'), p_epoch)
             RETURNING outbox.id INTO v_id;
-            PERFORM ws_audit_append(COALESCE(v_op ->> 'actor', 'engine'), 'outbox.' || (v_op ->> 'kind'),
+            v_chain := ws__audit_insert(COALESCE(v_chain, ws__audit_lock()), COALESCE(v_op ->> 'actor', 'engine'), 'outbox.' || (v_op ->> 'kind'),
                                     format('rollout/%s/tenant/%s', v_rollout, v_slug),
                                     jsonb_build_object('outbox', v_id, 'key', v_key, 'epoch', p_epoch));
             v_res := jsonb_build_object('id', v_id, 'key', v_key);
@@ -830,7 +850,7 @@ BEGIN
                 SELECT o.state INTO v_actual FROM outbox o WHERE o.id = v_id;
                 PERFORM ws__conflict('outbox', v_id, 'pending', v_actual, v_n);
             END IF;
-            PERFORM ws_audit_append(COALESCE(v_op ->> 'actor', 'engine'), 'outbox.' || (v_op ->> 'state'),
+            v_chain := ws__audit_insert(COALESCE(v_chain, ws__audit_lock()), COALESCE(v_op ->> 'actor', 'engine'), 'outbox.' || (v_op ->> 'state'),
                                     format('rollout/%s/outbox/%s', v_rollout, v_id),
                                     jsonb_strip_nulls(jsonb_build_object('key', v_key, 'result', v_op -> 'result', 'epoch', p_epoch)));
             v_res := jsonb_build_object('id', v_id);
@@ -846,8 +866,10 @@ BEGIN
             v_res := jsonb_build_object('id', v_id);
 
         ELSIF v_kind = 'audit' THEN
-            v_id := ws_audit_append(ws__op_text(v_op, 'actor', v_n), ws__op_text(v_op, 'action', v_n),
-                                    ws__op_text(v_op, 'object', v_n), COALESCE(v_op -> 'details', '{}'));
+            v_chain := ws__audit_insert(COALESCE(v_chain, ws__audit_lock()), ws__op_text(v_op, 'actor', v_n),
+                                        ws__op_text(v_op, 'action', v_n), ws__op_text(v_op, 'object', v_n),
+                                        COALESCE(v_op -> 'details', '{}'));
+            v_id := currval('audit_log_id_seq');
             v_res := jsonb_build_object('id', v_id);
 
         ELSIF v_kind = 'event' THEN
@@ -862,7 +884,7 @@ BEGIN
             PERFORM ws__fail('WSE04', format('invalid op %s: unknown "op" %s (expected rollout, wave, deployment, check, outbox, outbox_done, gate, audit or event)',
                                              v_n, COALESCE(v_op -> 'op', 'null'::jsonb)));
         END IF;
-        v_out := v_out || jsonb_build_array(v_res);
+        v_out := array_append(v_out, v_res);
     END LOOP;
     EXCEPTION WHEN OTHERS THEN
         IF SQLSTATE LIKE 'WSE%' THEN
@@ -877,7 +899,7 @@ BEGIN
     IF v_events THEN
         PERFORM pg_notify('ws_events', '');
     END IF;
-    RETURN v_out;
+    RETURN to_jsonb(v_out);
 END
 $$;
 
