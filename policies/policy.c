@@ -47,7 +47,7 @@ static const char *const spec_keys[] = {
 	"release_kinds", "unit", "unmatched", "schedule", "deferral", "defaults", "waves", NULL,
 };
 static const char *const schedule_keys[] = {
-	"respect_windows", "slot", "horizon", "blackouts", "break_glass", NULL,
+	"respect_windows", "slot", "horizon", "blackouts", "break_glass", "deploy_estimate", NULL,
 };
 static const char *const deferral_keys[] = { "max", "per_tenant", NULL };
 static const char *const defaults_keys[] = { POLICY_SETTINGS_KEYS, NULL };
@@ -59,6 +59,7 @@ static const char *const wave_keys[] = {
 #define MAX_TENANTS_LIMIT 1000000
 #define DEFAULT_SLOT_S (30 * 60)
 #define DEFAULT_HORIZON_S (120 * 86400)
+#define DEFAULT_DEPLOY_ESTIMATE_S ((int64_t)15 * 60)
 
 const char *ws_release_kind_name(ws_release_kind k)
 {
@@ -254,6 +255,8 @@ static void read_schedule(pctx *c, const ynode *n)
 		policy_duration(v, x, "slot", false, &p->slot_s);
 	if ((x = wsv_get(v, n, "horizon", false, NULL)))
 		policy_duration(v, x, "horizon", false, &p->horizon_s);
+	if ((x = wsv_get(v, n, "deploy_estimate", false, NULL)))
+		policy_duration(v, x, "deploy_estimate", false, &p->deploy_estimate_s);
 	if ((x = wsv_get(v, n, "blackouts", false, NULL)))
 		read_blackouts(c, x);
 	if ((x = wsv_get(v, n, "break_glass", false, NULL)) &&
@@ -422,6 +425,7 @@ static ws_policy *policy_build(const ydoc *doc, ws_diags *d)
 	p->respect_windows = true;
 	p->slot_s = DEFAULT_SLOT_S;
 	p->horizon_s = DEFAULT_HORIZON_S;
+	p->deploy_estimate_s = DEFAULT_DEPLOY_ESTIMATE_S;
 	pctx c = { .v = { .file = ydoc_name(doc), .d = d, .errors = 0, .a = a }, .p = p,
 		   .priv = priv };
 	policy_settings_init(&c.v, &p->defaults);

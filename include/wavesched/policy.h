@@ -77,6 +77,7 @@ typedef struct ws_policy {
 	bool respect_windows;          /* default true */
 	int64_t slot_s;                /* default 30 min */
 	int64_t horizon_s;             /* default 120 days */
+	int64_t deploy_estimate_s;     /* expected deploy time without history; default 15m */
 	const char **blackouts;        /* calendar names */
 	size_t n_blackouts;
 	bool break_glass;              /* only with release_kinds == [urgent] */

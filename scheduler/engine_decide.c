@@ -1,0 +1,880 @@
+/*
+ * engine_decide.c - from a rollout's rows to its next step (see
+ * engine_model.h).  The rules are engine.md's; where it is silent:
+ *
+ *   - A wave may start (pending -> backup_check) once the previous wave has
+ *     passed, its approvals are in, and the first window of its tenants has
+ *     come (the backup gate is judged "at the moment of the check", so it is
+ *     checked when deploying is near, not when the previous wave ends).
+ *   - The backup gate lets each tenant through on its own: a tenant with a
+ *     fresh backup waits for its window; a stale one stays `scheduled` and
+ *     is looked at again every backup_recheck_s until its window has passed,
+ *     then it is `skipped` with "backup stale".  The wave moves on to
+ *     `deploying` after the first check.
+ *   - A tenant is deployed only while what is left of its window covers its
+ *     expected time; otherwise it moves to its next valid occurrence (the
+ *     move and its reason are recorded).  No valid occurrence before the
+ *     policy's horizon: skipped.  A tenant without windows gets a slot from
+ *     now.
+ *   - The cluster cap (the smaller of the wave's max_parallel_per_cluster and
+ *     the cluster's max_parallel) counts the rollout's tenants of that
+ *     cluster being probed for a baseline, deployed or verified.
+ *   - The failure budget counts failed tenants (skipped ones are reported,
+ *     not counted).  Beyond it: halt fails the wave and halts the rollout;
+ *     rollback_wave also redeploys the previous version to every tenant of
+ *     the wave that was deployed (healthy, verifying or failed), then the
+ *     rollout ends rolled_back; continue goes on.
+ *   - A rejection of a pending wave halts the rollout, naming who rejected.
+ *   - Halting, aborting or completing: tenants not deployed yet are skipped
+ *     with the reason; calls and probes in flight finish and are recorded.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine_model.h"
+#include "wavesched/window.h"
+
+#define US 1000000LL
+#define DEFAULT_ESTIMATE_S (15 * 60)
+#define DEFAULT_RECHECK_S (5 * 60)
+#define BASELINE_PROBES 3
+
+/* Parsing ------------------------------------------------------------------ */
+
+static bool get_i64(json_t *o, const char *k, int64_t *out, bool nullable)
+{
+	json_t *v = json_object_get(o, k);
+	if (json_is_null(v) || !v) {
+		*out = EM_NONE;
+		return nullable;
+	}
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return true;
+	}
+	if (json_is_real(v)) {
+		*out = (int64_t)json_real_value(v);
+		return true;
+	}
+	return false;
+}
+
+static const char *get_str(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static int64_t get_i64_or(json_t *o, const char *k, int64_t dflt)
+{
+	json_t *v = json_object_get(o, k);
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_real(v))
+		return (int64_t)json_real_value(v);
+	return dflt;
+}
+
+static bool parse_settings(json_t *s, em_settings *out, char *why, size_t n)
+{
+	if (!json_is_object(s)) {
+		snprintf(why, n, "wave settings are not an object");
+		return false;
+	}
+	memset(out, 0, sizeof(*out));
+	out->soak_s = get_i64_or(s, "soak_s", 0);
+	out->max_parallel_per_cluster = (int)get_i64_or(s, "max_parallel_per_cluster", 0);
+	json_t *b = json_object_get(s, "backup");
+	out->backup_enabled = json_is_true(json_object_get(b, "enabled"));
+	out->backup_max_age_s = get_i64_or(b, "max_age_s", 0);
+	if (out->backup_enabled && out->backup_max_age_s <= 0) {
+		snprintf(why, n, "backup gate without max_age_s");
+		return false;
+	}
+	json_t *h = json_object_get(s, "health");
+	em_health *hh = &out->health;
+	hh->enabled = json_is_true(json_object_get(h, "enabled"));
+	hh->interval_s = get_i64_or(h, "interval_s", 30);
+	hh->timeout_s = get_i64_or(h, "timeout_s", 5);
+	hh->consecutive_successes = (int)get_i64_or(h, "consecutive_successes", 3);
+	hh->max_consecutive_failures = (int)get_i64_or(h, "max_consecutive_failures", 3);
+	hh->max_latency_ms = (int)get_i64_or(h, "max_latency_ms", 2000);
+	json_t *lr = json_object_get(h, "latency_regression");
+	hh->latency_regression = json_is_number(lr) ? json_number_value(lr) : 1.5;
+	json_t *a = json_object_get(s, "approval");
+	out->approval_min = (int)get_i64_or(a, "min", 0);
+	json_t *f = json_object_get(s, "failure");
+	out->max_failed = (int)get_i64_or(f, "max_failed", 0);
+	const char *act = get_str(f, "action");
+	if (!act || strcmp(act, "halt") == 0)
+		out->action = WS_FAIL_HALT;
+	else if (strcmp(act, "rollback_wave") == 0)
+		out->action = WS_FAIL_ROLLBACK_WAVE;
+	else if (strcmp(act, "continue") == 0)
+		out->action = WS_FAIL_CONTINUE;
+	else {
+		snprintf(why, n, "unknown failure action \"%s\"", act);
+		return false;
+	}
+	if (hh->enabled && (hh->interval_s <= 0 || hh->timeout_s <= 0 ||
+			    hh->consecutive_successes < 1 || hh->max_consecutive_failures < 1)) {
+		snprintf(why, n, "health gate settings out of range");
+		return false;
+	}
+	return true;
+}
+
+static bool parse_dep(json_t *o, em_dep *d, char *why, size_t n)
+{
+	d->slug = get_str(o, "slug");
+	const char *st = get_str(o, "state");
+	if (!get_i64(o, "id", &d->id, false) || !get_i64(o, "tenant_id", &d->tenant_id, false) ||
+	    !d->slug || !st || ws_deployment_state_parse(st, &d->state) != 0) {
+		snprintf(why, n, "a deployment lacks its id, tenant, slug or state");
+		return false;
+	}
+	get_i64(o, "window_start", &d->window_start, true);
+	get_i64(o, "window_end", &d->window_end, true);
+	get_i64(o, "started_at", &d->started_at, true);
+	get_i64(o, "backup_at", &d->backup_at, true);
+	d->attempt = (int)get_i64_or(o, "attempt", 0);
+	d->previous_version = get_str(o, "previous_version");
+	d->target_version = get_str(o, "target_version");
+	d->baseline_us = get_i64_or(o, "baseline_us", -1);
+	json_t *p90 = json_object_get(o, "p90_s");
+	d->p90_s = json_is_number(p90) ? json_number_value(p90) : -1;
+	json_t *ob = json_object_get(o, "outbox");
+	if (json_is_object(ob)) {
+		d->outbox_id = get_i64_or(ob, "id", 0);
+		d->outbox_key = get_str(ob, "key");
+		d->outbox_kind = get_str(ob, "kind");
+		d->outbox_state = get_str(ob, "state");
+		d->outbox_attempt = (int)get_i64_or(ob, "attempt", 0);
+	}
+	return true;
+}
+
+em_rollout *em_rollout_parse(const char *text, char *why, size_t n)
+{
+	json_error_t jerr;
+	json_t *doc = json_loads(text ? text : "", 0, &jerr);
+	if (!json_is_object(doc)) {
+		snprintf(why, n, "not a JSON object: %s", doc ? "wrong type" : jerr.text);
+		json_decref(doc);
+		return NULL;
+	}
+	em_rollout *r = calloc(1, sizeof(*r));
+	if (!r) {
+		json_decref(doc);
+		snprintf(why, n, "out of memory");
+		return NULL;
+	}
+	r->doc = doc;
+	const char *st = get_str(doc, "state");
+	if (!get_i64(doc, "id", &r->id, false) || !st || ws_rollout_state_parse(st, &r->state) != 0) {
+		snprintf(why, n, "the rollout lacks its id or state");
+		goto bad;
+	}
+	get_i64(doc, "start_at", &r->start_at, true);
+	r->release = get_str(doc, "release");
+	r->digest = get_str(doc, "digest");
+	r->kind = get_str(doc, "kind");
+	r->created_by = get_str(doc, "created_by");
+	r->state_reason = get_str(doc, "state_reason");
+	r->policy_id = get_i64_or(doc, "policy_id", 0);
+	json_t *waves = json_object_get(doc, "waves");
+	if (!json_is_array(waves) || !r->release) {
+		snprintf(why, n, "the rollout lacks its waves or release");
+		goto bad;
+	}
+	r->nw = json_array_size(waves);
+	r->w = calloc(r->nw ? r->nw : 1, sizeof(*r->w));
+	if (!r->w)
+		goto oom;
+	for (size_t i = 0; i < r->nw; i++) {
+		json_t *wo = json_array_get(waves, i);
+		em_wave *w = &r->w[i];
+		const char *ws = get_str(wo, "state");
+		int64_t idx;
+		if (!get_i64(wo, "id", &w->id, false) || !get_i64(wo, "idx", &idx, false) || !ws ||
+		    ws_wave_state_parse(ws, &w->state) != 0) {
+			snprintf(why, n, "wave %zu lacks its id, index or state", i);
+			goto bad;
+		}
+		w->idx = (int)idx;
+		w->name = get_str(wo, "name");
+		get_i64(wo, "start_at", &w->start_at, true);
+		get_i64(wo, "end_at", &w->end_at, true);
+		get_i64(wo, "started_at", &w->started_at, true);
+		get_i64(wo, "soak_until", &w->soak_until, true);
+		w->approvals = (int)get_i64_or(wo, "approvals", 0);
+		w->rejected_by = get_str(wo, "rejected_by");
+		char sw[160];
+		if (!parse_settings(json_object_get(wo, "settings"), &w->s, sw, sizeof(sw))) {
+			snprintf(why, n, "wave %d: %s", w->idx, sw);
+			goto bad;
+		}
+		json_t *deps = json_object_get(wo, "deployments");
+		w->nd = json_array_size(deps);
+		w->d = calloc(w->nd ? w->nd : 1, sizeof(*w->d));
+		if (!w->d)
+			goto oom;
+		for (size_t k = 0; k < w->nd; k++)
+			if (!parse_dep(json_array_get(deps, k), &w->d[k], why, n))
+				goto bad;
+	}
+	return r;
+oom:
+	snprintf(why, n, "out of memory");
+bad:
+	em_rollout_free(r);
+	return NULL;
+}
+
+void em_rollout_free(em_rollout *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nw; i++)
+		free(r->w[i].d);
+	free(r->w);
+	json_decref(r->doc);
+	free(r);
+}
+
+/* Helpers ------------------------------------------------------------------- */
+
+static void fmt_time(int64_t us, char *buf, size_t n)
+{
+	ws_time_format(us / US, 0, true, buf, n);
+}
+
+static json_t *time_json(int64_t us)
+{
+	char b[40];
+	fmt_time(us, b, sizeof(b));
+	return json_string(b);
+}
+
+static void wake_at(em_decision *d, int64_t t)
+{
+	if (t != EM_NONE && (d->wake == EM_NONE || t < d->wake))
+		d->wake = t;
+}
+
+static void act(em_decision *d, int kind, const em_wave *w, const em_dep *dep)
+{
+	if (d->n_act == d->cap_act) {
+		size_t cap = d->cap_act ? d->cap_act * 2 : 8;
+		em_action *a = realloc(d->act, cap * sizeof(*a));
+		if (!a)
+			return;   /* decided again at the next wake-up */
+		d->act = a;
+		d->cap_act = cap;
+	}
+	d->act[d->n_act++] = (em_action){ .kind = kind, .wave = w, .dep = dep };
+}
+
+static json_t *op_state(const char *object, int64_t id, const char *from, const char *to,
+			const char *event, const char *reason, int64_t now)
+{
+	json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "op", object, "id", (json_int_t)id,
+			      "from", from, "to", to, "event", event, "at", time_json(now));
+	if (o && reason)
+		json_object_set_new(o, "reason", json_string(reason));
+	return o;
+}
+
+static void add_op(em_decision *d, json_t *op)
+{
+	if (op)
+		json_array_append_new(d->ops, op);
+}
+
+static void dep_op(em_decision *d, const em_dep *dep, ws_deployment_event ev, const char *reason,
+		   int64_t now, json_t *set)
+{
+	ws_deployment_state to;
+	if (ws_deployment_next(dep->state, ev, &to) != 0) {
+		json_decref(set);
+		return;
+	}
+	json_t *o = op_state("deployment", dep->id, ws_deployment_state_name(dep->state),
+			     ws_deployment_state_name(to), ws_deployment_event_name(ev), reason, now);
+	if (o && set)
+		json_object_set_new(o, "set", set);
+	else
+		json_decref(set);
+	add_op(d, o);
+}
+
+static bool wave_op(em_decision *d, const em_wave *w, ws_wave_event ev, const char *reason,
+		    int64_t now, json_t *set)
+{
+	ws_wave_state to;
+	if (ws_wave_next(w->state, ev, &to) != 0) {
+		json_decref(set);
+		return false;
+	}
+	json_t *o = op_state("wave", w->id, ws_wave_state_name(w->state), ws_wave_state_name(to),
+			     ws_wave_event_name(ev), reason, now);
+	if (o && set)
+		json_object_set_new(o, "set", set);
+	else
+		json_decref(set);
+	add_op(d, o);
+	return true;
+}
+
+static bool rollout_op(em_decision *d, const em_rollout *r, ws_rollout_event ev,
+		       const char *reason, int64_t now)
+{
+	ws_rollout_state to;
+	if (ws_rollout_next(r->state, ev, &to) != 0)
+		return false;
+	add_op(d, op_state("rollout", r->id, ws_rollout_state_name(r->state),
+			   ws_rollout_state_name(to), ws_rollout_event_name(ev), reason, now));
+	return true;
+}
+
+static void gate_op(em_decision *d, const em_rollout *r, const em_wave *w, const em_dep *dep,
+		    const char *gate, const char *result, json_t *evidence, int64_t now)
+{
+	json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "op", "gate", "rollout",
+			      (json_int_t)r->id, "wave", (json_int_t)w->id, "gate", gate, "result",
+			      result, "at", time_json(now));
+	if (!o) {
+		json_decref(evidence);
+		return;
+	}
+	if (dep)
+		json_object_set_new(o, "deployment", json_integer(dep->id));
+	json_object_set_new(o, "evidence", evidence ? evidence : json_object());
+	add_op(d, o);
+}
+
+int64_t em_expected_s(const em_dep *d, const em_env *env)
+{
+	if (d->p90_s >= 0)
+		return (int64_t)(d->p90_s + 0.999);
+	return env->deploy_estimate_s > 0 ? env->deploy_estimate_s : DEFAULT_ESTIMATE_S;
+}
+
+static bool backup_fresh(const em_dep *dep, const em_wave *w, int64_t now)
+{
+	return dep->backup_at != EM_NONE && now - dep->backup_at < w->s.backup_max_age_s * US &&
+	       dep->backup_at <= now + 60 * US;   /* a report from the future is not trusted */
+}
+
+static json_t *backup_evidence(const em_dep *dep, const em_wave *w, int64_t now)
+{
+	json_t *e = json_pack("{s:I}", "max_age_s", (json_int_t)w->s.backup_max_age_s);
+	if (dep->backup_at != EM_NONE) {
+		json_object_set_new(e, "completed_at", time_json(dep->backup_at));
+		json_object_set_new(e, "age_s", json_integer((now - dep->backup_at) / US));
+	} else {
+		json_object_set_new(e, "completed_at", json_null());
+	}
+	return e;
+}
+
+/* Windows -------------------------------------------------------------------- */
+
+static bool blackout_hit(const ws_fleet *f, const ws_policy *p, const ws_tenant *t, int64_t s,
+			 int64_t e, int64_t *until)
+{
+	bool hit = false;
+	for (size_t i = 0; p && i < p->n_blackouts; i++) {
+		const ws_calendar *cal = NULL;
+		for (size_t c = 0; c < f->n_calendars; c++)
+			if (strcmp(f->calendars[c].name, p->blackouts[i]) == 0)
+				cal = &f->calendars[c];
+		if (!cal || (!cal->hard && p->break_glass))
+			continue;
+		if (cal->applies_to && !selector_match(cal->applies_to, f, t))
+			continue;
+		for (size_t k = 0; k < cal->n_occurrences; k++) {
+			ws_interval iv;
+			if (window_next(&cal->occurrences[k], "UTC", s, e, &iv) == 0 && iv.start < e &&
+			    iv.end > s) {
+				hit = true;
+				if (iv.end > *until)
+					*until = iv.end;
+			}
+		}
+	}
+	return hit;
+}
+
+bool em_next_window(const ws_fleet *f, const ws_policy *p, const ws_tenant *t, int64_t from_s,
+		    int64_t until_s, int64_t need_s, int64_t *start_s, int64_t *end_s, int *offset)
+{
+	const char *zone = t->timezone ? t->timezone : "UTC";
+	bool slots = !t->n_windows || (p && !p->respect_windows);
+	int64_t slot = p && p->slot_s > 0 ? p->slot_s : 30 * 60;
+	if (slot < need_s)
+		slot = need_s;
+	int64_t at = from_s;
+	for (int guard = 0; guard < 10000 && at < until_s; guard++) {
+		int64_t best_s = INT64_MAX, best_e = 0;
+		int best_off = 0;
+		if (slots) {
+			best_s = at;
+			best_e = at + slot;
+		} else {
+			for (size_t k = 0; k < t->n_windows; k++) {
+				int64_t cursor = at;
+				ws_interval iv;
+				/* window_next gives the first occurrence ending after
+				 * `cursor`; skip those that started before `at` or are
+				 * too short. */
+				for (int g = 0; g < 400; g++) {
+					if (window_next(&t->windows[k], zone, cursor, until_s, &iv) != 0)
+						break;
+					if (iv.start >= at && iv.end - iv.start >= need_s) {
+						if (iv.start < best_s) {
+							best_s = iv.start;
+							best_e = iv.end;
+							best_off = iv.utc_offset;
+						}
+						break;
+					}
+					cursor = iv.end;
+				}
+			}
+		}
+		if (best_s == INT64_MAX || best_s >= until_s)
+			return false;
+		int64_t clear = best_s;
+		if (!blackout_hit(f, p, t, best_s, best_e, &clear)) {
+			*start_s = best_s;
+			*end_s = best_e;
+			*offset = best_off;
+			return true;
+		}
+		at = clear > best_s ? clear : best_s + 1;
+	}
+	return false;
+}
+
+/* Deciding ------------------------------------------------------------------ */
+
+static const ws_tenant *tenant_of(const em_env *env, const em_dep *dep)
+{
+	return env->fleet ? fleet_tenant(env->fleet, dep->slug) : NULL;
+}
+
+static int cluster_cap(const em_env *env, const em_wave *w, const ws_tenant *t)
+{
+	int cap = w->s.max_parallel_per_cluster;
+	if (t && t->cluster_index < env->fleet->n_clusters) {
+		int c = env->fleet->clusters[t->cluster_index].max_parallel;
+		if (c > 0 && (cap == 0 || c < cap))
+			cap = c;
+	}
+	return cap;
+}
+
+static bool in_progress(const em_env *env, const em_dep *d)
+{
+	return d->state == WS_DEP_DEPLOYING || d->state == WS_DEP_VERIFYING ||
+	       d->state == WS_DEP_ROLLING_BACK ||
+	       (env->fx && env->fx(env->fx_arg, d->id) == EM_FX_BASELINE);
+}
+
+/* Tenants of `w` on the cluster of `t` in progress. */
+static int cluster_busy(const em_env *env, const em_rollout *r, const ws_tenant *t)
+{
+	int n = 0;
+	for (size_t i = 0; i < r->nw; i++)
+		for (size_t k = 0; k < r->w[i].nd; k++) {
+			const em_dep *o = &r->w[i].d[k];
+			if (!in_progress(env, o))
+				continue;
+			const ws_tenant *ot = tenant_of(env, o);
+			if (ot && ot->cluster_index == t->cluster_index)
+				n++;
+		}
+	return n;
+}
+
+/* Skips every tenant of `w` not deployed yet. */
+static void skip_undeployed(em_decision *d, const em_wave *w, const char *reason, int64_t now)
+{
+	for (size_t k = 0; k < w->nd; k++) {
+		const em_dep *dep = &w->d[k];
+		if (dep->state == WS_DEP_SCHEDULED || dep->state == WS_DEP_WAITING_WINDOW)
+			dep_op(d, dep, WS_DEP_EV_SKIP, reason, now, NULL);
+	}
+}
+
+static json_t *move_json(const em_dep *dep, int64_t s, int64_t e, const char *reason)
+{
+	json_t *m = json_pack("{s:s}", "reason", reason);
+	json_object_set_new(m, "from_start", dep->window_start != EM_NONE ? time_json(dep->window_start)
+									   : json_null());
+	json_object_set_new(m, "from_end", dep->window_end != EM_NONE ? time_json(dep->window_end)
+								       : json_null());
+	json_object_set_new(m, "to_start", time_json(s));
+	json_object_set_new(m, "to_end", time_json(e));
+	return m;
+}
+
+/* A tenant that cannot use its window any more: to the next valid one, or
+ * skipped when there is none within the horizon. */
+static void move_or_skip(em_decision *d, const em_rollout *r, const em_dep *dep, const em_env *env,
+			 const char *why)
+{
+	(void)r;
+	const ws_tenant *t = tenant_of(env, dep);
+	int64_t need = em_expected_s(dep, env);
+	int64_t horizon = env->policy && env->policy->horizon_s > 0 ? env->policy->horizon_s
+								     : 120 * 86400;
+	int64_t now_s = env->now / US, s, e;
+	int off;
+	char reason[200];
+	if (t && em_next_window(env->fleet, env->policy, t, now_s, now_s + horizon, need, &s, &e,
+				&off)) {
+		snprintf(reason, sizeof(reason), "%s", why);
+		json_t *set = json_pack("{s:o, s:o}", "window_start", time_json(s * US), "window_end",
+					time_json(e * US));
+		ws_deployment_state to;
+		if (ws_deployment_next(dep->state, WS_DEP_EV_MOVE, &to) != 0) {
+			json_decref(set);
+			return;
+		}
+		json_t *o = op_state("deployment", dep->id, ws_deployment_state_name(dep->state),
+				     ws_deployment_state_name(to), "move", reason, env->now);
+		json_object_set_new(o, "set", set);
+		json_object_set_new(o, "add_move", move_json(dep, s * US, e * US, why));
+		json_object_set_new(o, "add_reason", json_string(reason));
+		add_op(d, o);
+	} else {
+		snprintf(reason, sizeof(reason), "%s; no valid window within the horizon", why);
+		dep_op(d, dep, WS_DEP_EV_SKIP, reason, env->now, NULL);
+	}
+}
+
+/* One tenant of the current wave while the wave deploys. */
+static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, const em_dep *dep,
+		       const em_env *env, bool may_start)
+{
+	int64_t now = env->now;
+	em_fx fx = env->fx ? env->fx(env->fx_arg, dep->id) : EM_FX_NONE;
+	switch (dep->state) {
+	case WS_DEP_SCHEDULED: {
+		/* A backup still missing or stale at the wave's check. */
+		if (!w->s.backup_enabled || backup_fresh(dep, w, now)) {
+			if (w->s.backup_enabled)
+				gate_op(d, r, w, dep, "backup", "pass", backup_evidence(dep, w, now), now);
+			dep_op(d, dep, WS_DEP_EV_WAIT, w->s.backup_enabled ? "backup fresh" : NULL, now, NULL);
+		} else if (dep->window_end != EM_NONE && now >= dep->window_end) {
+			gate_op(d, r, w, dep, "backup", "fail", backup_evidence(dep, w, now), now);
+			dep_op(d, dep, WS_DEP_EV_SKIP, dep->backup_at == EM_NONE ? "backup missing"
+										 : "backup stale",
+			       now, NULL);
+		} else {
+			int64_t recheck = (env->backup_recheck_s > 0 ? env->backup_recheck_s
+								     : DEFAULT_RECHECK_S) * US;
+			wake_at(d, now + recheck);
+			wake_at(d, dep->window_end);
+		}
+		break;
+	}
+	case WS_DEP_WAITING_WINDOW: {
+		if (fx != EM_FX_NONE)
+			break;
+		int64_t need = em_expected_s(dep, env) * US;
+		if (dep->window_start == EM_NONE || dep->window_end == EM_NONE) {
+			move_or_skip(d, r, dep, env, "no window");
+			break;
+		}
+		if (now < dep->window_start) {
+			wake_at(d, dep->window_start);
+			break;
+		}
+		if (dep->window_end - now < need) {
+			char why[160], a[40], b[40];
+			fmt_time(dep->window_end, a, sizeof(a));
+			ws_duration_format(need / US, b, sizeof(b));
+			snprintf(why, sizeof(why), "window too short: it ends %s, the deployment needs %s",
+				 a, b);
+			move_or_skip(d, r, dep, env, why);
+			break;
+		}
+		wake_at(d, dep->window_end - need);
+		if (!may_start || !env->fleet)
+			break;
+		const ws_tenant *t = tenant_of(env, dep);
+		if (!t) {
+			dep_op(d, dep, WS_DEP_EV_SKIP, "tenant no longer in the fleet", now, NULL);
+			break;
+		}
+		int cap = cluster_cap(env, w, t);
+		if (cap > 0 && cluster_busy(env, r, t) >= cap) {
+			snprintf(d->note, sizeof(d->note), "%s waits: cluster %s at its cap of %d",
+				 dep->slug, env->fleet->clusters[t->cluster_index].name, cap);
+			break;
+		}
+		act(d, EM_START_BASELINE, w, dep);
+		break;
+	}
+	case WS_DEP_DEPLOYING:
+	case WS_DEP_ROLLING_BACK:
+		if (fx == EM_FX_NONE && dep->outbox_id && dep->outbox_state &&
+		    strcmp(dep->outbox_state, "pending") == 0)
+			act(d, EM_START_DEPLOY, w, dep);
+		break;
+	case WS_DEP_VERIFYING:
+		if (fx == EM_FX_NONE)
+			act(d, EM_START_PROBE, w, dep);
+		break;
+	case WS_DEP_HEALTHY:
+		if (w->state == WS_WAVE_SOAKING && w->s.health.enabled && fx == EM_FX_NONE)
+			act(d, EM_START_PROBE, w, dep);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Beyond the failure budget: true when it acted. */
+static bool apply_budget(em_decision *d, const em_rollout *r, const em_wave *w, const em_env *env)
+{
+	int failed = 0;
+	for (size_t k = 0; k < w->nd; k++)
+		failed += w->d[k].state == WS_DEP_FAILED;
+	if (failed <= w->s.max_failed || w->s.action == WS_FAIL_CONTINUE)
+		return false;
+	int64_t now = env->now;
+	char why[200];
+	snprintf(why, sizeof(why), "wave %d (%s): %d tenant%s failed, the budget allows %d", w->idx,
+		 w->name ? w->name : "?", failed, failed == 1 ? "" : "s", w->s.max_failed);
+	if (w->s.action == WS_FAIL_ROLLBACK_WAVE) {
+		char rb[240];
+		snprintf(rb, sizeof(rb), "%s; rolling back the wave", why);
+		for (size_t k = 0; k < w->nd; k++) {
+			const em_dep *dep = &w->d[k];
+			if ((dep->state == WS_DEP_HEALTHY || dep->state == WS_DEP_FAILED) &&
+			    dep->attempt > 0) {
+				json_t *set = json_pack("{s:i}", "attempt", dep->attempt + 1);
+				dep_op(d, dep, WS_DEP_EV_ROLLBACK, "rollback of the wave", now, set);
+				json_array_append_new(d->ops, json_pack("{s:s, s:I, s:s, s:i, s:{s:s?}}", "op",
+					"outbox", "deployment", (json_int_t)dep->id, "kind", "rollback",
+					"attempt", dep->attempt + 1, "request", "version",
+					dep->previous_version));
+			}
+		}
+		skip_undeployed(d, w, "rollout halted", now);
+		wave_op(d, w, WS_WAVE_EV_FAIL, rb, now, NULL);
+		rollout_op(d, r, WS_RO_EV_HALT, rb, now);
+		return true;
+	}
+	skip_undeployed(d, w, "rollout halted", now);
+	wave_op(d, w, WS_WAVE_EV_FAIL, why, now, NULL);
+	rollout_op(d, r, WS_RO_EV_HALT, why, now);
+	return true;
+}
+
+static int64_t first_window(const em_wave *w)
+{
+	int64_t t = EM_NONE;
+	for (size_t k = 0; k < w->nd; k++) {
+		const em_dep *dep = &w->d[k];
+		if (dep->state != WS_DEP_SCHEDULED && dep->state != WS_DEP_WAITING_WINDOW)
+			continue;
+		if (dep->window_start != EM_NONE && (t == EM_NONE || dep->window_start < t))
+			t = dep->window_start;
+	}
+	return t;
+}
+
+static bool all_in(const em_wave *w, const ws_deployment_state *set, size_t n)
+{
+	for (size_t k = 0; k < w->nd; k++) {
+		bool in = false;
+		for (size_t i = 0; i < n; i++)
+			in = in || w->d[k].state == set[i];
+		if (!in)
+			return false;
+	}
+	return true;
+}
+
+/* The current wave of a running rollout. */
+static void decide_wave(em_decision *d, const em_rollout *r, const em_wave *w, const em_env *env)
+{
+	int64_t now = env->now;
+	switch (w->state) {
+	case WS_WAVE_PENDING: {
+		if (w->rejected_by) {
+			char why[200];
+			snprintf(why, sizeof(why), "wave %d (%s) rejected by %s", w->idx,
+				 w->name ? w->name : "?", w->rejected_by);
+			skip_undeployed(d, w, "rollout halted", now);
+			rollout_op(d, r, WS_RO_EV_HALT, why, now);
+			return;
+		}
+		if (w->approvals < w->s.approval_min) {
+			snprintf(d->note, sizeof(d->note), "wave %d waits for approvals: %d of %d", w->idx,
+				 w->approvals, w->s.approval_min);
+			return;
+		}
+		int64_t first = first_window(w);
+		if (first != EM_NONE && now < first) {
+			wake_at(d, first);
+			snprintf(d->note, sizeof(d->note), "wave %d starts with its first window", w->idx);
+			return;
+		}
+		json_t *set = json_pack("{s:o}", "started_at", time_json(now));
+		wave_op(d, w, WS_WAVE_EV_CHECK_BACKUPS, NULL, now, set);
+		return;
+	}
+	case WS_WAVE_BACKUP_CHECK:
+		for (size_t k = 0; k < w->nd; k++) {
+			const em_dep *dep = &w->d[k];
+			if (dep->state != WS_DEP_SCHEDULED)
+				continue;
+			if (!w->s.backup_enabled) {
+				dep_op(d, dep, WS_DEP_EV_WAIT, NULL, now, NULL);
+			} else if (backup_fresh(dep, w, now)) {
+				gate_op(d, r, w, dep, "backup", "pass", backup_evidence(dep, w, now), now);
+				dep_op(d, dep, WS_DEP_EV_WAIT, "backup fresh", now, NULL);
+			} else {
+				gate_op(d, r, w, dep, "backup", "wait", backup_evidence(dep, w, now), now);
+			}
+		}
+		wave_op(d, w, WS_WAVE_EV_DEPLOY, NULL, now, NULL);
+		return;
+	case WS_WAVE_DEPLOYING:
+	case WS_WAVE_VERIFYING:
+	case WS_WAVE_SOAKING:
+		break;
+	default:
+		return;
+	}
+	if (apply_budget(d, r, w, env))
+		return;
+	size_t before = json_array_size(d->ops);
+	for (size_t k = 0; k < w->nd; k++)
+		decide_dep(d, r, w, &w->d[k], env, true);
+	if (json_array_size(d->ops) > before)
+		return;   /* tenants first; the wave follows from their new states */
+	bool baseline = false;
+	for (size_t k = 0; k < w->nd && env->fx; k++)
+		baseline = baseline || env->fx(env->fx_arg, w->d[k].id) == EM_FX_BASELINE;
+	static const ws_deployment_state deployed[] = { WS_DEP_VERIFYING, WS_DEP_HEALTHY,
+							WS_DEP_FAILED, WS_DEP_SKIPPED };
+	static const ws_deployment_state settled[] = { WS_DEP_HEALTHY, WS_DEP_FAILED, WS_DEP_SKIPPED };
+	if (w->state == WS_WAVE_DEPLOYING && !baseline && all_in(w, deployed, 4)) {
+		wave_op(d, w, WS_WAVE_EV_VERIFY, NULL, now, NULL);
+	} else if (w->state == WS_WAVE_VERIFYING && all_in(w, settled, 3)) {
+		int64_t until = now + w->s.soak_s * US;
+		json_t *set = json_pack("{s:o}", "soak_until", time_json(until));
+		wave_op(d, w, WS_WAVE_EV_SOAK, NULL, now, set);
+	} else if (w->state == WS_WAVE_SOAKING) {
+		if (w->soak_until == EM_NONE || now >= w->soak_until) {
+			json_t *set = json_pack("{s:o}", "ended_at", time_json(now));
+			wave_op(d, w, WS_WAVE_EV_PASS, NULL, now, set);
+			for (size_t k = 0; k < w->nd; k++)
+				if (env->fx && env->fx(env->fx_arg, w->d[k].id) == EM_FX_PROBE)
+					act(d, EM_STOP_FX, w, &w->d[k]);
+		} else {
+			wake_at(d, w->soak_until);
+		}
+	}
+}
+
+/* A rollout that is not running: only what is already under way goes on. */
+static void decide_idle(em_decision *d, const em_rollout *r, const em_env *env)
+{
+	int64_t now = env->now;
+	bool busy = false, rolling = false;
+	for (size_t i = 0; i < r->nw; i++) {
+		const em_wave *w = &r->w[i];
+		for (size_t k = 0; k < w->nd; k++) {
+			const em_dep *dep = &w->d[k];
+			em_fx fx = env->fx ? env->fx(env->fx_arg, dep->id) : EM_FX_NONE;
+			if (dep->state == WS_DEP_ROLLING_BACK)
+				rolling = true;
+			if (dep->state == WS_DEP_DEPLOYING || dep->state == WS_DEP_ROLLING_BACK ||
+			    dep->state == WS_DEP_VERIFYING) {
+				busy = true;
+				decide_dep(d, r, w, dep, env, false);
+			} else if (fx == EM_FX_PROBE) {
+				act(d, EM_STOP_FX, w, dep);
+			}
+			if (r->state == WS_RO_ABORTED &&
+			    (dep->state == WS_DEP_SCHEDULED || dep->state == WS_DEP_WAITING_WINDOW) &&
+			    fx == EM_FX_NONE)
+				dep_op(d, dep, WS_DEP_EV_SKIP, "rollout aborted", now, NULL);
+		}
+	}
+	if (r->state == WS_RO_HALTED && !busy && !rolling) {
+		/* A rollback that has finished: every rolled-back tenant is back. */
+		bool any = false, pending = false;
+		for (size_t i = 0; i < r->nw; i++)
+			for (size_t k = 0; k < r->w[i].nd; k++) {
+				any = any || r->w[i].d[k].state == WS_DEP_ROLLED_BACK;
+				pending = pending || r->w[i].d[k].state == WS_DEP_ROLLING_BACK;
+			}
+		if (any && !pending && json_array_size(d->ops) == 0)
+			rollout_op(d, r, WS_RO_EV_ROLLBACK_DONE, "the wave was rolled back", now);
+	}
+}
+
+void em_decide(const em_rollout *r, const em_env *env, em_decision *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->ops = json_array();
+	d->wake = EM_NONE;
+	int64_t now = env->now;
+	switch (r->state) {
+	case WS_RO_APPROVED:
+		if (r->start_at == EM_NONE || now >= r->start_at) {
+			rollout_op(d, r, WS_RO_EV_START, NULL, now);
+		} else {
+			wake_at(d, r->start_at);
+			snprintf(d->note, sizeof(d->note), "starts at its start time");
+		}
+		break;
+	case WS_RO_RUNNING: {
+		const em_wave *cur = NULL;
+		for (size_t i = 0; i < r->nw && !cur; i++)
+			if (r->w[i].state != WS_WAVE_PASSED)
+				cur = &r->w[i];
+		if (!cur) {
+			rollout_op(d, r, WS_RO_EV_COMPLETE, NULL, now);
+			break;
+		}
+		if (cur->state == WS_WAVE_FAILED) {
+			/* A failed wave with the budget to continue: the next one. */
+			const em_wave *next = NULL;
+			for (size_t i = 0; i < r->nw && !next; i++)
+				if (r->w[i].state != WS_WAVE_PASSED && r->w[i].state != WS_WAVE_FAILED)
+					next = &r->w[i];
+			if (!next) {
+				rollout_op(d, r, WS_RO_EV_HALT, "a wave failed", now);
+				break;
+			}
+			cur = next;
+		}
+		/* Tenants of passed waves still rolling back or verifying finish. */
+		decide_wave(d, r, cur, env);
+		break;
+	}
+	default:
+		decide_idle(d, r, env);
+		break;
+	}
+	/* Effects only when nothing is to be committed first: the rows decide. */
+	if (json_array_size(d->ops) > 0)
+		d->n_act = 0;
+}
+
+void em_decision_free(em_decision *d)
+{
+	json_decref(d->ops);
+	free(d->act);
+	memset(d, 0, sizeof(*d));
+}

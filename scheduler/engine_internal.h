@@ -1,0 +1,92 @@
+/*
+ * engine_internal.h - the engine's driver (engine.c) and its effects
+ * (engine_fx.c): deploy calls and health probes started after the rows
+ * say so, whose results go back to the database as transitions.
+ */
+#ifndef WAVESCHED_ENGINE_INTERNAL_H
+#define WAVESCHED_ENGINE_INTERNAL_H
+
+#include <jansson.h>
+#include "engine_model.h"
+#include "wavesched/engine.h"
+#include "wavesched/executor.h"
+#include "wavesched/policy.h"
+
+typedef struct erun erun;
+typedef struct efx efx;
+
+/* One active rollout. */
+struct erun {
+	ws_engine *e;
+	int64_t id;
+	em_rollout *model;       /* the rows as last loaded; NULL before the first load */
+	ws_policy *policy;       /* its stored policy, parsed */
+	uv_timer_t timer;
+	bool loading;            /* a load is in flight */
+	bool load_again;         /* ... and another is wanted after it */
+	bool committing;         /* a ws_engine_tx call is in flight */
+	json_t *queue;           /* ops waiting for that call to end */
+	bool closing;
+	int64_t woke_for;        /* the instant the timer is set for; EM_NONE */
+	char note[256];
+	erun *next;
+};
+
+/* One effect in flight for a deployment. */
+struct efx {
+	ws_engine *e;
+	erun *run;
+	int64_t dep_id;
+	em_fx kind;
+	bool cancelled;          /* the engine stopped caring; results are dropped */
+	/* what the effect needs, copied from the rows and the fleet */
+	char *slug, *cluster, *health_url, *key, *version, *previous_version, *outbox_kind;
+	int64_t wave_id, outbox_id, baseline_us;
+	int attempt;
+	bool soak;               /* probes of a healthy tenant during its wave's soak */
+	em_health health;
+	json_t *deploy;          /* the cluster's deploy settings (a reference) */
+	/* probing */
+	uv_timer_t timer;
+	bool timer_init;
+	ws_outbound_call *call;
+	ws_exec_op *exec;
+	int successes, failures, probes;
+	int64_t *lat;            /* successful latencies, us */
+	size_t n_lat, cap_lat;
+	json_t *samples;         /* evidence (bounded) */
+	efx *next;
+};
+
+struct ws_engine {
+	uv_loop_t *loop;
+	ws_pg_pool *pool;
+	ws_fleet_store *fleet_store;
+	const ws_clock *clock;
+	ws_outbound *outbound;
+	ws_executor *executor;
+	bool leader;
+	int64_t epoch;
+	bool listening;
+	erun *runs;
+	efx *fx;
+	ws_fleet_snapshot *snap;
+	uv_timer_t rescan;
+	bool stopping;
+	int closing;
+	void (*stopped_cb)(void *arg);
+	void *stopped_arg;
+	ws_engine_stats stats;
+};
+
+/* engine.c */
+void engine_submit(erun *run, json_t *ops);      /* reference stolen */
+void engine_wake(erun *run);                      /* reload and decide again */
+
+/* engine_fx.c */
+efx *fx_find(ws_engine *e, int64_t dep_id);
+void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind);
+void fx_cancel(efx *f);
+void fx_cancel_run(ws_engine *e, erun *run);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * engine_model.h - the engine's view of one rollout, as loaded by
+ * ws_engine_rollout() (migrations/0005_engine_load.sql), and the decision
+ * function that turns it into the next transitions (engine_decide.c).
+ *
+ * The decision is a pure function of the rows, the fleet, the policy, the
+ * schedule time and the effects this process has in flight; the driver
+ * (engine.c) commits what it returns, reloads the rows and decides again.
+ * Nothing here does I/O, so every rule of engine.md is unit-tested on it.
+ */
+#ifndef WAVESCHED_ENGINE_MODEL_H
+#define WAVESCHED_ENGINE_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "wavesched/fleet.h"
+#include "wavesched/policy.h"
+#include "wavesched/states.h"
+
+#define EM_NONE INT64_MIN
+
+typedef struct em_health {
+	bool enabled;
+	int64_t interval_s, timeout_s;
+	int consecutive_successes, max_consecutive_failures, max_latency_ms;
+	double latency_regression;
+} em_health;
+
+/* waves.settings, as written when the rollout was created. */
+typedef struct em_settings {
+	int64_t soak_s;
+	int max_parallel_per_cluster;      /* 0: none */
+	bool backup_enabled;
+	int64_t backup_max_age_s;
+	em_health health;
+	int approval_min;
+	int max_failed;
+	ws_failure_action action;
+} em_settings;
+
+typedef struct em_dep {
+	int64_t id, tenant_id;
+	const char *slug;
+	ws_deployment_state state;
+	int64_t window_start, window_end;  /* schedule time, us; EM_NONE */
+	int attempt;
+	const char *previous_version, *target_version;
+	int64_t started_at;
+	/* the latest outbox intent */
+	int64_t outbox_id;                 /* 0: none */
+	const char *outbox_key, *outbox_kind, *outbox_state;
+	int outbox_attempt;
+	int64_t backup_at;                 /* latest successful backup; EM_NONE */
+	int64_t baseline_us;               /* median latency before the deploy; -1 */
+	double p90_s;                      /* past deploy times; < 0: none */
+} em_dep;
+
+typedef struct em_wave {
+	int64_t id;
+	int idx;
+	const char *name;
+	ws_wave_state state;
+	int64_t start_at, end_at, started_at, soak_until;
+	em_settings s;
+	int approvals;
+	const char *rejected_by;
+	em_dep *d;
+	size_t nd;
+} em_wave;
+
+typedef struct em_rollout {
+	int64_t id;
+	ws_rollout_state state;
+	int64_t start_at;
+	const char *release, *digest, *kind, *created_by, *state_reason;
+	int64_t policy_id;
+	em_wave *w;
+	size_t nw;
+	json_t *doc;                       /* owns every string above */
+} em_rollout;
+
+/* Parses the document of ws_engine_rollout(); NULL with `why` filled when it
+ * does not have the expected shape (a bug or a schema mismatch: the engine
+ * then leaves the rollout alone and says so). */
+em_rollout *em_rollout_parse(const char *json_text, char *why, size_t why_size);
+void em_rollout_free(em_rollout *r);
+
+/* What the driver has in flight for one deployment. */
+typedef enum {
+	EM_FX_NONE = 0,
+	EM_FX_BASELINE,    /* probes before the deploy; the deploy intent follows */
+	EM_FX_DEPLOY,      /* an executor call for the pending intent */
+	EM_FX_PROBE,       /* health probes (verification or soak) */
+} em_fx;
+
+typedef struct em_env {
+	int64_t now;                       /* schedule time, us */
+	const ws_fleet *fleet;             /* NULL: not loaded (nothing is started) */
+	const ws_policy *policy;           /* NULL: moves are impossible */
+	int64_t deploy_estimate_s;         /* when a tenant has no history; default 15m */
+	int64_t backup_recheck_s;          /* how often a stale backup is looked at again */
+	/* the driver's effects, by deployment id */
+	em_fx (*fx)(void *arg, int64_t deployment_id);
+	void *fx_arg;
+} em_env;
+
+/* What to do now. */
+typedef struct em_action {
+	enum { EM_START_BASELINE, EM_START_DEPLOY, EM_START_PROBE, EM_STOP_FX } kind;
+	const em_dep *dep;
+	const em_wave *wave;
+} em_action;
+
+typedef struct em_decision {
+	json_t *ops;                       /* ws_engine_tx ops (an array, maybe empty) */
+	em_action *act;                    /* effects to start or stop (only when ops is empty) */
+	size_t n_act, cap_act;
+	int64_t wake;                      /* next instant to decide again; EM_NONE */
+	char note[256];                    /* why nothing moves, for logs and status */
+} em_decision;
+
+void em_decide(const em_rollout *r, const em_env *env, em_decision *out);
+void em_decision_free(em_decision *d);
+
+/* The expected deployment time of a tenant (engine.md "Windows in
+ * practice"): its p90, else the estimate. */
+int64_t em_expected_s(const em_dep *d, const em_env *env);
+
+/* The next window occurrence that starts at or after `from`, is at least
+ * `need_s` long, and overlaps no blackout of the policy that applies to the
+ * tenant (hard always, soft unless break_glass); false when none starts
+ * before `until`.  Occurrences come from window_expand. */
+bool em_next_window(const ws_fleet *f, const ws_policy *p, const ws_tenant *t, int64_t from_s,
+		    int64_t until_s, int64_t need_s, int64_t *start_s, int64_t *end_s, int *offset);
+
+#endif

@@ -1,0 +1,406 @@
+/*
+ * test_decide.c - the engine's decisions (scheduler/engine_decide.c), rule by
+ * rule of spec/engine.md, on hand-written rows: what is committed, what is
+ * started, and when the engine looks again.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+#include "../wstest.h"
+#include "engine_model.h"
+#include "wavesched/window.h"
+
+#define US 1000000LL
+
+static const char *FLEET =
+	"apiVersion: wavesched/v1\n"
+	"kind: Fleet\n"
+	"clusters:\n"
+	"  - {name: c1, hosting: shared, region: eu, max_parallel: 1}\n"
+	"tenants:\n"
+	"  - slug: a\n"
+	"    cluster: c1\n"
+	"    criticality: low\n"
+	"    timezone: UTC\n"
+	"    version: '1'\n"
+	"    windows: [{rrule: 'FREQ=DAILY', start: '02:00', duration: 2h}]\n"
+	"  - slug: b\n"
+	"    cluster: c1\n"
+	"    criticality: low\n"
+	"    timezone: UTC\n"
+	"    version: '1'\n"
+	"    windows: [{rrule: 'FREQ=DAILY', start: '02:00', duration: 2h}]\n"
+	"calendars:\n"
+	"  - name: freeze\n"
+	"    hard: true\n"
+	"    occurrences: [{from: '2026-12-02T00:00:00Z', to: '2026-12-03T00:00:00Z'}]\n";
+
+static const char *POLICY =
+	"apiVersion: wavesched/v1\n"
+	"kind: WavePolicy\n"
+	"metadata: {name: p}\n"
+	"spec:\n"
+	"  release_kinds: [standard]\n"
+	"  schedule: {blackouts: [freeze], deploy_estimate: 30m}\n"
+	"  waves:\n"
+	"    - {name: w1, select: {}}\n";
+
+typedef struct fixture {
+	ws_fleet *fleet;
+	ws_policy *policy;
+	json_t *doc;           /* the rollout rows being edited */
+	em_fx fx[8];           /* by deployment id (1..7) */
+	em_decision d;
+} fixture;
+
+static int64_t T(const char *s)
+{
+	int64_t t;
+	assert_int_equal(ws_time_parse(s, &t), 0);
+	return t * US;
+}
+
+static em_fx fx_of(void *arg, int64_t id)
+{
+	fixture *f = arg;
+	return id > 0 && id < 8 ? f->fx[id] : EM_FX_NONE;
+}
+
+static json_t *settings(void)
+{
+	return json_pack("{s:i, s:i, s:{s:b, s:i}, s:{s:b, s:i, s:i, s:i, s:i, s:i, s:f}, s:{s:i, s:[s]},"
+			 " s:{s:i, s:s}}",
+			 "soak_s", 3600, "max_parallel_per_cluster", 0,
+			 "backup", "enabled", 1, "max_age_s", 86400,
+			 "health", "enabled", 1, "interval_s", 30, "timeout_s", 5, "consecutive_successes", 3,
+			 "max_consecutive_failures", 3, "max_latency_ms", 2000, "latency_regression", 1.5,
+			 "approval", "min", 0, "roles", "approver",
+			 "failure", "max_failed", 0, "action", "halt");
+}
+
+static json_t *dep(int id, const char *slug, const char *state, const char *ws, const char *we)
+{
+	return json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:n, s:n, s:n, s:i, s:n}",
+			 "id", id, "tenant_id", id, "slug", slug, "state", state,
+			 "window_start", (json_int_t)T(ws), "window_end", (json_int_t)T(we), "attempt", 0,
+			 "previous_version", "1", "target_version", "2", "started_at", "outbox",
+			 "backup_at", "baseline_us", -1, "p90_s");
+}
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof(*f));
+	ws_diags d;
+	ws_diags_init(&d);
+	f->fleet = fleet_parse("fleet.yaml", FLEET, strlen(FLEET), &d);
+	f->policy = policy_parse("policy.yaml", POLICY, strlen(POLICY), &d);
+	assert_int_equal(d.len, 0);
+	ws_diags_free(&d);
+	json_t *w = json_pack("{s:i, s:i, s:s, s:s, s:n, s:n, s:n, s:n, s:o, s:i, s:n, s:[o, o]}",
+			      "id", 10, "idx", 1, "name", "w1", "state", "pending", "start_at", "end_at",
+			      "started_at", "soak_until", "settings", settings(), "approvals", 0,
+			      "rejected_by", "deployments",
+			      dep(1, "a", "scheduled", "2026-12-01T02:00:00Z", "2026-12-01T04:00:00Z"),
+			      dep(2, "b", "scheduled", "2026-12-01T02:00:00Z", "2026-12-01T04:00:00Z"));
+	f->doc = json_pack("{s:i, s:s, s:n, s:s, s:I, s:s, s:s, s:s, s:i, s:[o]}", "id", 7, "state",
+			   "running", "state_reason", "created_by", "alice", "start_at",
+			   (json_int_t)T("2026-12-01T00:00:00Z"), "release", "2", "digest",
+			   "sha256:00", "kind", "standard", "policy_id", 1, "waves", w);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	em_decision_free(&f->d);
+	json_decref(f->doc);
+	fleet_free(f->fleet);
+	policy_free(f->policy);
+	free(f);
+	return wt_teardown_ical(state);
+}
+
+static json_t *wave0(fixture *f)
+{
+	return json_array_get(json_object_get(f->doc, "waves"), 0);
+}
+
+static json_t *dep_of(fixture *f, int i)
+{
+	return json_array_get(json_object_get(wave0(f), "deployments"), (size_t)i);
+}
+
+static void set(json_t *o, const char *k, json_t *v)
+{
+	json_object_set_new(o, k, v);
+}
+
+/* Decides at `now`; the ops as compact JSON (owned by the fixture's
+ * decision until the next call). */
+static const char *decide(fixture *f, const char *now)
+{
+	static char *last;
+	free(last);
+	last = NULL;
+	em_decision_free(&f->d);
+	char *text = json_dumps(f->doc, JSON_COMPACT);
+	char why[200] = "";
+	em_rollout *r = em_rollout_parse(text, why, sizeof(why));
+	free(text);
+	assert_non_null(r);
+	em_env env = { .now = T(now), .fleet = f->fleet, .policy = f->policy,
+		       .deploy_estimate_s = f->policy->deploy_estimate_s, .backup_recheck_s = 300,
+		       .fx = fx_of, .fx_arg = f };
+	em_decide(r, &env, &f->d);
+	em_rollout_free(r);
+	last = json_dumps(f->d.ops, JSON_COMPACT);
+	return last;
+}
+
+static bool has(const char *hay, const char *needle)
+{
+	if (!strstr(hay, needle)) {
+		print_error("missing %s in %s\n", needle, hay);
+		return false;
+	}
+	return true;
+}
+
+static void test_approved_starts_at_its_start(void **state)
+{
+	fixture *f = *state;
+	set(f->doc, "state", json_string("approved"));
+	assert_string_equal(decide(f, "2026-11-30T23:00:00Z"), "[]");
+	assert_int_equal(f->d.wake, T("2026-12-01T00:00:00Z"));
+	const char *ops = decide(f, "2026-12-01T00:00:00Z");
+	assert_true(has(ops, "\"op\":\"rollout\""));
+	assert_true(has(ops, "\"from\":\"approved\",\"to\":\"running\",\"event\":\"start\""));
+}
+
+static void test_wave_waits_for_approvals_and_first_window(void **state)
+{
+	fixture *f = *state;
+	json_object_set_new(json_object_get(wave0(f), "settings"), "approval",
+			    json_pack("{s:i, s:[s]}", "min", 2, "roles", "approver"));
+	set(wave0(f), "approvals", json_integer(1));
+	assert_string_equal(decide(f, "2026-12-01T03:00:00Z"), "[]");
+	assert_true(has(f->d.note, "waits for approvals: 1 of 2"));
+	set(wave0(f), "approvals", json_integer(2));
+	assert_string_equal(decide(f, "2026-12-01T01:00:00Z"), "[]");
+	assert_int_equal(f->d.wake, T("2026-12-01T02:00:00Z"));
+	const char *ops = decide(f, "2026-12-01T02:00:00Z");
+	assert_true(has(ops, "\"from\":\"pending\",\"to\":\"backup_check\""));
+	assert_true(has(ops, "\"started_at\":\"2026-12-01T02:00:00Z\""));
+}
+
+static void test_rejection_halts(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "rejected_by", json_string("bob"));
+	const char *ops = decide(f, "2026-12-01T02:00:00Z");
+	assert_true(has(ops, "\"reason\":\"wave 1 (w1) rejected by bob\""));
+	assert_true(has(ops, "\"to\":\"halted\""));
+	assert_true(has(ops, "\"to\":\"skipped\",\"event\":\"skip\""));
+}
+
+static void test_backup_gate(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("backup_check"));
+	set(dep_of(f, 0), "backup_at", json_integer(T("2026-11-30T23:00:00Z")));   /* 3 h old */
+	set(dep_of(f, 1), "backup_at", json_integer(T("2026-11-29T23:00:00Z")));   /* 27 h */
+	const char *ops = decide(f, "2026-12-01T02:00:00Z");
+	/* a: passes and waits for its window; b: waits; the wave deploys. */
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"pass\""));
+	assert_true(has(ops, "\"age_s\":10800"));
+	assert_true(has(ops, "\"id\":1,\"from\":\"scheduled\",\"to\":\"waiting_window\""));
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"wait\""));
+	assert_null(strstr(ops, "\"id\":2,\"from\":\"scheduled\""));
+	assert_true(has(ops, "\"from\":\"backup_check\",\"to\":\"deploying\""));
+}
+
+static void test_stale_backup_is_rechecked_then_skipped(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("skipped"));
+	set(dep_of(f, 1), "backup_at", json_integer(T("2026-11-29T23:00:00Z")));
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_int_equal(f->d.wake, T("2026-12-01T02:05:00Z"));   /* the re-check */
+	/* A fresh report arrives: through. */
+	set(dep_of(f, 1), "backup_at", json_integer(T("2026-12-01T01:30:00Z")));
+	assert_true(has(decide(f, "2026-12-01T02:05:00Z"), "\"to\":\"waiting_window\""));
+	/* None did, and the window is over: never deployed. */
+	set(dep_of(f, 1), "backup_at", json_integer(T("2026-11-29T23:00:00Z")));
+	const char *ops = decide(f, "2026-12-01T04:00:00Z");
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"fail\""));
+	assert_true(has(ops, "\"to\":\"skipped\",\"event\":\"skip\",\"at\":\"2026-12-01T04:00:00Z\","
+			     "\"reason\":\"backup stale\""));
+}
+
+static void test_window_opens_baseline_then_cap(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("waiting_window"));
+	set(dep_of(f, 1), "state", json_string("waiting_window"));
+	assert_string_equal(decide(f, "2026-12-01T01:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	assert_int_equal(f->d.wake, T("2026-12-01T02:00:00Z"));
+	/* The window is open: a baseline for one tenant only (cluster cap 1). */
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 2);
+	f->fx[1] = EM_FX_BASELINE;
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	assert_true(has(f->d.note, "b waits: cluster c1 at its cap of 1"));
+	/* Latest start leaving the 30m estimate: 03:30. */
+	assert_int_equal(f->d.wake, T("2026-12-01T03:30:00Z"));
+}
+
+static void test_short_window_moves_past_the_blackout(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("waiting_window"));
+	set(dep_of(f, 1), "state", json_string("skipped"));
+	/* 03:45: 15 minutes left, 30 needed.  Tomorrow (12-02) is frozen. */
+	const char *ops = decide(f, "2026-12-01T03:45:00Z");
+	assert_true(has(ops, "\"from\":\"waiting_window\",\"to\":\"waiting_window\",\"event\":\"move\""));
+	assert_true(has(ops, "window too short: it ends 2026-12-01T04:00:00Z, the deployment needs 30m"));
+	assert_true(has(ops, "\"window_start\":\"2026-12-03T02:00:00Z\""));
+	assert_true(has(ops, "\"to_end\":\"2026-12-03T04:00:00Z\""));
+	/* With history, the tenant's own p90 decides. */
+	set(dep_of(f, 0), "p90_s", json_real(600));
+	assert_string_equal(decide(f, "2026-12-01T03:45:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_BASELINE);
+}
+
+static void test_pending_intent_is_reissued(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("deploying"));
+	set(dep_of(f, 0), "outbox", json_pack("{s:i, s:s, s:s, s:s, s:i}", "id", 5, "key", "7/a/1",
+					      "kind", "deploy", "state", "pending", "attempt", 1));
+	set(dep_of(f, 1), "state", json_string("skipped"));
+	assert_string_equal(decide(f, "2026-12-01T02:10:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_DEPLOY);
+	f->fx[1] = EM_FX_DEPLOY;
+	decide(f, "2026-12-01T02:10:00Z");
+	assert_int_equal(f->d.n_act, 0);   /* already in flight: not twice */
+}
+
+static void test_failure_budget_halt(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("failed"));
+	const char *ops = decide(f, "2026-12-01T02:30:00Z");
+	assert_true(has(ops, "\"id\":2,\"from\":\"scheduled\",\"to\":\"skipped\""));
+	assert_true(has(ops, "\"from\":\"deploying\",\"to\":\"failed\""));
+	assert_true(has(ops, "\"to\":\"halted\",\"event\":\"halt\""));
+	assert_true(has(ops, "wave 1 (w1): 1 tenant failed, the budget allows 0"));
+	/* Within the budget: no halt. */
+	json_object_set_new(json_object_get(wave0(f), "settings"), "failure",
+			    json_pack("{s:i, s:s}", "max_failed", 1, "action", "halt"));
+	assert_null(strstr(decide(f, "2026-12-01T02:30:00Z"), "halted"));
+}
+
+static void test_failure_budget_rollback(void **state)
+{
+	fixture *f = *state;
+	json_object_set_new(json_object_get(wave0(f), "settings"), "failure",
+			    json_pack("{s:i, s:s}", "max_failed", 0, "action", "rollback_wave"));
+	set(wave0(f), "state", json_string("verifying"));
+	set(dep_of(f, 0), "state", json_string("failed"));
+	set(dep_of(f, 0), "attempt", json_integer(1));
+	set(dep_of(f, 1), "state", json_string("healthy"));
+	set(dep_of(f, 1), "attempt", json_integer(1));
+	const char *ops = decide(f, "2026-12-01T03:00:00Z");
+	assert_true(has(ops, "\"id\":1,\"from\":\"failed\",\"to\":\"rolling_back\""));
+	assert_true(has(ops, "\"id\":2,\"from\":\"healthy\",\"to\":\"rolling_back\""));
+	assert_true(has(ops, "{\"op\":\"outbox\",\"deployment\":1,\"kind\":\"rollback\",\"attempt\":2,"
+			     "\"request\":{\"version\":\"1\"}}"));
+	assert_true(has(ops, "rolling back the wave"));
+	/* Halted, both rolled back: the rollout ends rolled_back. */
+	set(f->doc, "state", json_string("halted"));
+	set(dep_of(f, 0), "state", json_string("rolled_back"));
+	set(dep_of(f, 1), "state", json_string("rolled_back"));
+	assert_true(has(decide(f, "2026-12-01T03:10:00Z"),
+			"\"from\":\"halted\",\"to\":\"rolled_back\",\"event\":\"rollback_done\""));
+}
+
+static void test_verify_soak_pass_complete(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("verifying"));
+	set(dep_of(f, 1), "state", json_string("healthy"));
+	assert_true(has(decide(f, "2026-12-01T02:30:00Z"), "\"from\":\"deploying\",\"to\":\"verifying\""));
+	set(wave0(f), "state", json_string("verifying"));
+	assert_string_equal(decide(f, "2026-12-01T02:30:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_PROBE);
+	set(dep_of(f, 0), "state", json_string("healthy"));
+	assert_true(has(decide(f, "2026-12-01T02:40:00Z"), "\"soak_until\":\"2026-12-01T03:40:00Z\""));
+	set(wave0(f), "state", json_string("soaking"));
+	set(wave0(f), "soak_until", json_integer(T("2026-12-01T03:40:00Z")));
+	assert_string_equal(decide(f, "2026-12-01T03:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 2);   /* probes go on during the soak */
+	assert_int_equal(f->d.wake, T("2026-12-01T03:40:00Z"));
+	assert_true(has(decide(f, "2026-12-01T03:40:00Z"), "\"from\":\"soaking\",\"to\":\"passed\""));
+	set(wave0(f), "state", json_string("passed"));
+	assert_true(has(decide(f, "2026-12-01T03:40:00Z"), "\"from\":\"running\",\"to\":\"completed\""));
+}
+
+static void test_abort_skips_what_has_not_started(void **state)
+{
+	fixture *f = *state;
+	set(f->doc, "state", json_string("aborted"));
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("verifying"));
+	set(dep_of(f, 1), "state", json_string("waiting_window"));
+	const char *ops = decide(f, "2026-12-01T02:30:00Z");
+	assert_true(has(ops, "\"id\":2,\"from\":\"waiting_window\",\"to\":\"skipped\""));
+	assert_true(has(ops, "rollout aborted"));
+	assert_null(strstr(ops, "\"id\":1,"));
+}
+
+static void test_rows_of_the_wrong_shape_are_refused(void **state)
+{
+	(void)state;
+	char why[200];
+	assert_null(em_rollout_parse("[]", why, sizeof(why)));
+	assert_null(em_rollout_parse("{\"id\": 1, \"state\": \"flying\"}", why, sizeof(why)));
+	assert_string_equal(why, "the rollout lacks its id or state");
+	assert_null(em_rollout_parse("{\"id\": 1, \"state\": \"running\", \"release\": \"2\", \"waves\": "
+				     "[{\"id\": 1, \"idx\": 1, \"state\": \"pending\", \"settings\": "
+				     "{\"failure\": {\"action\": \"explode\"}}}]}", why, sizeof(why)));
+	assert_string_equal(why, "wave 1: unknown failure action \"explode\"");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_approved_starts_at_its_start, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wave_waits_for_approvals_and_first_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rejection_halts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backup_gate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_backup_is_rechecked_then_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_opens_baseline_then_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_short_window_moves_past_the_blackout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_intent_is_reissued, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_budget_halt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_budget_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_soak_pass_complete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort_skips_what_has_not_started, setup, teardown),
+		cmocka_unit_test(test_rows_of_the_wrong_shape_are_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
