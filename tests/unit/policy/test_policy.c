@@ -328,7 +328,7 @@ static void test_unknown_keys(void **state)
 		"extra: 1\n",
 		"p.yaml:7:3: unknown key \"rollout\" in spec (expected one of: " SPEC_KEYS ")\n"
 		"p.yaml:8:14: unknown key \"slots\" in schedule (expected one of: respect_windows, "
-		"slot, horizon, blackouts, break_glass)\n"
+		"slot, horizon, blackouts, break_glass, deploy_estimate)\n"
 		"p.yaml:9:23: unknown key \"per\" in deferral (expected one of: max, per_tenant)\n"
 		"p.yaml:11:5: unknown key \"sok\" in defaults (expected one of: soak, "
 		"max_parallel_per_cluster, gates, failure)\n"
