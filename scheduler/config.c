@@ -67,6 +67,10 @@ static int apply(ws_config *c, const char *key, const char *val)
 		set_str(&c->log_level, val);
 	} else if (strcmp(key, "outbound_allow") == 0)
 		set_str(&c->outbound_allow, val);
+	else if (strcmp(key, "outbound_deny") == 0)
+		set_str(&c->outbound_deny, val);
+	else if (strcmp(key, "lease_ttl") == 0)
+		return parse_ms(val, &c->lease_ttl_ms);
 	else if (strcmp(key, "migrations_dir") == 0)
 		set_str(&c->migrations_dir, val);
 	else if (strcmp(key, "db_pool_size") == 0) {
@@ -92,7 +96,7 @@ static int apply(ws_config *c, const char *key, const char *val)
 
 static const char *const keys[] = {
 	"listen", "database_url", "redis_url", "log_format", "log_level", "outbound_allow",
-	"migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
+	"outbound_deny", "lease_ttl", "migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
 	"max_body_bytes", "max_header_bytes",
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -110,6 +114,7 @@ int ws_config_load(ws_config *c, const char *path, ws_diags *d)
 	c->idle_timeout_ms = 60000;
 	c->shutdown_grace_ms = 10000;
 	c->time_scale = 1.0;
+	c->lease_ttl_ms = 10000;
 	int rc = 0;
 
 	if (path) {
@@ -176,6 +181,7 @@ void ws_config_free(ws_config *c)
 	free(c->log_format);
 	free(c->log_level);
 	free(c->outbound_allow);
+	free(c->outbound_deny);
 	free(c->migrations_dir);
 	memset(c, 0, sizeof(*c));
 }

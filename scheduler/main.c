@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include "ws_config.h"
 #include "wavesched/auth.h"
+#include "wavesched/clock.h"
 #include "wavesched/config.h"
 #include "wavesched/fleet.h"
 #include "wavesched/log.h"
@@ -25,7 +26,8 @@ static const char usage_main[] =
 	"The wavesched service: wave rollouts of releases across a fleet of tenants.\n"
 	"\n"
 	"commands:\n"
-	"  serve [--config FILE] [--time-scale N]   run the engine and the HTTP API\n"
+	"  serve [--config FILE] [--time-scale N] [--time-origin T]\n"
+	"                                           run the engine and the HTTP API\n"
 	"  migrate [--config FILE] [--status]       apply pending database migrations\n"
 	"  token create --role ROLE [--tenant SLUG]... [--name N] [--expires 90d]\n"
 	"                                           create an API token (printed once)\n"
@@ -33,17 +35,20 @@ static const char usage_main[] =
 	"\n"
 	"Configuration: a YAML file (--config) and WAVESCHED_* environment variables,\n"
 	"the environment winning: WAVESCHED_DATABASE_URL, WAVESCHED_REDIS_URL,\n"
-	"WAVESCHED_LISTEN, WAVESCHED_LOG_FORMAT, WAVESCHED_LOG_LEVEL, WAVESCHED_OUTBOUND_ALLOW.\n"
+	"WAVESCHED_LISTEN, WAVESCHED_LOG_FORMAT, WAVESCHED_LOG_LEVEL, WAVESCHED_OUTBOUND_ALLOW,\n"
+	"WAVESCHED_OUTBOUND_DENY, WAVESCHED_LEASE_TTL.\n"
 	"Run `wavesched COMMAND --help` for a command's options.\n";
 
 static const char usage_serve[] =
-	"usage: wavesched serve [--config FILE] [--time-scale N]\n"
+	"usage: wavesched serve [--config FILE] [--time-scale N] [--time-origin RFC3339]\n"
 	"\n"
 	"Runs the engine and the HTTP API on one event loop until SIGTERM or SIGINT,\n"
 	"then drains requests in flight and exits 0.\n"
 	"\n"
 	"  -c, --config FILE    YAML configuration file\n"
 	"      --time-scale N   play schedules N times faster (demos and tests; default 1)\n"
+	"      --time-origin T  the instant from which the scale counts (default: now);\n"
+	"                       processes given the same origin share one schedule clock\n"
 	"  -h, --help           this text\n";
 
 static const char usage_migrate[] =
@@ -105,22 +110,31 @@ static int cmd_serve(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "time-scale", required_argument, NULL, 't' },
+		{ "time-origin", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *config = NULL;
 	double scale = 1.0;
+	int64_t origin = 0;
 	int o;
 	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
-		case 't': {
-			char *end;
-			scale = strtod(optarg, &end);
-			if (*end || !(scale >= 1.0 && scale <= 1e6)) {
-				fprintf(stderr, "wavesched: --time-scale must be a number from 1 to 1000000\n");
+		case 't':
+		case 'o': {
+			ws_diags d;
+			ws_diags_init(&d);
+			int rc = o == 't' ? ws_clock_parse_scale(optarg, &scale, &d)
+					  : ws_clock_parse_origin(optarg, &origin, &d);
+			if (rc) {
+				char *msg = d.len ? ws_diag_format(&d.items[0]) : NULL;
+				fprintf(stderr, "wavesched: %s\n", msg ? msg : "invalid --time-scale or --time-origin");
+				free(msg);
+				ws_diags_free(&d);
 				return EXIT_USAGE;
 			}
+			ws_diags_free(&d);
 			break;
 		}
 		case 'h': fputs(usage_serve, stdout); return 0;
@@ -137,6 +151,7 @@ static int cmd_serve(int argc, char **argv)
 		return EXIT_REFUSED;
 	}
 	cfg.time_scale = scale;
+	cfg.time_origin_us = origin;
 	ws_diags d;
 	ws_diags_init(&d);
 	int rc = ws_serve(&cfg, &d);

@@ -16,6 +16,7 @@ typedef struct ws_config {
 	char *log_format;        /* text|json */
 	char *log_level;         /* debug|info|warn|error */
 	char *outbound_allow;    /* comma-separated CIDRs */
+	char *outbound_deny;     /* WAVESCHED_OUTBOUND_DENY: CIDRs refused even when allowed */
 	char *migrations_dir;    /* WAVESCHED_MIGRATIONS_DIR */
 	int db_pool_size;        /* default 4 */
 	uint64_t query_timeout_ms;   /* default 30 s */
@@ -24,6 +25,8 @@ typedef struct ws_config {
 	uint64_t idle_timeout_ms;    /* default 60 s */
 	uint64_t shutdown_grace_ms;  /* default 10 s */
 	double time_scale;           /* serve --time-scale; default 1 */
+	int64_t time_origin_us;      /* serve --time-origin; 0 = the process start */
+	uint64_t lease_ttl_ms;       /* WAVESCHED_LEASE_TTL: the leader's lease; default 10 s */
 } ws_config;
 
 /* Fills defaults, then the file (when path is non-NULL), then the
