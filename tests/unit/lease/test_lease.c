@@ -147,13 +147,13 @@ static void test_leader_renew_handover(void **state)
 	long long e0 = db_int("SELECT epoch FROM engine_lease");
 	ws_pg_pool *pa = pool_new(&t), *pb = pool_new(&t);
 	watcher wa = { 0 }, wb = { 0 };
-	ws_lease *a = lease_new(&t, pa, "node-a", 1500, 200, 300, &wa);
+	ws_lease *a = lease_new(&t, pa, "node-a", 4000, 200, 1000, &wa);
 	assert_true(run_until_pred(&t, is_leader, &wa, 10000));
 	assert_int_equal(wa.epoch, e0 + 1);
 	assert_true(ws_lease_is_leader(a));
 	assert_int_equal(ws_lease_epoch(a), e0 + 1);
 
-	ws_lease *b = lease_new(&t, pb, "node-b", 1500, 200, 300, &wb);
+	ws_lease *b = lease_new(&t, pb, "node-b", 4000, 200, 1000, &wb);
 	/* several renewals later: still one leader, same epoch, no flapping */
 	run_for(&t, 1200);
 	assert_int_equal(wa.changes, 1);
@@ -228,7 +228,7 @@ static void test_step_down_unanswered(void **state)
 	ws_pg_pool *p = pool_new(&t);
 	watcher w = { 0 };
 	w.probe = edb_connect(db.conninfo);
-	ws_lease *l = lease_new(&t, p, "node-d", 1500, 200, 300, &w);
+	ws_lease *l = lease_new(&t, p, "node-d", 2000, 200, 400, &w);
 	assert_true(run_until_pred(&t, is_leader, &w, 10000));
 	int64_t e = w.epoch;
 	run_for(&t, 300);   /* a renewal or two */
