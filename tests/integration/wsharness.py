@@ -114,8 +114,9 @@ class Database:
 class Service:
     """A running `wavesched serve`."""
 
-    def __init__(self, db_url_, redis_url=None, extra_env=None, migrate=True):
+    def __init__(self, db_url_, redis_url=None, extra_env=None, migrate=True, args=()):
         self.port = free_port()
+        self.args = list(args)
         self.env = dict(os.environ)
         self.env.update({
             "WAVESCHED_DATABASE_URL": db_url_,
@@ -130,8 +131,12 @@ class Service:
         self.logf = tempfile.NamedTemporaryFile(prefix="wavesched-", suffix=".log", delete=False)
         if migrate:
             self.run_wavesched("migrate", check=True)
-        self.proc = subprocess.Popen([WAVESCHED, "serve"], env=self.env, stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
+        self.start()
+
+    def start(self):
+        """(Re)starts the process on the same port, database and log."""
+        self.proc = subprocess.Popen([WAVESCHED, "serve", *self.args], env=self.env,
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
         self.wait_listening()
 
     def run_wavesched(self, *args, check=False, env=None):
