@@ -7,6 +7,7 @@ free again for the next test (a tenant can be in one active rollout only).
 """
 import json
 import os
+import threading
 
 from wsharness import SOURCE_ROOT, ServiceCase, example_fleet, main, wavectl
 
@@ -309,6 +310,41 @@ class Rollouts(ServiceCase):
         self.assertIn("clinic-north", unassigned)
         self.assertEqual(self.db.sql("SELECT string_agg(slug, ',' ORDER BY slug) FROM deployments"
                                      f" WHERE rollout_id = {second.json['id']}"), "training-a,training-b")
+
+    def test_concurrent_creations_take_a_tenant_once(self):
+        results = []
+
+        def post():
+            results.append(self.req("POST", "/v1/rollouts", self.plat,
+                                    {"release": "17.0.4", "policy": "training-only", "start": START}))
+        threads = [threading.Thread(target=post) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for r in results:
+            if r.status == 201:
+                self.addCleanup(self.abort_quietly, r.json["id"])
+        self.assertEqual(sorted(r.status for r in results), [201, 409, 409, 409], results)
+        self.assertEqual(self.db.sql("SELECT count(*) FROM deployments d JOIN rollouts r ON r.id = d.rollout_id"
+                                     " WHERE d.slug = 'training-a' AND r.state = 'planned'"), "1")
+
+    def test_a_plan_from_an_older_fleet_is_refused(self):
+        # What a fleet import between planning and storing looks like to the
+        # SQL function: the generation the plan was made from is not the
+        # current one.
+        plan = self.req("POST", "/v1/rollouts?dry_run=1", self.plat,
+                        {"release": "17.0.4", "policy": "training-only", "start": START}).body.decode()
+        pid, sha = self.db.sql("SELECT id, sha256 FROM policies WHERE name = 'training-only'").split("|")
+        gen = int(self.db.sql("SELECT max(id) FROM fleet_imports"))
+        q = ("SELECT ws_rollout_create('17.0.4', 'standard', {pid}, '{sha}', $plan${plan}$plan$, '{settings}',"
+             " {gen}, 'token:test', '{start}')")
+        args = dict(pid=pid, sha=sha, plan=plan, settings=json.dumps([{}]), start=START)
+        with self.assertRaisesRegex(RuntimeError, r"the fleet changed while the plan was made \(generation 0,"):
+            self.db.sql(q.format(gen=0, **args))
+        with self.assertRaisesRegex(RuntimeError, r"settings of wave 1: soak_s is missing"):
+            self.db.sql(q.format(gen=gen, **args))
+        self.assertEqual(self.db.sql("SELECT count(*) FROM rollouts WHERE created_by = 'token:test'"), "0")
 
     def test_create_refusals(self):
         r = self.create(release="99.0.0", expect=422)
