@@ -1,6 +1,6 @@
 /*
- * cmd_policy.c - wavectl policy validate|push|list|show, wavectl plan (offline)
- * and wavectl rollout create --dry-run.
+ * cmd_policy.c - wavectl policy validate|push|list|show and wavectl plan
+ * (offline).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -38,14 +38,6 @@ static const char usage_plan[] =
 	"--start defaults to now; --format json prints the plan JSON the service\n"
 	"would return for the same inputs.  --diff lists the tenants whose wave or\n"
 	"window changes under OTHER_POLICY, and why.\n";
-
-static const char usage_rollout[] =
-	"usage: wavectl rollout create --release VERSION --policy NAME [--start RFC3339]\n"
-	"                              [--kind standard|urgent] --dry-run\n"
-	"\n"
-	"Plans a rollout in the service, against the fleet and the stored policy,\n"
-	"and prints the plan (text; --format json for the plan JSON).  Starting\n"
-	"rollouts arrives with the engine; --dry-run is required for now.\n";
 
 /* ---- offline ------------------------------------------------------------ */
 
@@ -372,151 +364,4 @@ int cmd_policy(int argc, char **argv)
 		return policy_show(argc - 1, argv + 1);
 	fprintf(stderr, "wavectl: unknown or incomplete policy command \"%s\"\n%s", argv[1], usage_policy);
 	return EXIT_USAGE;
-}
-
-/* Rebuilds a ws_plan view from the plan JSON the service returned, to print
- * it with the same table as the offline planner. */
-static int print_plan_json_as_text(json_t *doc)
-{
-	size_t nw = json_array_size(json_object_get(doc, "waves"));
-	ws_plan p = { 0 };
-	p.policy = json_string_value(json_object_get(doc, "policy"));
-	p.release = json_string_value(json_object_get(doc, "release"));
-	ws_time_parse(json_string_value(json_object_get(doc, "start")), &p.start);
-	p.waves = calloc(nw ? nw : 1, sizeof(*p.waves));
-	p.n_waves = nw;
-	json_t *un = json_object_get(doc, "unassigned"), *warn = json_object_get(doc, "warnings");
-	p.n_unassigned = json_array_size(un);
-	p.unassigned = calloc(p.n_unassigned ? p.n_unassigned : 1, sizeof(*p.unassigned));
-	p.n_warnings = json_array_size(warn);
-	p.warnings = calloc(p.n_warnings ? p.n_warnings : 1, sizeof(char *));
-	int rc = 0;
-	for (size_t w = 0; w < nw && p.waves; w++) {
-		json_t *jw = json_array_get(json_object_get(doc, "waves"), w);
-		ws_plan_wave *pw = &p.waves[w];
-		pw->index = (int)json_integer_value(json_object_get(jw, "index"));
-		pw->name = json_string_value(json_object_get(jw, "name"));
-		ws_time_parse(json_string_value(json_object_get(jw, "start")), &pw->start);
-		ws_time_parse(json_string_value(json_object_get(jw, "end")), &pw->end);
-		pw->soak_s = json_integer_value(json_object_get(jw, "soak_seconds"));
-		json_t *ts = json_object_get(jw, "tenants");
-		pw->n_tenants = json_array_size(ts);
-		pw->tenants = calloc(pw->n_tenants ? pw->n_tenants : 1, sizeof(*pw->tenants));
-		for (size_t i = 0; i < pw->n_tenants && pw->tenants; i++) {
-			json_t *jt = json_array_get(ts, i);
-			ws_plan_tenant *t = &pw->tenants[i];
-			const char *s = json_string_value(json_object_get(jt, "window_start"));
-			const char *e = json_string_value(json_object_get(jt, "window_end"));
-			t->slug = json_string_value(json_object_get(jt, "slug"));
-			t->cluster = json_string_value(json_object_get(jt, "cluster"));
-			if (!s || !e || ws_time_parse(s, &t->window_start) || ws_time_parse(e, &t->window_end))
-				rc = EXIT_REFUSED;
-			/* The offset is what the service wrote after the time. */
-			int64_t local_s = 0, local_e = 0;
-			char sz[40], ez[40];
-			snprintf(sz, sizeof(sz), "%.19sZ", s ? s : "");
-			snprintf(ez, sizeof(ez), "%.19sZ", e ? e : "");
-			if (!ws_time_parse(sz, &local_s) && !ws_time_parse(ez, &local_e)) {
-				t->offset_start = (int)(local_s - t->window_start);
-				t->offset_end = (int)(local_e - t->window_end);
-			}
-			json_t *rs = json_object_get(jt, "reasons");
-			t->n_reasons = json_array_size(rs);
-			t->reasons = calloc(t->n_reasons ? t->n_reasons : 1, sizeof(char *));
-			for (size_t k = 0; k < t->n_reasons && t->reasons; k++)
-				t->reasons[k] = json_string_value(json_array_get(rs, k));
-		}
-	}
-	for (size_t i = 0; i < p.n_unassigned && p.unassigned; i++) {
-		json_t *u = json_array_get(un, i);
-		p.unassigned[i].slug = json_string_value(json_object_get(u, "slug"));
-		p.unassigned[i].reason = json_string_value(json_object_get(u, "reason"));
-	}
-	for (size_t i = 0; i < p.n_warnings && p.warnings; i++)
-		p.warnings[i] = json_string_value(json_array_get(warn, i));
-	char *text = rc ? NULL : plan_render_text(&p);
-	if (text)
-		fputs(text, stdout);
-	else
-		fprintf(stderr, "wavectl: the service sent a plan this wavectl cannot read\n");
-	free(text);
-	for (size_t w = 0; w < nw && p.waves; w++) {
-		for (size_t i = 0; i < p.waves[w].n_tenants && p.waves[w].tenants; i++)
-			free(p.waves[w].tenants[i].reasons);
-		free(p.waves[w].tenants);
-	}
-	free(p.waves);
-	free(p.unassigned);
-	free(p.warnings);
-	return text ? rc : EXIT_REFUSED;
-}
-
-int cmd_rollout(int argc, char **argv)
-{
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		fputs(usage_rollout, argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : 0;
-	}
-	if (strcmp(argv[1], "create") != 0) {
-		fprintf(stderr, "wavectl: unknown rollout command \"%s\"\n%s", argv[1], usage_rollout);
-		return EXIT_USAGE;
-	}
-	static const struct option opts[] = {
-		{ "release", required_argument, NULL, 'r' },
-		{ "policy", required_argument, NULL, 'p' },
-		{ "start", required_argument, NULL, 's' },
-		{ "kind", required_argument, NULL, 'k' },
-		{ "format", required_argument, NULL, 'F' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	const char *release = NULL, *policy = NULL, *start = NULL, *kind = NULL, *format = "text";
-	bool dry = false;
-	int o;
-	argc--;
-	argv++;
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (o) {
-		case 'r': release = optarg; break;
-		case 'p': policy = optarg; break;
-		case 's': start = optarg; break;
-		case 'k': kind = optarg; break;
-		case 'F': format = optarg; break;
-		case 'n': dry = true; break;
-		case 'h': fputs(usage_rollout, stdout); return 0;
-		default: fputs(usage_rollout, stderr); return EXIT_USAGE;
-		}
-	}
-	if (optind != argc || !release || !policy || (strcmp(format, "text") && strcmp(format, "json"))) {
-		fprintf(stderr, "wavectl: rollout create needs --release and --policy\n%s", usage_rollout);
-		return EXIT_USAGE;
-	}
-	if (!dry) {
-		fprintf(stderr, "wavectl: starting rollouts is not available yet: add --dry-run to see the plan\n");
-		return EXIT_USAGE;
-	}
-	json_t *req = json_pack("{s:s, s:s}", "release", release, "policy", policy);
-	if (start)
-		json_object_set_new(req, "start", json_string(start));
-	if (kind)
-		json_object_set_new(req, "kind", json_string(kind));
-	char *body = json_dumps(req, JSON_COMPACT);
-	json_decref(req);
-	response r;
-	int rc = http_call("POST", "/v1/rollouts?dry_run=1", "application/json", body, strlen(body), NULL, &r);
-	free(body);
-	if (rc == 0 && r.status != 200) {
-		rc = report_error(&r);
-	} else if (rc == 0 && strcmp(format, "json") == 0) {
-		fwrite(r.body.data, 1, r.body.len, stdout);
-		fputc('\n', stdout);
-	} else if (rc == 0) {
-		json_t *doc = parse_ok(&r);
-		rc = doc ? print_plan_json_as_text(doc) : EXIT_REFUSED;
-		json_decref(doc);
-	}
-	free(r.body.data);
-	return rc;
 }

@@ -34,8 +34,13 @@ static const char usage_main[] =
 	"  policy push FILE | list | show NAME       stored policies\n"
 	"  plan --fleet F --policy P --release V [--kind K] [--start T]\n"
 	"       [--format text|json] [--diff OTHER]  offline: plan the waves\n"
-	"  rollout create --release V --policy NAME [--start T] --dry-run\n"
-	"                                    plan in the service, against its fleet"
+	"  release create VERSION --digest sha256:... [--kind urgent] [--notes N]\n"
+	"  release list | show VERSION       releases\n"
+	"  rollout create --release V --policy NAME [--start T] [--dry-run]\n"
+	"                                    plan in the service and store the rollout\n"
+	"  rollout list | show ID | plan ID  rollouts, their waves, tenants and plans\n"
+	"  rollout start|pause|resume|abort ID [--reason R]\n"
+	"  rollout approve|reject ID --wave N [--comment C]\n"
 	"\n"
 	"Exit codes: 0 success, 1 refused or invalid, 2 usage error, 3 service unreachable.\n"
 	"Run `wavectl COMMAND --help` for a command's options.\n";
@@ -65,6 +70,8 @@ int main(int argc, char **argv)
 		rc = cmd_policy(argc - 1, argv + 1);
 	else if (strcmp(cmd, "plan") == 0)
 		rc = cmd_plan(argc - 1, argv + 1);
+	else if (strcmp(cmd, "release") == 0)
+		rc = cmd_release(argc - 1, argv + 1);
 	else if (strcmp(cmd, "rollout") == 0)
 		rc = cmd_rollout(argc - 1, argv + 1);
 	else {

@@ -237,6 +237,22 @@ static const route routes[] = {
 	{ "POST", "/v1/policies/validate", true, WS_PERM_READ_FLEET, h_policy_validate },
 	{ "GET", "/v1/policies/{name}", true, WS_PERM_READ_FLEET, h_policy_get },
 	{ "POST", "/v1/rollouts", true, WS_PERM_FLEET_WRITE, h_rollout_create },
+	{ "POST", "/v1/releases", true, WS_PERM_FLEET_WRITE, h_release_create },
+	{ "GET", "/v1/releases", true, WS_PERM_READ_FLEET, h_release_list },
+	{ "GET", "/v1/releases/{version}", true, WS_PERM_READ_FLEET, h_release_get },
+	{ "POST", "/v1/backups", true, WS_PERM_FLEET_WRITE, h_backup_report },
+	{ "GET", "/v1/tenants/{slug}/backups", true, WS_PERM_READ_TENANT, h_tenant_backups },
+	/* Rollouts are read per tenant (filtered in SQL); approvals are checked
+	 * against the policy's roles by ws_wave_decide_as. */
+	{ "GET", "/v1/rollouts", true, WS_PERM_READ_TENANT, h_rollout_list },
+	{ "GET", "/v1/rollouts/{id}", true, WS_PERM_READ_TENANT, h_rollout_get },
+	{ "GET", "/v1/rollouts/{id}/plan", true, WS_PERM_READ_FLEET, h_rollout_plan },
+	{ "POST", "/v1/rollouts/{id}/start", true, WS_PERM_FLEET_WRITE, h_rollout_start },
+	{ "POST", "/v1/rollouts/{id}/pause", true, WS_PERM_FLEET_WRITE, h_rollout_pause },
+	{ "POST", "/v1/rollouts/{id}/resume", true, WS_PERM_FLEET_WRITE, h_rollout_resume },
+	{ "POST", "/v1/rollouts/{id}/abort", true, WS_PERM_FLEET_WRITE, h_rollout_abort },
+	{ "POST", "/v1/rollouts/{id}/approve", true, WS_PERM_READ_TENANT, h_rollout_approve },
+	{ "POST", "/v1/rollouts/{id}/reject", true, WS_PERM_READ_TENANT, h_rollout_reject },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

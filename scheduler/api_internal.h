@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include "wavesched/api.h"
 #include "wavesched/auth.h"
+#include "wavesched/policy.h"
 
 struct ws_api {
 	ws_api_deps d;
@@ -61,6 +62,13 @@ int64_t now_utc(void);
  * returns NULL. */
 json_t *body_json_object(api_call *c);
 
+/* Field problems of a JSON body, as details {"field", "message"} where the
+ * message starts with the field's name (api_rollouts.c). */
+void field_error(json_t *details, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Adds a problem for every key of `in` not in the NULL-terminated `allowed`. */
+void body_unknown_fields(json_t *in, const char *const *allowed, json_t *details);
+
 /* api_fleet.c */
 void h_fleet_get(api_call *c);
 void h_fleet_put(api_call *c);
@@ -76,5 +84,50 @@ void h_policy_validate(api_call *c);
 void h_policy_list(api_call *c);
 void h_policy_get(api_call *c);
 void h_rollout_create(api_call *c);
+/* api_releases.c */
+void h_release_create(api_call *c);
+void h_release_list(api_call *c);
+void h_release_get(api_call *c);
+void h_backup_report(api_call *c);
+void h_tenant_backups(api_call *c);
+/* api_rollouts.c */
+void h_rollout_list(api_call *c);
+void h_rollout_get(api_call *c);
+void h_rollout_plan(api_call *c);
+void h_rollout_start(api_call *c);
+void h_rollout_pause(api_call *c);
+void h_rollout_resume(api_call *c);
+void h_rollout_abort(api_call *c);
+void h_rollout_approve(api_call *c);
+void h_rollout_reject(api_call *c);
+/* Answers a failed statement of our SQL functions: WSE02/WSE03/WSE07 and
+ * unique violations 409, WSE04 422, WSE05 404, WSE06 403 (with the
+ * function's message; a DETAIL that is a JSON array becomes "details"),
+ * anything else through reply_db_error. */
+void reply_sql_error(api_call *c, const ws_pg_err *err);
+/* The tenant slugs a tenant token is scoped to, as a JSON array text for a
+ * query parameter; NULL (no filter) for every other role.  Caller frees. */
+char *principal_tenants_param(const api_call *c);
+/* waves.settings for one wave (the shape is documented in 0004_rollouts.sql). */
+json_t *rollout_wave_settings_json(const ws_wave_settings *s);
+
+/* The non-dry-run end of POST /v1/rollouts, after the planning job of
+ * api_policies.c: stores the rollout, its frozen plan, waves and
+ * deployments in one transaction (ws_rollout_create) and answers 201.
+ * Borrows everything; answers the call. */
+typedef struct rollout_new {
+	const char *release;
+	ws_release_kind kind;
+	long long policy_id;
+	const char *policy_name;
+	int policy_version;
+	const char *policy_sha;
+	const char *plan_text;   /* the plan JSON, byte for byte as the dry run answers */
+	json_t *plan;            /* the same plan, parsed */
+	json_t *settings;        /* one object per plan wave */
+	int64_t generation;      /* the fleet generation the plan was made from */
+	int64_t start;
+} rollout_new;
+void rollout_commit(api_call *c, const rollout_new *n);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * api_policies.c - POST/GET /v1/policies, POST /v1/policies/validate and the
- * planning side of POST /v1/rollouts (?dry_run=1).
+ * planning side of POST /v1/rollouts: the dry run answers the plan; a real
+ * creation hands the same plan (same job, same bytes) to rollout_commit()
+ * in api_rollouts.c.
  *
  * Parsing a policy, checking it against the fleet and planning are CPU work
  * proportional to the fleet: they run on the thread pool with a retained
@@ -34,6 +36,9 @@ typedef struct policy_job {
 	int64_t start;
 	int policy_version;
 	char policy_sha[65];
+	long long policy_id;
+	bool create;              /* not a dry run: keep the plan and wave settings */
+	bool kind_given;
 	/* results */
 	int status;               /* 0 = fine; 400/422 with diags */
 	ws_diags diags;
@@ -41,6 +46,8 @@ typedef struct policy_job {
 	char *name, *description, *summary;
 	char sha[65];
 	char *plan_text;          /* JOB_PLAN: the plan JSON */
+	json_t *plan_doc;         /* create: the same plan, parsed */
+	json_t *settings;         /* create: waves.settings, one per plan wave */
 } policy_job;
 
 static void job_free(policy_job *j)
@@ -55,6 +62,8 @@ static void job_free(policy_job *j)
 	free(j->description);
 	free(j->summary);
 	free(j->plan_text);
+	json_decref(j->plan_doc);
+	json_decref(j->settings);
 	free(j);
 }
 
@@ -85,7 +94,17 @@ static void job_work_cb(uv_work_t *w)
 		} else {
 			json_t *doc_json = plan_to_json(plan);
 			j->plan_text = json_dumps(doc_json, WS_PLAN_JSON_FLAGS);
-			json_decref(doc_json);
+			if (j->create) {
+				/* The settings point into the policy: copied
+				 * out before it is freed. */
+				j->plan_doc = doc_json;
+				j->settings = json_array();
+				for (size_t i = 0; i < plan->n_waves; i++)
+					json_array_append_new(j->settings,
+							      rollout_wave_settings_json(plan->waves[i].settings));
+			} else {
+				json_decref(doc_json);
+			}
 			plan_free(plan);
 		}
 	} else {
@@ -170,6 +189,22 @@ static void job_after_cb(uv_work_t *w, int status)
 		return;
 	}
 	case JOB_PLAN: {
+		if (!j->plan_text) {
+			job_free(j);
+			reply_error(c, 503, "unavailable", "out of memory", NULL);
+			return;
+		}
+		if (j->create) {
+			rollout_new n = {
+				.release = j->release, .kind = j->rkind, .policy_id = j->policy_id,
+				.policy_name = j->name, .policy_version = j->policy_version,
+				.policy_sha = j->policy_sha, .plan_text = j->plan_text, .plan = j->plan_doc,
+				.settings = j->settings, .generation = j->snap->generation, .start = j->start,
+			};
+			rollout_commit(c, &n);
+			job_free(j);
+			return;
+		}
 		char ver[16];
 		snprintf(ver, sizeof(ver), "%d", j->policy_version);
 		ws_http_add_header(c->req, "X-Policy-Version", ver);
@@ -350,13 +385,47 @@ static void rollout_policy_done(void *arg, const PGresult *res, const ws_pg_err 
 		reply_db_error(c, err);
 		return;
 	}
-	if (PQntuples(res) == 0) {
+	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
 		job_free(j);
 		reply_error(c, 422, "validation_failed", "no such policy: store it with POST /v1/policies", NULL);
 		return;
 	}
+	/* Column 4: the kind of the release when it exists.  A dry run may plan
+	 * a release not created yet (with the kind asked, standard by
+	 * default); a rollout needs the release and takes its kind. */
+	bool have_release = !PQgetisnull(res, 0, 4);
+	ws_release_kind stored = WS_RELEASE_STANDARD;
+	if (have_release && ws_release_kind_parse(PQgetvalue(res, 0, 4), &stored)) {
+		job_free(j);
+		reply_error(c, 500, "internal", "the release has an unknown kind", NULL);
+		return;
+	}
+	if (j->create && !have_release) {
+		json_t *details = json_array();
+		field_error(details, "release", "no release %s: create it with POST /v1/releases", j->release);
+		job_free(j);
+		reply_error(c, 422, "validation_failed", "the rollout request is invalid", details);
+		return;
+	}
+	if (j->create && j->kind_given && j->rkind != stored) {
+		json_t *details = json_array();
+		field_error(details, "kind", "release %s is %s, not %s", j->release, ws_release_kind_name(stored),
+			    ws_release_kind_name(j->rkind));
+		job_free(j);
+		reply_error(c, 422, "validation_failed", "the rollout request is invalid", details);
+		return;
+	}
+	if (have_release && !j->kind_given)
+		j->rkind = stored;
+	if (j->create && j->rkind == WS_RELEASE_URGENT && c->who.role != WS_ROLE_SECURITY &&
+	    c->who.role != WS_ROLE_ADMIN) {
+		job_free(j);
+		reply_error(c, 403, "forbidden", "a rollout of an urgent release needs role security", NULL);
+		return;
+	}
 	j->policy_version = atoi(PQgetvalue(res, 0, 0));
 	snprintf(j->policy_sha, sizeof(j->policy_sha), "%s", PQgetvalue(res, 0, 1));
+	j->policy_id = atoll(PQgetvalue(res, 0, 3));
 	j->len = (size_t)PQgetlength(res, 0, 2);
 	j->text = malloc(j->len + 1);
 	if (!j->text) {
@@ -370,11 +439,6 @@ static void rollout_policy_done(void *arg, const PGresult *res, const ws_pg_err 
 
 void h_rollout_create(api_call *c)
 {
-	if (!query_flag(c, "dry_run")) {
-		reply_error(c, 501, "not_implemented",
-			    "starting rollouts is not available in this version; use ?dry_run=1 to plan", NULL);
-		return;
-	}
 	json_t *in = body_json_object(c);
 	if (!in)
 		return;
@@ -419,14 +483,17 @@ void h_rollout_create(api_call *c)
 	}
 	j->release = strdup(release);
 	j->rkind = rk;
+	j->kind_given = kind != NULL;
+	j->create = !query_flag(c, "dry_run");
 	j->start = t;
 	char verbuf[24] = "";
 	if (pv)
 		snprintf(verbuf, sizeof(verbuf), "%lld", (long long)json_integer_value(pv));
-	const char *params[] = { policy, pv ? verbuf : NULL };
+	const char *params[] = { policy, pv ? verbuf : NULL, release };
 	api_query(c->api->d.pool,
-	          "SELECT version, sha256, body FROM policies WHERE name = $1"
-	          " AND ($2::int IS NULL OR version = $2::int) ORDER BY version DESC LIMIT 1",
-	          2, params, rollout_policy_done, j);
+	          "SELECT p.version, p.sha256, p.body, p.id, (SELECT r.kind FROM releases r WHERE r.version = $3)"
+	          " FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM policies WHERE name = $1"
+	          " AND ($2::int IS NULL OR version = $2::int) ORDER BY version DESC LIMIT 1) p ON true",
+	          3, params, rollout_policy_done, j);
 	json_decref(in);
 }
