@@ -105,10 +105,27 @@ static bool name_ok(const char *s)
 
 /* Labels arrive rendered ("a=\"x\",b=\"y\""); we only refuse what would
  * break the line structure of the exposition. */
+/* A label string such as `route="/v1/tenants/{slug}",status="200"`: no
+ * newline, and braces only inside quoted values (where the exposition
+ * format allows anything but an unescaped quote, backslash or newline). */
 static bool labels_ok(const char *s)
 {
-	return strlen(s) <= METRICS_MAX_LABELS && !strchr(s, '\n') && !strchr(s, '{') &&
-	       !strchr(s, '}');
+	if (strlen(s) > METRICS_MAX_LABELS)
+		return false;
+	bool quoted = false;
+	for (const char *p = s; *p; p++) {
+		if (*p == '\n')
+			return false;
+		if (quoted && *p == '\\' && p[1]) {
+			p++;
+			continue;
+		}
+		if (*p == '"')
+			quoted = !quoted;
+		else if (!quoted && (*p == '{' || *p == '}'))
+			return false;
+	}
+	return !quoted;
 }
 
 /* Binary search in an array of `n` structs of `size` bytes sorted by the

@@ -140,7 +140,8 @@ class Policies(ServiceCase):
         self.assertIn("Wave 1  training", r.stdout)
         r = wavectl("rollout", "create", "--release", "17.0.4", "--policy", "standard-quarterly",
                     token=self.admin, url=self.url())
-        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no release 17.0.4", r.stderr)
 
 
 class OfflineCli(ServiceCase):

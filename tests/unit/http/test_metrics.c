@@ -55,6 +55,11 @@ static void test_counter_and_gauge(void **state)
 	ws_metrics_counter_add(m, "9bad", "x", "", 1);
 	ws_metrics_counter_add(m, "bad-name", "x", "", 1);
 	ws_metrics_counter_add(m, "ws_x", "x", "a=\"1\"}\n", 1);   /* label string breaks lines */
+	ws_metrics_counter_add(m, "ws_x", "x", "a=\"1\"} b", 1);    /* a brace outside a value */
+	ws_metrics_counter_add(m, "ws_x", "x", "a=\"1", 1);          /* an open quote */
+	/* Braces inside a value are text (route templates). */
+	ws_metrics_counter_add(m, "ws_http_requests_total", "HTTP requests served.",
+			       "route=\"/v1/tenants/{slug}\",status=\"404\"", 1);
 
 	assert_render(m,
 		      "# HELP ws_big Big and small.\n"
@@ -68,7 +73,8 @@ static void test_counter_and_gauge(void **state)
 		      "# HELP ws_http_requests_total HTTP requests served.\n"
 		      "# TYPE ws_http_requests_total counter\n"
 		      "ws_http_requests_total{route=\"/healthz\",status=\"200\"} 1\n"
-		      "ws_http_requests_total{route=\"/v1/fleet\",status=\"200\"} 3\n");
+		      "ws_http_requests_total{route=\"/v1/fleet\",status=\"200\"} 3\n"
+		      "ws_http_requests_total{route=\"/v1/tenants/{slug}\",status=\"404\"} 1\n");
 	ws_metrics_free(m);
 }
 
