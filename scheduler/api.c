@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include "ws_config.h"
 #include "api_internal.h"
+#include "wavesched/clock.h"
 #include "wavesched/log.h"
 #include "wavesched/ydoc.h"
 #include "wavesched/window.h"
@@ -99,8 +100,12 @@ int upload_failure_status(const char *buf, size_t len)
 	return status;
 }
 
-int64_t now_utc(void)
+/* Now on the schedule clock, in seconds: under --time-scale the API plans
+ * and shows windows on the same clock as the engine. */
+int64_t now_utc(const ws_api *a)
 {
+	if (a && a->d.clock)
+		return ws_clock_now(a->d.clock) / 1000000;
 	return (int64_t)time(NULL);
 }
 

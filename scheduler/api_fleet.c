@@ -152,7 +152,7 @@ static void render_start(api_call *c, render_kind kind)
 	}
 	j->c = c;
 	j->kind = kind;
-	j->now = now_utc();
+	j->now = now_utc(c->api);
 	ws_fleet_store_snapshot(c->api->d.fleet, render_snapshot_cb, j);
 }
 

@@ -57,7 +57,7 @@ int upload_failure_status(const char *buf, size_t len);
  * error: handlers have one path for every failure. */
 void api_query(ws_pg_pool *pool, const char *sql, int nparams, const char *const *params,
 	       ws_pg_cb done, void *arg);
-int64_t now_utc(void);
+int64_t now_utc(const ws_api *a);
 /* Parses a JSON object body; on failure answers 400 with the position and
  * returns NULL. */
 json_t *body_json_object(api_call *c);

@@ -461,7 +461,7 @@ void h_rollout_create(api_call *c)
 		ws_diag_add(&d, NULL, 0, 0, "\"release\" must be a release version string");
 	if (!policy || !*policy || strlen(policy) > 63)
 		ws_diag_add(&d, NULL, 0, 0, "\"policy\" must be the name of a stored policy");
-	int64_t t = now_utc();
+	int64_t t = now_utc(c->api);
 	if (json_object_get(in, "start") && (!start || ws_time_parse(start, &t)))
 		ws_diag_add(&d, NULL, 0, 0, "\"start\" must be an RFC 3339 time such as 2026-12-01T00:00:00Z");
 	ws_release_kind rk = WS_RELEASE_STANDARD;

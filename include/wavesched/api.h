@@ -27,6 +27,7 @@ typedef struct ws_api_deps {
 	ws_metrics *metrics;
 	const ws_migration_set *migrations;
 	ws_http_server *http;          /* for connection counts in /metrics */
+	const struct ws_clock *clock;  /* the schedule clock (serve --time-scale); NULL: wall time */
 } ws_api_deps;
 
 WS_API ws_api *ws_api_new(const ws_api_deps *deps);
