@@ -22,25 +22,34 @@ POLICY = os.path.join(os.environ.get("WS_SOURCE_ROOT", os.path.dirname(HERE)), "
 RUNS = int(os.environ.get("WS_BENCH_RUNS", "3"))
 
 
-def measure(argv):
-    """Median wall seconds and max peak RSS (MiB) over RUNS runs."""
-    walls, peaks = [], []
+def run_once(argv):
+    """Wall seconds and peak RSS (MiB) of one run."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[0]} failed: {err[-2000:]}")
+    return wall, ru.ru_maxrss / 1024
+
+
+def measure_pair(a, b):
+    """Medians of RUNS runs of `a` and `b`, alternated so that both see the
+    same machine (a burst of other load slows both, not one)."""
+    ra, rb = [], []
     for _ in range(RUNS):
-        t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, ru = os.wait4(p.pid, 0)
-        walls.append(time.perf_counter() - t0)
-        peaks.append(ru.ru_maxrss / 1024)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{argv[0]} failed: {p.stderr.read().decode()[-2000:]}")
-        p.stderr.close()
-    return statistics.median(walls), max(peaks)
+        ra.append(run_once(a))
+        rb.append(run_once(b))
+    return ((statistics.median(w for w, _ in ra), max(m for _, m in ra)),
+            (statistics.median(w for w, _ in rb), max(m for _, m in rb)))
 
 
 def main():
     sizes = [10_000, 100_000] + ([1_000_000] if os.environ.get("WS_BENCH_PLAN_1M") else [])
     print(f"planner benchmark: wavectl plan (policy standard-quarterly) vs a bare libyaml scan, "
-          f"median of {RUNS} runs")
+          f"median of {RUNS} runs each, alternated")
     print(f"  {'tenants':>9} {'MB':>7} {'scan s':>8} {'plan s':>8} {'ratio':>6} {'scan MiB':>9} {'plan MiB':>9}")
     prev = None
     for n in sizes:
@@ -48,9 +57,10 @@ def main():
             gen_fleet.generate(n, 1, f)
             path = f.name
         mb = os.path.getsize(path) / 1e6
-        scan_t, scan_m = measure([SCAN, path])
-        plan_t, plan_m = measure([WAVECTL, "plan", "--fleet", path, "--policy", POLICY, "--release", "17.0.4",
-                                  "--start", "2026-12-01T00:00:00Z", "--format", "json"])
+        (scan_t, scan_m), (plan_t, plan_m) = measure_pair(
+            [SCAN, path],
+            [WAVECTL, "plan", "--fleet", path, "--policy", POLICY, "--release", "17.0.4",
+             "--start", "2026-12-01T00:00:00Z", "--format", "json"])
         print(f"  {n:>9} {mb:>7.1f} {scan_t:>8.3f} {plan_t:>8.3f} {plan_t / scan_t:>5.2f}x {scan_m:>9.1f} {plan_m:>9.1f}")
         if prev:
             pn, pt = prev

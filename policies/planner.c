@@ -83,6 +83,7 @@
  * working state is freed before plan_build returns.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -974,7 +975,7 @@ typedef struct unit {
 	uint32_t delay_off, n_delays;
 	int64_t ws, we;
 	int32_t rec_id;          /* where the window came from, -1 slot */
-	uint32_t occ;            /* ... and which of its occurrences */
+	int occ_off;             /* the zone's offset at that occurrence's start */
 	const char *zone;        /* interned: the tenant's (tenant mode) or cluster's zone */
 } unit;
 
@@ -1021,16 +1022,16 @@ typedef struct planner {
 	calidx *cal;             /* the policy's blocking calendars */
 	size_t n_cal;
 
-	cap_pool pool;
 	int32_t *root;           /* per fleet cluster */
-	uint32_t *touched;       /* clusters with a tree in this wave */
-	size_t n_touched, cap_touched;
+	struct placer *pw;       /* PLACERS of them (see schedule_waves) */
+	int threads;
+	size_t parallel_min_units;
+	uint8_t *cl_placer;      /* per fleet cluster: which placer has it in this wave */
+	uint32_t *cl_count;
 
 	delay *delays;
 	size_t n_delays, cap_delays;
-	struct stream *st;       /* place_unit's scratch */
-	delay *local;
-	size_t cap_st, cap_local;
+
 	uint32_t *placed;        /* units in placement order, wave after wave */
 	size_t n_placed;
 	wave_out *wo;
@@ -1587,6 +1588,39 @@ typedef struct stream {
 	int64_t length;
 } stream;
 
+/*
+ * Placing units in parallel.  Within a wave, units of different clusters are
+ * independent: dependencies point to earlier waves, blackouts are read only,
+ * and each cluster has its own cap tree.  The only shared state is the lazy
+ * expansion of recurrences, so each placer has its own copy of the
+ * recurrence table (keys shared, expansions private; both give the same
+ * occurrences) and its own cap trees, scratch and delay list.  A large wave
+ * is split between the placers by cluster, balancing units; each places its
+ * units in the wave's order; the results are merged back in that order.  A
+ * unit's placement depends only on its own cluster's earlier units, so the
+ * plan is the same whichever placer took it.
+ */
+#define PLACERS 2
+#define PARALLEL_MIN_UNITS 4096   /* below it, a second thread costs more than it saves */
+
+typedef struct placer {
+	rectab *rt;              /* the planner's own table, or a private copy */
+	cap_pool pool;
+	stream *st;              /* place_unit's scratch */
+	delay *local;
+	size_t cap_st, cap_local;
+	uint32_t *touched;       /* clusters with a tree in this wave */
+	size_t n_touched, cap_touched;
+	delay *delays;           /* this wave's delays, merged after it */
+	size_t n_delays, cap_delays;
+	/* the units it places in this wave, in order (parallel waves) */
+	uint32_t *units;
+	size_t n_units, cap_units;
+	planner *pl;
+	int wave;
+	int64_t ws0;
+} placer;
+
 static int cap_of(const planner *pl, int wave, uint32_t cluster)
 {
 	int a = wave_settings(pl, wave)->max_parallel_per_cluster;
@@ -1609,15 +1643,15 @@ static void delay_note(delay *local, size_t *n, int kind, uint32_t ref, int64_t 
 }
 
 /* The earliest free candidate of unit u in wave k starting at `ws0`. */
-static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
+static void place_unit(planner *pl, placer *pw, uint32_t ui, int k, int64_t ws0)
 {
 	unit *u = &pl->u[ui];
 	int cap = cap_of(pl, k, u->cluster);
 	size_t ns = u->slot_kind ? 1 : u->n_recs;
-	vec_reserve(&pl->st, &pl->cap_st, ns, sizeof(*pl->st));
-	vec_reserve(&pl->local, &pl->cap_local, u->n_cals + 1, sizeof(*pl->local));
-	stream *st = pl->st;
-	delay *local = pl->local;
+	vec_reserve(&pw->st, &pw->cap_st, ns, sizeof(*pw->st));
+	vec_reserve(&pw->local, &pw->cap_local, u->n_cals + 1, sizeof(*pw->local));
+	stream *st = pw->st;
+	delay *local = pw->local;
 	size_t n_local = 0;
 	if (u->slot_kind) {
 		st[0].rec = -1;
@@ -1628,7 +1662,7 @@ static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
 			const struct unit_window *x = &pl->recs[u->rec_off + s];
 			st[s].rec = (int32_t)x->rec;
 			st[s].length = x->length;
-			st[s].i = rec_seek(&pl->rt, x->rec, 0, ws0, ws0, pl->horizon_end);
+			st[s].i = rec_seek(pw->rt, x->rec, 0, ws0, ws0, pl->horizon_end);
 		}
 	}
 	for (;;) {
@@ -1642,7 +1676,7 @@ static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
 				if (cs >= pl->horizon_end)
 					continue;
 			} else {
-				const rec *r = &pl->rt.v[st[s].rec];
+				const rec *r = &pw->rt->v[st[s].rec];
 				if (st[s].i >= r->n)
 					continue;
 				cs = r->start[st[s].i];
@@ -1670,7 +1704,7 @@ static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
 			}
 		}
 		int64_t full_until;
-		if (cap > 0 && !cap_fits(&pl->pool, pl->root[u->cluster], bs, be, cap, &full_until)) {
+		if (cap > 0 && !cap_fits(&pw->pool, pl->root[u->cluster], bs, be, cap, &full_until)) {
 			delay_note(local, &n_local, DELAY_FULL, u->cluster, full_until);
 			if (full_until > clear)
 				clear = full_until;
@@ -1680,22 +1714,23 @@ static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
 			u->ws = bs;
 			u->we = be;
 			u->rec_id = st[best].rec;
-			u->occ = st[best].rec < 0 ? 0 : (uint32_t)st[best].i;
+			u->occ_off = st[best].rec < 0 ? 0 : pw->rt->v[st[best].rec].off[st[best].i];
 			if (cap > 0) {
 				if (pl->root[u->cluster] == 0) {
-					vec_reserve(&pl->touched, &pl->cap_touched,
-						    pl->n_touched + 1, sizeof(*pl->touched));
-					pl->touched[pl->n_touched++] = u->cluster;
+					vec_reserve(&pw->touched, &pw->cap_touched,
+						    pw->n_touched + 1, sizeof(*pw->touched));
+					pw->touched[pw->n_touched++] = u->cluster;
 				}
-				cap_add(&pl->pool, &pl->root[u->cluster], bs, be);
+				cap_add(&pw->pool, &pl->root[u->cluster], bs, be);
 			}
-			u->delay_off = (uint32_t)pl->n_delays;
+			/* Relative to this placer's list until the wave is merged. */
+			u->delay_off = (uint32_t)pw->n_delays;
 			u->n_delays = (uint32_t)n_local;
 			if (n_local) {
-				vec_reserve(&pl->delays, &pl->cap_delays, pl->n_delays + n_local,
-					    sizeof(*pl->delays));
-				memcpy(pl->delays + pl->n_delays, local, n_local * sizeof(*local));
-				pl->n_delays += n_local;
+				vec_reserve(&pw->delays, &pw->cap_delays, pw->n_delays + n_local,
+					    sizeof(*pw->delays));
+				memcpy(pw->delays + pw->n_delays, local, n_local * sizeof(*local));
+				pw->n_delays += n_local;
 			}
 			break;
 		}
@@ -1706,7 +1741,7 @@ static void place_unit(planner *pl, uint32_t ui, int k, int64_t ws0)
 			int64_t i = (clear - ws0 + pl->slot - 1) / pl->slot;
 			s->i = (size_t)i > s->i + 1 ? (size_t)i : s->i + 1;
 		} else {
-			s->i = rec_seek(&pl->rt, (uint32_t)s->rec, s->i + 1, clear, ws0, pl->horizon_end);
+			s->i = rec_seek(pw->rt, (uint32_t)s->rec, s->i + 1, clear, ws0, pl->horizon_end);
 		}
 	}
 }
@@ -1724,6 +1759,130 @@ static int u64_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return (x > y) - (x < y);
+}
+
+/* Places units (in order) for wave k: the dependency check, then the
+ * window.  Dependencies are in earlier waves: any that found no window is
+ * final by now. */
+static void place_units(planner *pl, placer *pw, const uint32_t *units, size_t n, int k,
+			int64_t ws0)
+{
+	for (size_t j = 0; j < n; j++) {
+		uint32_t ui = units[j];
+		unit *u = &pl->u[ui];
+		for (uint32_t q = 0; q < u->n_deps; q++) {
+			uint32_t v = pl->deps[u->dep_off + q];
+			if (pl->u[v].state == U_UNASSIGNED) {
+				u->state = U_UNASSIGNED;
+				u->why = WHY_DEP;
+				u->why_ref = (int)v;
+				break;
+			}
+		}
+		if (u->state != U_UNASSIGNED)
+			place_unit(pl, pw, ui, k, ws0);
+	}
+}
+
+static void *placer_main(void *arg)
+{
+	placer *pw = arg;
+	place_units(pw->pl, pw, pw->units, pw->n_units, pw->wave, pw->ws0);
+	return NULL;
+}
+
+/* A private copy of the recurrence table: the keys as they are, nothing
+ * expanded yet. */
+static rectab *rectab_fork(const rectab *t)
+{
+	rectab *c = xcalloc(1, sizeof(*c));
+	c->n = c->cap = t->n;
+	c->v = xmalloc((t->n ? t->n : 1) * sizeof(*c->v));
+	memcpy(c->v, t->v, t->n * sizeof(*c->v));
+	for (size_t i = 0; i < t->n; i++) {
+		rec *r = &c->v[i];
+		r->hi = INT64_MIN;
+		r->chunk = 0;
+		r->start = NULL;
+		r->off = NULL;
+		r->n = r->cap = 0;
+	}
+	c->n_d = c->cap_d = t->n_d;
+	c->d = xmalloc((t->n_d ? t->n_d : 1) * sizeof(*c->d));
+	for (size_t i = 0; i < t->n_d; i++)
+		c->d[i] = (days){ .w = t->d[i].w, .h = t->d[i].h };
+	return c;
+}
+
+/* Wave k's units b[0..n) (order keys), placed, their delays merged into
+ * pl->delays. */
+static void place_wave(planner *pl, const uint64_t *b, size_t n, int k, int64_t ws0)
+{
+	placer *pw = pl->pw;
+	for (int i = 0; i < PLACERS; i++)
+		pw[i].n_units = 0;
+	bool parallel = PLACERS > 1 && pl->threads != 1 && n >= pl->parallel_min_units;
+	if (parallel) {
+		/* Clusters to placers, the larger ones first would balance best
+		 * but the order of first appearance is good enough and cheap. */
+		size_t load[PLACERS] = { 0 };
+		for (size_t j = 0; j < n; j++)
+			pl->cl_count[pl->u[(uint32_t)b[j]].cluster]++;
+		for (size_t j = 0; j < n; j++) {
+			uint32_t c = pl->u[(uint32_t)b[j]].cluster;
+			if (pl->cl_count[c] == 0)
+				continue;   /* assigned already */
+			int best = 0;
+			for (int i = 1; i < PLACERS; i++)
+				if (load[i] < load[best])
+					best = i;
+			pl->cl_placer[c] = (uint8_t)best;
+			load[best] += pl->cl_count[c];
+			pl->cl_count[c] = 0;
+		}
+	}
+	for (size_t j = 0; j < n; j++) {
+		uint32_t ui = (uint32_t)b[j];
+		placer *p = &pw[parallel ? pl->cl_placer[pl->u[ui].cluster] : 0];
+		vec_reserve(&p->units, &p->cap_units, p->n_units + 1, sizeof(*p->units));
+		p->units[p->n_units++] = ui;
+	}
+	pthread_t th[PLACERS];
+	bool started[PLACERS] = { false };
+	for (int i = 1; parallel && i < PLACERS; i++) {
+		if (pw[i].rt == &pl->rt)
+			pw[i].rt = rectab_fork(&pl->rt);
+		pw[i].wave = k;
+		pw[i].ws0 = ws0;
+		started[i] = pthread_create(&th[i], NULL, placer_main, &pw[i]) == 0;
+	}
+	place_units(pl, &pw[0], pw[0].units, pw[0].n_units, k, ws0);
+	for (int i = 1; parallel && i < PLACERS; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		else
+			place_units(pl, &pw[i], pw[i].units, pw[i].n_units, k, ws0);
+	}
+	/* Merge the delays in placer order; offsets become global. */
+	for (int i = 0; i < PLACERS; i++) {
+		placer *p = &pw[i];
+		size_t base = pl->n_delays;
+		if (p->n_delays) {
+			vec_reserve(&pl->delays, &pl->cap_delays, base + p->n_delays, sizeof(*pl->delays));
+			memcpy(pl->delays + base, p->delays, p->n_delays * sizeof(*p->delays));
+			pl->n_delays += p->n_delays;
+		}
+		for (size_t j = 0; j < p->n_units; j++) {
+			unit *u = &pl->u[p->units[j]];
+			if (u->state == U_PLACED)
+				u->delay_off += (uint32_t)base;
+		}
+		p->n_delays = 0;
+		for (size_t t = 0; t < p->n_touched; t++)
+			pl->root[p->touched[t]] = 0;
+		p->n_touched = 0;
+		p->pool.len = 1;
+	}
 }
 
 static void schedule_waves(planner *pl)
@@ -1745,11 +1904,19 @@ static void schedule_waves(planner *pl)
 			bucket[fill[pl->u[i].wave]++] = unit_order_key(&pl->u[i], (uint32_t)i);
 	free(fill);
 	pl->placed = xmalloc((off[nw] ? off[nw] : 1) * sizeof(*pl->placed));
-	pl->root = xcalloc(pl->f->n_clusters, sizeof(*pl->root));
-	pl->pool.len = 1;   /* node 0 is the empty tree */
-	vec_reserve(&pl->pool.n, &pl->pool.cap, 1, sizeof(*pl->pool.n));
-	memset(&pl->pool.n[0], 0, sizeof(pl->pool.n[0]));
-	pl->pool.rng = 2463534242u;
+	pl->root = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->root));
+	pl->cl_placer = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_placer));
+	pl->cl_count = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_count));
+	pl->pw = xcalloc(PLACERS, sizeof(*pl->pw));
+	for (int i = 0; i < PLACERS; i++) {
+		placer *pw = &pl->pw[i];
+		pw->pl = pl;
+		pw->rt = &pl->rt;
+		pw->pool.len = 1;   /* node 0 is the empty tree */
+		vec_reserve(&pw->pool.n, &pw->pool.cap, 1, sizeof(*pw->pool.n));
+		memset(&pw->pool.n[0], 0, sizeof(pw->pool.n[0]));
+		pw->pool.rng = 2463534242u + (uint32_t)i;
+	}
 
 	int64_t cursor = pl->start;
 	int index = 0;
@@ -1761,23 +1928,10 @@ static void schedule_waves(planner *pl)
 		w->start = cursor;
 		w->end = NO_TIME;
 		w->off = (uint32_t)pl->n_placed;
+		place_wave(pl, b, n, k, cursor);
 		for (size_t j = 0; j < n; j++) {
 			uint32_t ui = (uint32_t)b[j];
 			unit *u = &pl->u[ui];
-			/* Dependencies are in earlier waves: any that found no window
-			 * is final by now. */
-			for (uint32_t q = 0; q < u->n_deps; q++) {
-				uint32_t v = pl->deps[u->dep_off + q];
-				if (pl->u[v].state == U_UNASSIGNED) {
-					u->state = U_UNASSIGNED;
-					u->why = WHY_DEP;
-					u->why_ref = (int)v;
-					break;
-				}
-			}
-			if (u->state == U_UNASSIGNED)
-				continue;
-			place_unit(pl, ui, k, cursor);
 			if (u->state != U_PLACED)
 				continue;
 			pl->placed[pl->n_placed++] = ui;
@@ -1790,10 +1944,6 @@ static void schedule_waves(planner *pl)
 			w->index = ++index;
 			cursor = w->end + wave_settings(pl, k)->soak_s;
 		}
-		for (size_t t = 0; t < pl->n_touched; t++)
-			pl->root[pl->touched[t]] = 0;
-		pl->n_touched = 0;
-		pl->pool.len = 1;
 	}
 	free(bucket);
 	free(off);
@@ -1964,7 +2114,7 @@ static void fill_tenant(out_ctx *o, ws_plan_tenant *pt, const unit *u, uint32_t 
 	 * already; one-off ranges come back with offset 0. */
 	const rec *r = u->rec_id >= 0 ? &pl->rt.v[u->rec_id] : NULL;
 	if (r && !r->w->one_off && r->zone == zone)
-		pt->offset_start = r->off[u->occ];
+		pt->offset_start = u->occ_off;
 	else
 		pt->offset_start = zone_offset(o, zone, u->ws);
 	pt->offset_end = zone_offset(o, zone, u->we);
@@ -2083,12 +2233,24 @@ static void planner_free(planner *pl)
 		calidx_free(&pl->cal[c]);
 	free(pl->cal);
 	rectab_free(&pl->rt);
-	free(pl->pool.n);
+	for (int i = 0; pl->pw && i < PLACERS; i++) {
+		placer *pw = &pl->pw[i];
+		if (pw->rt && pw->rt != &pl->rt) {
+			rectab_free(pw->rt);
+			free(pw->rt);
+		}
+		free(pw->pool.n);
+		free(pw->st);
+		free(pw->local);
+		free(pw->touched);
+		free(pw->delays);
+		free(pw->units);
+	}
+	free(pl->pw);
+	free(pl->cl_placer);
+	free(pl->cl_count);
 	free(pl->root);
-	free(pl->touched);
 	free(pl->delays);
-	free(pl->st);
-	free(pl->local);
 	free(pl->placed);
 	free(pl->wo);
 	free(pl->cand);
@@ -2136,6 +2298,8 @@ ws_plan *plan_build(const ws_plan_input *in, ws_diags *d)
 		.slot = in->policy->slot_s > 0 ? in->policy->slot_s : PLAN_DEFAULT_SLOT_S,
 		.n_pw = in->policy->n_waves,
 		.tmp = ws_arena_new(),
+		.threads = in->threads,
+		.parallel_min_units = in->parallel_min_units ? in->parallel_min_units : PARALLEL_MIN_UNITS,
 	};
 	pl.zones.a = pl.tmp;
 	int64_t horizon = in->policy->horizon_s > 0 ? in->policy->horizon_s : PLAN_DEFAULT_HORIZON_S;

@@ -28,6 +28,11 @@ typedef struct ws_plan_input {
 	const char *release;           /* the release version */
 	ws_release_kind kind;
 	int64_t start;                 /* unix seconds, UTC */
+	/* How a large wave is placed (the plan is the same either way):
+	 * threads 0 = up to two, 1 = one; waves of fewer units than
+	 * parallel_min_units (0 = 4096) are placed on one thread. */
+	int threads;
+	size_t parallel_min_units;
 } ws_plan_input;
 
 typedef struct ws_plan_tenant {

@@ -591,7 +591,8 @@ static void check_case(uint64_t seed, stats *st)
 		c.ts[i].candidate = !f->tenants[i].frozen &&
 				    !(f->tenants[i].version && strcmp(f->tenants[i].version, RELEASE) == 0);
 
-	ws_plan_input in = { .fleet = f, .policy = p, .release = RELEASE, .kind = g.kind, .start = g.start };
+	ws_plan_input in = { .fleet = f, .policy = p, .release = RELEASE, .kind = g.kind, .start = g.start,
+			     .threads = 1 };
 	ws_plan *plan = plan_build(&in, &d);
 	/* A plan fails exactly when unmatched: error leaves tenants
 	 * unmatched or clusters depend on each other in a cycle. */
@@ -701,11 +702,21 @@ static void check_case(uint64_t seed, stats *st)
 			check_window(&c, w, &w->tenants[j], tenant_index(&c, w->tenants[j].slug));
 		check_greedy(&c, w);
 	}
-	/* Byte-identical JSON. */
+	/* Byte-identical JSON, again, and with every wave split between two
+	 * threads (large waves are, in production). */
 	ws_plan *again = plan_build(&in, &d);
 	assert_non_null(again);
 	char *ja = pt_json(plan), *jb = pt_json(again);
 	assert_string_equal(ja, jb);
+	ws_plan_input two = in;
+	two.threads = 0;
+	two.parallel_min_units = 1;
+	ws_plan *split = plan_build(&two, &d);
+	assert_non_null(split);
+	char *jc = pt_json(split);
+	assert_string_equal(ja, jc);
+	free(jc);
+	plan_free(split);
 	/* And plan_write_json streams those bytes. */
 	char *js = pt_json_streamed(plan);
 	assert_string_equal(js, ja);
