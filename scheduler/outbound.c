@@ -640,12 +640,14 @@ static int socket_fn(CURL *easy, curl_socket_t s, int action, void *userp, void 
 		return 0;
 	}
 	if (!w) {
+		/* Returning an error here would make curl abort every transfer;
+		 * without a watcher only this one stalls, until its time-out. */
 		w = calloc(1, sizeof(*w));
-		if (!w)
-			return -1;
-		if (uv_poll_init_socket(o->loop, &w->poll, s) != 0) {
+		int rc = w ? uv_poll_init_socket(o->loop, &w->poll, s) : UV_ENOMEM;
+		if (rc != 0) {
+			ws_warn("outbound", "cannot watch socket %d: %s", (int)s, uv_strerror(rc));
 			free(w);
-			return -1;
+			return 0;
 		}
 		w->o = o;
 		w->fd = s;
