@@ -1,0 +1,956 @@
+/*
+ * executor.c - deploying one tenant through a webhook, the Kubernetes API or
+ * a local command (the contract is in include/wavesched/executor.h).
+ *
+ * A job is a small state machine: SUBMIT (the POST or PATCH, or the spawned
+ * command) then POLL (status URL or Deployment status) until an answer
+ * decides, or the deadline timer does.  The outcome is decided once, in
+ * job_finish(); the callback runs only after every resource of the job is
+ * quiet -- the HTTP call in flight cancelled and returned, the process group
+ * reaped, every handle closed -- so it always runs from a close callback on
+ * the loop and the job is freed right after it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+#include "wavesched/executor.h"
+#include "wavesched/fleet.h"
+#include "wavesched/log.h"
+
+extern char **environ;
+
+#define EX_MAX_REQUESTS 50        /* evidence: the first request and the latest polls */
+#define EX_EXCERPT 200            /* bytes of a remote answer quoted in a reason */
+#define EX_PIPE_GRACE_MS 2000     /* output still open after the command exited */
+
+typedef enum { EX_WEBHOOK, EX_KUBERNETES, EX_COMMAND } ex_kind;
+typedef enum { ST_SUBMIT, ST_POLL } ex_stage;
+
+static const char *const kind_names[] = { "webhook", "kubernetes", "command" };
+
+struct ws_executor {
+	uv_loop_t *loop;
+	ws_outbound *out;
+	char *cluster;
+	ex_kind kind;
+	json_t *settings;
+	uint64_t timeout_ms;      /* from the settings; 0 = none given */
+};
+
+struct ws_deploy_job {
+	uv_loop_t *loop;
+	ws_outbound *out;
+	ex_kind kind;
+	json_t *settings;
+	char *cluster, *rollout, *slug, *version, *prev, *artifact, *key;
+	bool rollback;
+	uint64_t poll_ms, timeout_ms;
+	ws_deploy_cb cb;
+	void *arg;
+
+	ex_stage stage;
+	json_t *evidence;
+	json_t *requests;         /* in evidence */
+	size_t requests_dropped;
+	char *auth;               /* "Authorization: Bearer ..." or NULL */
+	char *submit_url, *poll_url;
+	json_int_t generation;    /* kubernetes: from the PATCH answer */
+	char last_state[128];
+
+	uv_timer_t deadline;
+	uv_timer_t poll;          /* poll interval; for a command, the pipe grace */
+	int handles_open;
+	ws_outbound_call *call;
+
+	/* command */
+	uv_process_t proc;
+	uv_pipe_t pipes[2];
+	bool proc_alive;
+	bool exited;
+	int pipes_open;
+	char *output;
+	size_t output_len;
+	bool truncated;
+	int64_t exit_status;
+	int term_signal;
+
+	bool finished, closing;
+	bool ok;
+	char *reason;
+};
+
+/* ---- templates ---------------------------------------------------------- */
+
+static bool unreserved(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+WS_API char *ws_executor_expand(const char *tmpl, const char *const *names,
+				const char *const *values, bool urlencode, char *err,
+				size_t errsz)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&out, &len);
+	if (!fp)
+		return NULL;
+	for (const char *s = tmpl; *s; s++) {
+		if (*s != '{') {
+			fputc(*s, fp);
+			continue;
+		}
+		const char *end = strchr(s, '}');
+		if (!end) {
+			snprintf(err, errsz, "unclosed \"{\" in \"%s\"", tmpl);
+			goto fail;
+		}
+		size_t n = (size_t)(end - s - 1);
+		size_t i;
+		for (i = 0; names[i]; i++)
+			if (strlen(names[i]) == n && strncmp(names[i], s + 1, n) == 0)
+				break;
+		if (!names[i]) {
+			snprintf(err, errsz, "unknown placeholder \"{%.*s}\" in \"%s\"", (int)n, s + 1, tmpl);
+			goto fail;
+		}
+		const char *v = values[i] ? values[i] : "";
+		for (; *v; v++) {
+			if (urlencode && !unreserved((unsigned char)*v))
+				fprintf(fp, "%%%02X", (unsigned char)*v);
+			else
+				fputc(*v, fp);
+		}
+		s = end;
+	}
+	fclose(fp);
+	return out;
+fail:
+	fclose(fp);
+	free(out);
+	return NULL;
+}
+
+/* ---- settings ----------------------------------------------------------- */
+
+static const char *setting(const json_t *s, const char *key)
+{
+	return json_string_value(json_object_get(s, key));
+}
+
+static const char *const tmpl_names_http[] = { "slug", "version", "key", NULL };
+static const char *const tmpl_names_k8s[] = { "slug", "version", NULL };
+static const char *const tmpl_names_cmd[] = { "slug", "version", "previous_version", "key", NULL };
+
+static void check_template(const char *cluster, const char *key, const char *t,
+			   const char *const *names, int *bad, ws_diags *d)
+{
+	const char *values[8] = { "x", "x", "x", "x", NULL };
+	char err[256];
+	char *r = ws_executor_expand(t, names, values, false, err, sizeof(err));
+	if (!r) {
+		ws_diag_add(d, NULL, 0, 0, "cluster %s: deploy \"%s\": %s", cluster, key, err);
+		(*bad)++;
+	}
+	free(r);
+}
+
+WS_API ws_executor *ws_executor_new(uv_loop_t *loop, ws_outbound *out, const char *cluster,
+				    const json_t *deploy, ws_diags *d)
+{
+	const char *kind = json_is_object(deploy) ? setting(deploy, "executor") : NULL;
+	if (!kind) {
+		ws_diag_add(d, NULL, 0, 0, "cluster %s: no deploy settings (\"executor\" is missing)",
+			    cluster);
+		return NULL;
+	}
+	ex_kind k;
+	int bad = 0;
+	if (strcmp(kind, "webhook") == 0) {
+		k = EX_WEBHOOK;
+		if (!setting(deploy, "url")) {
+			ws_diag_add(d, NULL, 0, 0, "cluster %s: webhook deploy settings need \"url\"", cluster);
+			bad++;
+		}
+		if (setting(deploy, "status_url"))
+			check_template(cluster, "status_url", setting(deploy, "status_url"),
+				       tmpl_names_http, &bad, d);
+	} else if (strcmp(kind, "kubernetes") == 0) {
+		k = EX_KUBERNETES;
+		static const char *const need[] = { "api_url", "namespace", "deployment", "container",
+						    "image", NULL };
+		for (size_t i = 0; need[i]; i++) {
+			const char *v = setting(deploy, need[i]);
+			if (!v) {
+				ws_diag_add(d, NULL, 0, 0,
+					    "cluster %s: kubernetes deploy settings need \"%s\"", cluster,
+					    need[i]);
+				bad++;
+			} else if (i > 0) {
+				check_template(cluster, need[i], v, tmpl_names_k8s, &bad, d);
+			}
+		}
+	} else if (strcmp(kind, "command") == 0) {
+		k = EX_COMMAND;
+		const json_t *argv = json_object_get(deploy, "argv");
+		if (!json_is_array(argv) || json_array_size(argv) == 0) {
+			ws_diag_add(d, NULL, 0, 0, "cluster %s: command deploy settings need a non-empty \"argv\"",
+				    cluster);
+			bad++;
+		} else {
+			size_t i;
+			const json_t *a;
+			json_array_foreach(argv, i, a) {
+				if (!json_is_string(a)) {
+					ws_diag_add(d, NULL, 0, 0, "cluster %s: argv[%zu] is not a string",
+						    cluster, i);
+					bad++;
+				} else {
+					check_template(cluster, "argv", json_string_value(a), tmpl_names_cmd,
+						       &bad, d);
+				}
+			}
+		}
+	} else {
+		ws_diag_add(d, NULL, 0, 0, "cluster %s: unknown executor \"%s\"", cluster, kind);
+		return NULL;
+	}
+	int64_t timeout_s = 0;
+	const char *t = setting(deploy, "timeout");
+	if (t && (ws_duration_parse(t, &timeout_s) != 0 || timeout_s <= 0)) {
+		ws_diag_add(d, NULL, 0, 0, "cluster %s: deploy \"timeout\" \"%s\" is not a duration",
+			    cluster, t);
+		bad++;
+	}
+	if (bad)
+		return NULL;
+	ws_executor *e = calloc(1, sizeof(*e));
+	if (!e || !(e->cluster = strdup(cluster))) {
+		free(e);
+		return NULL;
+	}
+	e->loop = loop;
+	e->out = out;
+	e->kind = k;
+	e->settings = json_deep_copy(deploy);
+	e->timeout_ms = (uint64_t)timeout_s * 1000u;
+	return e;
+}
+
+WS_API void ws_executor_free(ws_executor *e)
+{
+	if (!e)
+		return;
+	json_decref(e->settings);
+	free(e->cluster);
+	free(e);
+}
+
+WS_API const char *ws_executor_kind(const ws_executor *e)
+{
+	return kind_names[e->kind];
+}
+
+/* ---- the job's end ------------------------------------------------------ */
+
+static void job_free(ws_deploy_job *j)
+{
+	json_decref(j->settings);
+	json_decref(j->evidence);
+	free(j->cluster);
+	free(j->rollout);
+	free(j->slug);
+	free(j->version);
+	free(j->prev);
+	free(j->artifact);
+	free(j->key);
+	free(j->auth);
+	free(j->submit_url);
+	free(j->poll_url);
+	free(j->output);
+	free(j->reason);
+	free(j);
+}
+
+static void job_handle_closed(uv_handle_t *h)
+{
+	ws_deploy_job *j = h->data;
+	if (--j->handles_open > 0)
+		return;
+	json_object_set_new(j->evidence, "ok", json_boolean(j->ok));
+	json_object_set_new(j->evidence, "reason", json_string(j->reason ? j->reason : ""));
+	if (j->requests_dropped)
+		json_object_set_new(j->evidence, "requests_dropped",
+				    json_integer((json_int_t)j->requests_dropped));
+	ws_deploy_result r = { .ok = j->ok, .reason = j->reason ? j->reason : "", .evidence = j->evidence };
+	if (j->ok)
+		ws_info("executor", "cluster=%s tenant=%s key=%s: %s", j->cluster, j->slug, j->key, r.reason);
+	else
+		ws_warn("executor", "cluster=%s tenant=%s key=%s: %s", j->cluster, j->slug, j->key, r.reason);
+	j->cb(j->arg, &r);
+	job_free(j);
+}
+
+/* Closes the handles once nothing of the job is still running. */
+static void job_maybe_done(ws_deploy_job *j)
+{
+	if (!j->finished || j->closing || j->call || j->proc_alive || j->pipes_open > 0)
+		return;
+	j->closing = true;
+	uv_close((uv_handle_t *)&j->deadline, job_handle_closed);
+	uv_close((uv_handle_t *)&j->poll, job_handle_closed);
+}
+
+/* Decides the outcome, once, and stops whatever still runs. */
+static void job_finish(ws_deploy_job *j, bool ok, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void job_finish(ws_deploy_job *j, bool ok, const char *fmt, ...)
+{
+	if (j->finished)
+		return;
+	j->finished = true;
+	j->ok = ok;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&j->reason, fmt, ap) < 0)
+		j->reason = NULL;
+	va_end(ap);
+	uv_timer_stop(&j->deadline);
+	uv_timer_stop(&j->poll);
+	if (j->call)
+		ws_outbound_cancel(j->call);
+	if (j->proc_alive)
+		kill(-j->proc.pid, SIGKILL);   /* the whole group: children too */
+	job_maybe_done(j);
+}
+
+/* ---- HTTP --------------------------------------------------------------- */
+
+static void excerpt(const char *body, size_t len, char *buf, size_t size)
+{
+	size_t n = len < EX_EXCERPT ? len : EX_EXCERPT;
+	if (n >= size)
+		n = size - 1;
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 1 < size; i++)
+		buf[o++] = body[i] == '\n' || body[i] == '\r' ? ' ' : body[i];
+	buf[o] = '\0';
+	if (len > n && o + 4 < size)
+		strcat(buf, "...");
+}
+
+static json_t *record_request(ws_deploy_job *j, const char *method, const char *url,
+			      const ws_outbound_res *r)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "method", json_string(method));
+	json_object_set_new(o, "url", json_string(url));
+	if (r->reason == WS_OUT_OK)
+		json_object_set_new(o, "status", json_integer(r->status));
+	json_object_set_new(o, "latency_ms", json_real((double)r->latency_us / 1000.0));
+	if (r->error)
+		json_object_set_new(o, "error", json_string(r->error));
+	if (json_array_size(j->requests) >= EX_MAX_REQUESTS) {
+		json_array_remove(j->requests, 1);   /* keep the submit, drop the oldest poll */
+		j->requests_dropped++;
+	}
+	json_array_append_new(j->requests, o);
+	return o;
+}
+
+static void http_done(void *arg, const ws_outbound_res *r);
+
+static uint64_t remaining_ms(ws_deploy_job *j)
+{
+	uint64_t due = uv_timer_get_due_in(&j->deadline);
+	uint64_t t = due < WS_EXECUTOR_CALL_TIMEOUT_MS ? due : WS_EXECUTOR_CALL_TIMEOUT_MS;
+	return t ? t : 1;
+}
+
+static void job_http(ws_deploy_job *j, const char *method, const char *url, const char *ctype,
+		     const char *body)
+{
+	char key_h[600], ctype_h[128];
+	const char *headers[5];
+	size_t n = 0;
+	snprintf(key_h, sizeof(key_h), "Idempotency-Key: %s", j->key);
+	headers[n++] = key_h;
+	if (ctype) {
+		snprintf(ctype_h, sizeof(ctype_h), "Content-Type: %s", ctype);
+		headers[n++] = ctype_h;
+	}
+	headers[n++] = "Accept: application/json";
+	if (j->auth)
+		headers[n++] = j->auth;
+	headers[n] = NULL;
+	ws_outbound_req req = {
+		.method = method, .url = url, .headers = headers, .body = body,
+		.body_len = body ? strlen(body) : 0, .timeout_ms = remaining_ms(j),
+	};
+	int rc = ws_outbound_request(j->out, &req, http_done, j, &j->call);
+	if (rc != 0) {
+		j->call = NULL;
+		job_finish(j, false, "%s %s: cannot start the call (%s)", method, url, ws_strerror(rc));
+	}
+}
+
+static void poll_timer_cb(uv_timer_t *t);
+
+static void poll_later(ws_deploy_job *j)
+{
+	j->stage = ST_POLL;
+	uv_timer_start(&j->poll, poll_timer_cb, j->poll_ms, 0);
+}
+
+static void poll_timer_cb(uv_timer_t *t)
+{
+	ws_deploy_job *j = t->data;
+	job_http(j, "GET", j->poll_url, NULL, NULL);
+}
+
+/* The answer as a JSON object, or NULL after failing the job with what was
+ * wrong. */
+static json_t *parse_object(ws_deploy_job *j, const char *what, const char *method, const char *url,
+			    const ws_outbound_res *r)
+{
+	json_error_t err;
+	json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+	if (!doc) {
+		char ex[EX_EXCERPT + 8];
+		excerpt(r->body, r->body_len, ex, sizeof(ex));
+		job_finish(j, false, "%s %s %s: the answer is not JSON (%s at line %d): \"%s\"", what,
+			   method, url, err.text, err.line, ex);
+		return NULL;
+	}
+	if (!json_is_object(doc)) {
+		job_finish(j, false, "%s %s %s: expected a JSON object, got %s", what, method, url,
+			   json_is_array(doc) ? "an array" : json_is_string(doc) ? "a string" : "a scalar");
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* Transport failure or non-2xx: fails the job and returns false. */
+static bool answer_ok(ws_deploy_job *j, const char *what, const char *method, const char *url,
+		      const ws_outbound_res *r)
+{
+	if (r->reason != WS_OUT_OK) {
+		job_finish(j, false, "%s %s", what, r->error);
+		return false;
+	}
+	if (r->status < 200 || r->status > 299) {
+		char ex[EX_EXCERPT + 8];
+		excerpt(r->body, r->body_len, ex, sizeof(ex));
+		job_finish(j, false, "%s %s %s answered HTTP %ld: %s", what, method, url, r->status, ex);
+		return false;
+	}
+	return true;
+}
+
+static void webhook_answer(ws_deploy_job *j, const ws_outbound_res *r, json_t *rec)
+{
+	if (j->stage == ST_SUBMIT) {
+		if (!answer_ok(j, "webhook", "POST", j->submit_url, r))
+			return;
+		if (!j->poll_url) {
+			job_finish(j, true, "webhook POST %s accepted the deploy (HTTP %ld)", j->submit_url,
+				   r->status);
+			return;
+		}
+		poll_later(j);
+		return;
+	}
+	if (!answer_ok(j, "status", "GET", j->poll_url, r))
+		return;
+	json_t *doc = parse_object(j, "status", "GET", j->poll_url, r);
+	if (!doc)
+		return;
+	const json_t *st = json_object_get(doc, "state");
+	if (!json_is_string(st)) {
+		job_finish(j, false, "status GET %s: expected a string \"state\", %s", j->poll_url,
+			   st ? "got another type" : "it is missing");
+	} else {
+		const char *state = json_string_value(st);
+		json_object_set_new(rec, "state", json_string(state));
+		snprintf(j->last_state, sizeof(j->last_state), "%s", state);
+		const char *msg = json_string_value(json_object_get(doc, "message"));
+		if (!msg)
+			msg = json_string_value(json_object_get(doc, "reason"));
+		if (strcmp(state, "done") == 0)
+			job_finish(j, true, "deployed: status %s says done", j->poll_url);
+		else if (strcmp(state, "failed") == 0)
+			job_finish(j, false, "deploy failed: status %s says failed%s%s", j->poll_url,
+				   msg ? ": " : "", msg ? msg : "");
+		else
+			poll_later(j);
+	}
+	json_decref(doc);
+}
+
+/* An integer member: *out = its value (0 when absent and optional).
+ * Returns false, after failing the job, on a wrong type or a missing
+ * required member. */
+static bool k8s_int(ws_deploy_job *j, const json_t *obj, const char *path, const char *key,
+		    bool required, json_int_t *out)
+{
+	const json_t *v = json_object_get(obj, key);
+	*out = 0;
+	if (!v && !required)
+		return true;
+	if (!json_is_integer(v)) {
+		job_finish(j, false, "kubernetes GET %s: %s.%s %s", j->poll_url, path, key,
+			   v ? "is not an integer" : "is missing");
+		return false;
+	}
+	*out = json_integer_value(v);
+	return true;
+}
+
+static void k8s_answer(ws_deploy_job *j, const ws_outbound_res *r, json_t *rec)
+{
+	const char *method = j->stage == ST_SUBMIT ? "PATCH" : "GET";
+	if (!answer_ok(j, "kubernetes", method, j->poll_url, r))
+		return;
+	json_t *doc = parse_object(j, "kubernetes", method, j->poll_url, r);
+	if (!doc)
+		return;
+	const json_t *meta = json_object_get(doc, "metadata");
+	const json_t *spec = json_object_get(doc, "spec");
+	const json_t *status = json_object_get(doc, "status");
+	json_int_t gen, want, observed, replicas, updated, available;
+	if (!json_is_object(meta) || !json_is_object(spec) || (status && !json_is_object(status))) {
+		job_finish(j, false, "kubernetes %s %s: expected a Deployment with objects "
+			   "\"metadata\", \"spec\" and \"status\"", method, j->poll_url);
+		goto out;
+	}
+	if (!k8s_int(j, meta, "metadata", "generation", true, &gen))
+		goto out;
+	if (j->stage == ST_SUBMIT) {
+		j->generation = gen;
+		poll_later(j);
+		goto out;
+	}
+	if (!k8s_int(j, spec, "spec", "replicas", true, &want) ||
+	    !k8s_int(j, status, "status", "observedGeneration", false, &observed) ||
+	    !k8s_int(j, status, "status", "replicas", false, &replicas) ||
+	    !k8s_int(j, status, "status", "updatedReplicas", false, &updated) ||
+	    !k8s_int(j, status, "status", "availableReplicas", false, &available))
+		goto out;
+	snprintf(j->last_state, sizeof(j->last_state),
+		 "generation %lld observed %lld, updated %lld/%lld, available %lld/%lld, total %lld",
+		 (long long)(gen > j->generation ? gen : j->generation), (long long)observed,
+		 (long long)updated, (long long)want, (long long)available, (long long)want,
+		 (long long)replicas);
+	json_object_set_new(rec, "state", json_string(j->last_state));
+	const json_t *conds = json_object_get(status, "conditions");
+	size_t i;
+	const json_t *c;
+	json_array_foreach(conds, i, c) {
+		const char *type = json_string_value(json_object_get(c, "type"));
+		const char *reason = json_string_value(json_object_get(c, "reason"));
+		if (type && reason && strcmp(type, "Progressing") == 0 &&
+		    strcmp(reason, "ProgressDeadlineExceeded") == 0) {
+			const char *msg = json_string_value(json_object_get(c, "message"));
+			job_finish(j, false, "kubernetes deployment %s: progress deadline exceeded%s%s",
+				   j->poll_url, msg ? ": " : "", msg ? msg : "");
+			goto out;
+		}
+	}
+	if (observed >= gen && observed >= j->generation && updated == want && available == want &&
+	    replicas == want)
+		job_finish(j, true, "deployed: %s rolled out (%s)", j->poll_url, j->last_state);
+	else
+		poll_later(j);
+out:
+	json_decref(doc);
+}
+
+static void http_done(void *arg, const ws_outbound_res *r)
+{
+	ws_deploy_job *j = arg;
+	j->call = NULL;
+	if (j->finished) {
+		job_maybe_done(j);
+		return;
+	}
+	const char *method = j->stage == ST_POLL ? "GET" : j->kind == EX_WEBHOOK ? "POST" : "PATCH";
+	const char *url = j->stage == ST_POLL || j->kind == EX_KUBERNETES ? j->poll_url : j->submit_url;
+	json_t *rec = record_request(j, method, url, r);
+	if (j->kind == EX_WEBHOOK)
+		webhook_answer(j, r, rec);
+	else
+		k8s_answer(j, r, rec);
+}
+
+/* "Authorization: Bearer $token_env", or false after failing the job when
+ * the variable is named but not set: no call without the credentials the
+ * cluster asked for. */
+static bool job_auth(ws_deploy_job *j)
+{
+	const char *var = setting(j->settings, "token_env");
+	if (!var)
+		return true;
+	const char *tok = getenv(var);
+	if (!tok || !*tok) {
+		job_finish(j, false, "cluster %s: the environment variable %s (token_env) is not set; "
+			   "no call was made", j->cluster, var);
+		return false;
+	}
+	if (asprintf(&j->auth, "Authorization: Bearer %s", tok) < 0) {
+		j->auth = NULL;
+		job_finish(j, false, "out of memory");
+		return false;
+	}
+	return true;
+}
+
+static void webhook_start(ws_deploy_job *j)
+{
+	if (!job_auth(j))
+		return;
+	char err[256];
+	j->submit_url = strdup(setting(j->settings, "url"));
+	const char *su = setting(j->settings, "status_url");
+	if (su) {
+		const char *values[] = { j->slug, j->version, j->key, NULL };
+		j->poll_url = ws_executor_expand(su, tmpl_names_http, values, true, err, sizeof(err));
+		if (!j->poll_url) {
+			job_finish(j, false, "cluster %s: status_url: %s", j->cluster, err);
+			return;
+		}
+	}
+	json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:s, s:b}",
+				 "rollout", j->rollout, "tenant", j->slug, "cluster", j->cluster,
+				 "version", j->version, "previous_version", j->prev,
+				 "artifact", j->artifact, "idempotency_key", j->key,
+				 "rollback", j->rollback);
+	char *text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(body);
+	json_object_set_new(j->evidence, "url", json_string(j->submit_url));
+	j->stage = ST_SUBMIT;
+	job_http(j, "POST", j->submit_url, "application/json", text);
+	free(text);
+}
+
+static void k8s_start(ws_deploy_job *j)
+{
+	if (!job_auth(j))
+		return;
+	const char *values[] = { j->slug, j->version, NULL };
+	char err[256];
+	char *ns = NULL, *dep = NULL, *container = NULL, *image = NULL;
+	ns = ws_executor_expand(setting(j->settings, "namespace"), tmpl_names_k8s, values, true, err,
+				sizeof(err));
+	if (ns)
+		dep = ws_executor_expand(setting(j->settings, "deployment"), tmpl_names_k8s, values, true,
+					 err, sizeof(err));
+	if (dep)
+		container = ws_executor_expand(setting(j->settings, "container"), tmpl_names_k8s, values,
+					       false, err, sizeof(err));
+	if (container)
+		image = ws_executor_expand(setting(j->settings, "image"), tmpl_names_k8s, values, false,
+					   err, sizeof(err));
+	if (!image) {
+		job_finish(j, false, "cluster %s: kubernetes settings: %s", j->cluster, err);
+		goto out;
+	}
+	const char *api = setting(j->settings, "api_url");
+	size_t alen = strlen(api);
+	while (alen > 0 && api[alen - 1] == '/')
+		alen--;
+	if (asprintf(&j->poll_url, "%.*s/apis/apps/v1/namespaces/%s/deployments/%s", (int)alen, api,
+		     ns, dep) < 0) {
+		j->poll_url = NULL;
+		job_finish(j, false, "out of memory");
+		goto out;
+	}
+	json_t *patch = json_pack("{s:{s:{s:{s:[{s:s, s:s}]}}}}", "spec", "template", "spec",
+				  "containers", "name", container, "image", image);
+	char *text = json_dumps(patch, JSON_COMPACT);
+	json_decref(patch);
+	json_object_set_new(j->evidence, "url", json_string(j->poll_url));
+	json_object_set_new(j->evidence, "image", json_string(image));
+	j->stage = ST_SUBMIT;
+	job_http(j, "PATCH", j->poll_url, "application/strategic-merge-patch+json", text);
+	free(text);
+out:
+	free(ns);
+	free(dep);
+	free(container);
+	free(image);
+}
+
+/* ---- command ------------------------------------------------------------ */
+
+static void output_add(ws_deploy_job *j, const char *buf, size_t n)
+{
+	size_t room = WS_EXECUTOR_MAX_OUTPUT - j->output_len;
+	if (n > room) {
+		j->truncated = true;
+		n = room;
+	}
+	if (n == 0)
+		return;
+	char *o = realloc(j->output, j->output_len + n + 1);
+	if (!o) {
+		j->truncated = true;
+		return;
+	}
+	j->output = o;
+	memcpy(j->output + j->output_len, buf, n);
+	j->output_len += n;
+	j->output[j->output_len] = '\0';
+}
+
+static void command_decide(ws_deploy_job *j);
+
+static void pipe_closed_cb(uv_handle_t *h)
+{
+	ws_deploy_job *j = h->data;
+	j->pipes_open--;
+	if (j->exited && j->pipes_open == 0)
+		command_decide(j);   /* all output read: now the result */
+	job_maybe_done(j);
+	job_handle_closed(h);
+}
+
+static void pipe_close(ws_deploy_job *j, uv_pipe_t *p)
+{
+	(void)j;
+	if (!uv_is_closing((uv_handle_t *)p))
+		uv_close((uv_handle_t *)p, pipe_closed_cb);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	(void)suggested;
+	static char slab[16384];   /* the loop is single-threaded; read_cb copies out */
+	*buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	ws_deploy_job *j = s->data;
+	if (n > 0)
+		output_add(j, buf->base, (size_t)n);
+	else if (n < 0)
+		pipe_close(j, (uv_pipe_t *)s);
+}
+
+static void command_decide(ws_deploy_job *j)
+{
+	json_object_set_new(j->evidence, "exit_status", json_integer(j->exit_status));
+	if (j->term_signal)
+		json_object_set_new(j->evidence, "signal", json_integer(j->term_signal));
+	json_object_set_new(j->evidence, "output", json_string(j->output ? j->output : ""));
+	json_object_set_new(j->evidence, "output_truncated", json_boolean(j->truncated));
+	if (j->finished)
+		return;   /* timed out or cancelled: already decided */
+	const char *argv0 = json_string_value(json_array_get(json_object_get(j->settings, "argv"), 0));
+	char tail[EX_EXCERPT + 8] = "";
+	if (j->output_len) {
+		size_t from = j->output_len > EX_EXCERPT ? j->output_len - EX_EXCERPT : 0;
+		excerpt(j->output + from, j->output_len - from, tail, sizeof(tail));
+	}
+	if (j->term_signal)
+		job_finish(j, false, "command %s was killed by signal %d%s%s", argv0, j->term_signal,
+			   *tail ? ": " : "", tail);
+	else if (j->exit_status != 0)
+		job_finish(j, false, "command %s exited with status %lld%s%s", argv0,
+			   (long long)j->exit_status, *tail ? ": " : "", tail);
+	else
+		job_finish(j, true, "command %s exited with status 0", argv0);
+}
+
+static void grace_cb(uv_timer_t *t)
+{
+	/* The command is gone but something it started still holds the
+	 * output open: stop reading rather than wait for it. */
+	ws_deploy_job *j = t->data;
+	for (int i = 0; i < 2; i++)
+		pipe_close(j, &j->pipes[i]);
+}
+
+
+static void exit_cb(uv_process_t *p, int64_t status, int sig)
+{
+	ws_deploy_job *j = p->data;
+	j->exit_status = status;
+	j->term_signal = sig;
+	j->proc_alive = false;
+	j->exited = true;
+	uv_close((uv_handle_t *)p, job_handle_closed);
+	/* Decided once the output is read (pipe_closed_cb), or now if it is. */
+	if (j->pipes_open > 0)
+		uv_timer_start(&j->poll, grace_cb, EX_PIPE_GRACE_MS, 0);
+	else
+		command_decide(j);
+	job_maybe_done(j);
+}
+
+static void command_start(ws_deploy_job *j)
+{
+	const json_t *argv_t = json_object_get(j->settings, "argv");
+	size_t n = json_array_size(argv_t);
+	char **argv = calloc(n + 1, sizeof(*argv));
+	size_t n_env = 0;
+	while (environ[n_env])
+		n_env++;
+	char **env = calloc(n_env + 2, sizeof(*env));
+	char *key_env = NULL;
+	json_t *argv_ev = json_array();
+	if (!argv || !env || asprintf(&key_env, "WAVESCHED_IDEMPOTENCY_KEY=%s", j->key) < 0) {
+		key_env = NULL;
+		job_finish(j, false, "out of memory");
+		goto out;
+	}
+	const char *values[] = { j->slug, j->version, j->prev ? j->prev : "", j->key, NULL };
+	char err[256];
+	for (size_t i = 0; i < n; i++) {
+		argv[i] = ws_executor_expand(json_string_value(json_array_get(argv_t, i)), tmpl_names_cmd,
+					     values, false, err, sizeof(err));
+		if (!argv[i]) {
+			job_finish(j, false, "cluster %s: argv[%zu]: %s", j->cluster, i, err);
+			goto out;
+		}
+		json_array_append_new(argv_ev, json_string(argv[i]));
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n_env; i++)
+		if (strncmp(environ[i], "WAVESCHED_IDEMPOTENCY_KEY=", 26) != 0)
+			env[m++] = environ[i];
+	env[m++] = key_env;
+	env[m] = NULL;
+	json_object_set(j->evidence, "argv", argv_ev);
+	for (int i = 0; i < 2; i++) {
+		uv_pipe_init(j->loop, &j->pipes[i], 0);
+		j->pipes[i].data = j;
+		j->pipes_open++;
+		j->handles_open++;
+	}
+	uv_stdio_container_t stdio[3] = {
+		{ .flags = UV_IGNORE },
+		{ .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&j->pipes[0] },
+		{ .flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&j->pipes[1] },
+	};
+	/* DETACHED = setsid(): the command leads a process group of its own, so
+	 * the time-out can kill everything it started. */
+	uv_process_options_t o = {
+		.exit_cb = exit_cb, .file = argv[0], .args = argv, .env = env,
+		.stdio_count = 3, .stdio = stdio, .flags = UV_PROCESS_DETACHED,
+	};
+	j->proc.data = j;
+	int rc = uv_spawn(j->loop, &j->proc, &o);
+	if (rc != 0) {
+		/* libuv wants the handle closed even when the spawn failed. */
+		j->handles_open++;
+		uv_close((uv_handle_t *)&j->proc, job_handle_closed);
+		for (int i = 0; i < 2; i++)
+			pipe_close(j, &j->pipes[i]);
+		job_finish(j, false, "command %s: cannot start: %s", argv[0], uv_strerror(rc));
+		goto out;
+	}
+	j->handles_open++;
+	j->proc_alive = true;
+	json_object_set_new(j->evidence, "pid", json_integer(j->proc.pid));
+	for (int i = 0; i < 2; i++)
+		uv_read_start((uv_stream_t *)&j->pipes[i], alloc_cb, read_cb);
+out:
+	json_decref(argv_ev);
+	for (size_t i = 0; argv && i < n; i++)
+		free(argv[i]);
+	free(argv);
+	free(env);
+	free(key_env);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static void deadline_cb(uv_timer_t *t)
+{
+	ws_deploy_job *j = t->data;
+	if (j->kind == EX_COMMAND)
+		job_finish(j, false, "command timed out after %llu ms; its process group was killed",
+			   (unsigned long long)j->timeout_ms);
+	else
+		job_finish(j, false, "%s deploy timed out after %llu ms%s%s", kind_names[j->kind],
+			   (unsigned long long)j->timeout_ms, *j->last_state ? "; last state: " : "",
+			   j->last_state);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+WS_API int ws_executor_run(ws_executor *e, const ws_deploy_call *call, ws_deploy_cb cb,
+			   void *arg, ws_deploy_job **job_out)
+{
+	if (!cb || !call->rollout_id || !call->slug || !call->version || !call->artifact ||
+	    !call->idempotency_key)
+		return WS_EINVAL;
+	ws_deploy_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return WS_ENOMEM;
+	j->loop = e->loop;
+	j->out = e->out;
+	j->kind = e->kind;
+	j->settings = json_incref(e->settings);
+	j->cluster = strdup(call->cluster ? call->cluster : e->cluster);
+	j->rollout = strdup(call->rollout_id);
+	j->slug = strdup(call->slug);
+	j->version = strdup(call->version);
+	j->prev = dup_or_null(call->previous_version);
+	j->artifact = strdup(call->artifact);
+	j->key = strdup(call->idempotency_key);
+	j->evidence = json_object();
+	j->requests = json_array();
+	if (!j->cluster || !j->rollout || !j->slug || !j->version || !j->artifact || !j->key ||
+	    !j->evidence || !j->requests || (call->previous_version && !j->prev)) {
+		json_decref(j->requests);
+		job_free(j);
+		return WS_ENOMEM;
+	}
+	j->rollback = call->rollback;
+	j->poll_ms = call->poll_interval_ms ? call->poll_interval_ms : WS_EXECUTOR_DEFAULT_POLL_MS;
+	j->timeout_ms = call->timeout_ms ? call->timeout_ms
+		      : e->timeout_ms ? e->timeout_ms : WS_EXECUTOR_DEFAULT_TIMEOUT_MS;
+	j->cb = cb;
+	j->arg = arg;
+	json_object_set_new(j->evidence, "executor", json_string(kind_names[j->kind]));
+	json_object_set_new(j->evidence, "cluster", json_string(j->cluster));
+	json_object_set_new(j->evidence, "idempotency_key", json_string(j->key));
+	json_object_set_new(j->evidence, "rollback", json_boolean(j->rollback));
+	if (j->kind != EX_COMMAND)
+		json_object_set_new(j->evidence, "requests", j->requests);
+	else
+		json_decref(j->requests);
+	if (j->kind == EX_COMMAND)
+		j->requests = NULL;
+	uv_timer_init(j->loop, &j->deadline);
+	uv_timer_init(j->loop, &j->poll);
+	j->deadline.data = j->poll.data = j;
+	j->handles_open = 2;
+	uv_timer_start(&j->deadline, deadline_cb, j->timeout_ms, 0);
+	if (job_out)
+		*job_out = j;
+	switch (j->kind) {
+	case EX_WEBHOOK: webhook_start(j); break;
+	case EX_KUBERNETES: k8s_start(j); break;
+	case EX_COMMAND: command_start(j); break;
+	}
+	return 0;
+}
+
+WS_API void ws_deploy_job_cancel(ws_deploy_job *j)
+{
+	job_finish(j, false, "cancelled");
+}
