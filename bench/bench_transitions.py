@@ -6,9 +6,9 @@ deploying (+ outbox intent) -> verifying (+ outbox result) -> healthy, B
 transitions per call over C connections with one call in flight each, then
 checks that the database holds exactly what it committed (audit rows, events,
 states, outbox rows, an intact audit chain).  The baseline is pgbench -N
-(scale 10) at the same client count, measured before and after the tx_load
-runs; their mean is the baseline and a drift between the two is reported,
-since the machine may be shared.  Target: transitions/s >= pgbench -N tps.
+(scale 10) at the same client count, measured just before and just after
+the tx_load runs of that client count; their mean is the baseline and a
+drift between the two is reported, since the machine may be shared.  Target: transitions/s >= pgbench -N tps.
 
 Every tx_load configuration gets a fresh database migrated with
 `wavesched migrate`; pgbench gets its own.  All are dropped at the end.
@@ -98,12 +98,14 @@ def main():
         settings = psql(bench_db.url, "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings "
                                       "WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', "
                                       "'server_version')")
-        before = {c: pgbench(bench_db.url, c) for c in CLIENTS}
-        results = []
+        # pgbench brackets each client count's tx_load runs, so a change of
+        # load on a shared machine shows as drift next to the figures it hits
+        before, after, results = {}, {}, []
         for c in CLIENTS:
+            before[c] = pgbench(bench_db.url, c)
             for b in BATCHES:
                 results.append(tx_load(admin, b, c, before[c][0], dbs))
-        after = {c: pgbench(bench_db.url, c) for c in CLIENTS}
+            after[c] = pgbench(bench_db.url, c)
 
         print(f"engine transition benchmark: ws_engine_tx vs pgbench -N (scale 10), {SECONDS} s per run, "
               f"same server ({settings}), {os.cpu_count()} CPUs")
