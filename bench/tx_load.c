@@ -406,13 +406,13 @@ static void run(client *cl, int nclients, int batch, double seconds, lat *l, dou
 	for (;;) {
 		int active = 0;
 		for (int i = 0; i < nclients; i++) {
-			pfd[i].fd = PQsocket(cl[i].pg);
-			pfd[i].events = 0;
+			/* an idle connection is left out (a negative fd is ignored) */
+			pfd[i].fd = cl[i].busy ? PQsocket(cl[i].pg) : -1;
+			pfd[i].events = POLLIN;
 			pfd[i].revents = 0;
 			if (!cl[i].busy)
 				continue;
 			active++;
-			pfd[i].events = POLLIN;
 			int f = PQflush(cl[i].pg);
 			if (f < 0)
 				die("client %d: cannot send: %s", i, PQerrorMessage(cl[i].pg));
@@ -554,7 +554,8 @@ int main(int argc, char **argv)
 	 * end so that a later run (or a real engine) takes it at once. */
 	char ttl[32], tag[64];
 	snprintf(lease_holder, sizeof(lease_holder), "tx_load-%ld", (long)getpid());
-	snprintf(ttl, sizeof(ttl), "%d", (int)(seconds + 600) * 1000 > 3600000 ? 3600000 : (int)(seconds + 600) * 1000);
+	long ttl_ms = (long)(seconds + 600) * 1000;
+	snprintf(ttl, sizeof(ttl), "%ld", ttl_ms > 3600000 ? 3600000 : ttl_ms);
 	const char *pl[] = { lease_holder, ttl };
 	PGresult *r = q(pg, "taking the lease", "SELECT epoch, leader, remaining_ms, holder FROM ws_lease_acquire($1, $2)",
 			2, pl);
@@ -574,7 +575,6 @@ int main(int argc, char **argv)
 	fixture(pg, cl, nclients, ndeps, tag, lease_epoch);
 	for (int i = 0; i < nclients; i++) {
 		cl[i].no = i;
-		cl[i].at_step[0] = 0;
 		cl[i].outbox = calloc((size_t)batch, sizeof(*cl[i].outbox));
 		if (!cl[i].outbox)
 			die("out of memory");
@@ -582,8 +582,8 @@ int main(int argc, char **argv)
 		if (PQsetnonblocking(cl[i].pg, 1) != 0)
 			die("client %d: %s", i, PQerrorMessage(cl[i].pg));
 	}
-	/* VACUUM-free steady state is not the point; a fresh ANALYZE is, so the
-	 * plans inside ws_engine_tx see the fixture's sizes. */
+	/* Fresh statistics, so that the plans ws_engine_tx prepares on each
+	 * connection's first call are made for the fixture's table sizes. */
 	PQclear(q(pg, "ANALYZE", "ANALYZE deployments, tenants, outbox, audit_log, events", 0, NULL));
 	long long audit0 = q_int(pg, "counting audit rows", "SELECT count(*) FROM audit_log", 0, NULL);
 	long long events0 = q_int(pg, "counting events", "SELECT count(*) FROM events", 0, NULL);
