@@ -10,6 +10,7 @@
 #include "engine_model.h"
 #include "wavesched/engine.h"
 #include "wavesched/executor.h"
+#include "wavesched/health.h"
 #include "wavesched/policy.h"
 
 typedef struct erun erun;
@@ -47,14 +48,10 @@ struct efx {
 	em_health health;
 	json_t *deploy;          /* the cluster's deploy settings (a reference) */
 	/* probing */
-	uv_timer_t timer;
-	bool timer_init;
-	ws_outbound_call *call;
-	ws_exec_op *exec;
-	int successes, failures, probes;
-	int64_t *lat;            /* successful latencies, us */
-	size_t n_lat, cap_lat;
-	json_t *samples;         /* evidence (bounded) */
+	ws_probe_target *target;  /* baseline or periodic probes, until removed */
+	ws_health_eval *eval;
+	ws_deploy_job *job;       /* a deploy call; its callback always comes */
+	int probes;
 	efx *next;
 };
 
@@ -64,7 +61,7 @@ struct ws_engine {
 	ws_fleet_store *fleet_store;
 	const ws_clock *clock;
 	ws_outbound *outbound;
-	ws_executor *executor;
+	ws_prober *prober;
 	bool leader;
 	int64_t epoch;
 	bool listening;
@@ -85,6 +82,7 @@ void engine_wake(erun *run);                      /* reload and decide again */
 
 /* engine_fx.c */
 efx *fx_find(ws_engine *e, int64_t dep_id);
+bool fx_find_run(ws_engine *e, const erun *run);
 void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind);
 void fx_cancel(efx *f);
 void fx_cancel_run(ws_engine *e, erun *run);

@@ -13,7 +13,13 @@
 #include <string.h>
 #include <libpq-fe.h>
 #include "ws_config.h"
+#include <unistd.h>
 #include "wavesched/api.h"
+#include "wavesched/clock.h"
+#include "wavesched/crypto.h"
+#include "wavesched/engine.h"
+#include "wavesched/lease.h"
+#include "wavesched/outbound.h"
 #include "wavesched/log.h"
 #include "wavesched/server.h"
 
@@ -26,6 +32,11 @@ typedef struct server {
 	ws_metrics *metrics;
 	ws_api *api;
 	ws_http_server *http;
+	ws_clock *clock;
+	ws_outbound *outbound;
+	ws_engine *engine;
+	ws_pg_pool *lease_pool;  /* its own connection: a renewal never waits behind work */
+	ws_lease *lease;
 	ws_migration_set migrations;
 	uv_signal_t sigterm, sigint;
 	bool stopping;
@@ -61,6 +72,40 @@ static void http_closed_cb(void *arg)
 	ws_redis_close(s->redis, redis_closed_cb, s);
 }
 
+static void outbound_closed_cb(void *arg)
+{
+	server *s = arg;
+	s->outbound = NULL;
+	ws_http_server_shutdown(s->http, s->cfg->shutdown_grace_ms, http_closed_cb, s);
+}
+
+static void lease_pool_closed_cb(void *arg)
+{
+	server *s = arg;
+	s->lease_pool = NULL;
+	ws_outbound_close(s->outbound, outbound_closed_cb, s);
+}
+
+static void lease_stopped_cb(void *arg)
+{
+	server *s = arg;
+	s->lease = NULL;
+	ws_pg_pool_close(s->lease_pool, lease_pool_closed_cb, s);
+}
+
+static void engine_stopped_cb(void *arg)
+{
+	server *s = arg;
+	/* Released, not left to expire: another process takes over at once. */
+	ws_lease_stop(s->lease, lease_stopped_cb, s);
+}
+
+static void lease_change_cb(void *arg, bool leader, int64_t epoch)
+{
+	server *s = arg;
+	ws_engine_leader(s->engine, leader, epoch);
+}
+
 static void signal_cb(uv_signal_t *h, int signum)
 {
 	server *s = h->data;
@@ -74,7 +119,17 @@ static void signal_cb(uv_signal_t *h, int signum)
 	s->stopping = true;
 	ws_info("serve", "signal %d: draining (grace %llu ms)", signum,
 		(unsigned long long)s->cfg->shutdown_grace_ms);
-	ws_http_server_shutdown(s->http, s->cfg->shutdown_grace_ms, http_closed_cb, s);
+	ws_engine_stop(s->engine, engine_stopped_cb, s);
+}
+
+/* "host:pid:random": unique per process, readable in the lease row. */
+static void lease_holder(char *buf, size_t n)
+{
+	char host[64] = "localhost";
+	gethostname(host, sizeof(host) - 1);
+	unsigned char r[4] = { 0 };
+	(void)ws_random_bytes(r, sizeof(r));
+	snprintf(buf, n, "%s:%ld:%02x%02x%02x%02x", host, (long)getpid(), r[0], r[1], r[2], r[3]);
 }
 
 int ws_serve(const ws_config *cfg, ws_diags *d)
@@ -128,9 +183,31 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 		rc = d->len ? WS_EINVAL : WS_ENOMEM;
 		goto fail_early;
 	}
+	s.clock = ws_clock_new(cfg->time_scale, cfg->time_origin_us);
+	ws_outbound_policy *op = ws_outbound_policy_parse(cfg->outbound_allow, cfg->outbound_deny, d);
+	s.outbound = op ? ws_outbound_new(&loop, op, NULL, d) : NULL;
+	ws_pg_opts lpo = {
+		.conninfo = cfg->database_url,
+		.size = 1,
+		.query_timeout_ms = cfg->lease_ttl_ms / 2 ? cfg->lease_ttl_ms / 2 : 1000,
+	};
+	s.lease_pool = ws_pg_pool_new(&loop, &lpo);
+	ws_engine_deps ed = {
+		.loop = &loop, .pool = s.pool, .fleet = s.fleet, .clock = s.clock, .outbound = s.outbound,
+	};
+	s.engine = s.clock && s.outbound ? ws_engine_new(&ed) : NULL;
+	char holder[128];
+	lease_holder(holder, sizeof(holder));
+	ws_lease_opts lo = { .holder = holder, .ttl_ms = (uint32_t)cfg->lease_ttl_ms };
+	s.lease = s.lease_pool && s.engine ? ws_lease_new(&loop, s.lease_pool, &lo, lease_change_cb, &s, d)
+					   : NULL;
+	if (!s.clock || !s.outbound || !s.lease_pool || !s.engine || !s.lease) {
+		rc = d->len ? WS_EINVAL : WS_ENOMEM;
+		goto fail_early;
+	}
 	ws_api_deps deps = {
 		.loop = &loop, .config = cfg, .pool = s.pool, .redis = s.redis, .fleet = s.fleet,
-		.metrics = s.metrics, .migrations = &s.migrations,
+		.metrics = s.metrics, .migrations = &s.migrations, .clock = s.clock,
 	};
 	s.api = ws_api_new(&deps);
 	ws_http_limits lim = {
@@ -161,11 +238,15 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	signal(SIGPIPE, SIG_IGN);
 
 	ws_pg_pool_start(s.pool);
+	ws_pg_pool_start(s.lease_pool);
 	ws_redis_start(s.redis);
+	ws_lease_start(s.lease);
 	ws_info("serve", "listening on %s (port %d), version %s, time scale %g", cfg->listen,
 		ws_http_server_port(s.http), WS_VERSION, cfg->time_scale);
 	uv_run(&loop, UV_RUN_DEFAULT);
 
+	ws_engine_free(s.engine);
+	ws_clock_free(s.clock);
 	ws_api_free(s.api);
 	ws_fleet_store_free(s.fleet);
 	ws_metrics_free(s.metrics);
@@ -177,6 +258,14 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	return 0;
 
 fail_early:
+	if (s.lease)
+		ws_lease_stop(s.lease, NULL, NULL);
+	if (s.engine)
+		ws_engine_stop(s.engine, NULL, NULL);
+	if (s.lease_pool)
+		ws_pg_pool_close(s.lease_pool, NULL, NULL);
+	if (s.outbound)
+		ws_outbound_close(s.outbound, NULL, NULL);
 	ws_api_free(s.api);
 	ws_fleet_store_free(s.fleet);
 	ws_metrics_free(s.metrics);
@@ -186,6 +275,8 @@ fail_early:
 		ws_pg_pool_close(s.pool, NULL, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
+	ws_engine_free(s.engine);
+	ws_clock_free(s.clock);
 	ws_migrations_free(&s.migrations);
 	return rc ? rc : WS_EIO;
 }

@@ -1,0 +1,521 @@
+/*
+ * engine.c - the engine's driver (see include/wavesched/engine.h).
+ *
+ * Per rollout the loop is: load the rows (ws_engine_rollout, one query) ->
+ * decide (engine_decide.c, pure) -> commit the transitions (ws_engine_tx,
+ * fenced by the lease epoch) -> load again; when a decision has nothing to
+ * commit it starts effects (engine_fx.c) and sets a timer for the next
+ * instant that matters.  Effects report through engine_submit(), which
+ * commits their results the same way.  At most one load or commit is in
+ * flight per rollout; ops submitted meanwhile wait in its queue, so a
+ * decision is always taken on rows that include every committed result.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine_internal.h"
+#include "wavesched/log.h"
+
+#define RESCAN_MS 30000          /* a safety net under NOTIFY, real time */
+#define RETRY_MS 1000            /* after a failed load or commit */
+#define DEFAULT_RECHECK_S (5 * 60)
+
+static void run_load(erun *run);
+static void run_decide(erun *run);
+
+/* Runs ------------------------------------------------------------------------ */
+
+static erun *run_find(ws_engine *e, int64_t id)
+{
+	for (erun *r = e->runs; r; r = r->next)
+		if (r->id == id)
+			return r;
+	return NULL;
+}
+
+static void run_timer_cb(uv_timer_t *t)
+{
+	erun *run = t->data;
+	run->woke_for = EM_NONE;
+	run_load(run);
+}
+
+static erun *run_get(ws_engine *e, int64_t id)
+{
+	erun *run = run_find(e, id);
+	if (run)
+		return run;
+	run = calloc(1, sizeof(*run));
+	if (!run)
+		return NULL;
+	run->e = e;
+	run->id = id;
+	run->woke_for = EM_NONE;
+	uv_timer_init(e->loop, &run->timer);
+	run->timer.data = run;
+	run->next = e->runs;
+	e->runs = run;
+	return run;
+}
+
+/* One thing less to wait for before the engine is stopped: the callback
+ * runs once, when nothing of it is left on the loop. */
+static void engine_release(ws_engine *e)
+{
+	if (--e->closing == 0 && e->stopping && e->stopped_cb) {
+		void (*cb)(void *) = e->stopped_cb;
+		e->stopped_cb = NULL;
+		cb(e->stopped_arg);
+	}
+}
+
+static void run_closed_cb(uv_handle_t *h)
+{
+	erun *run = h->data;
+	ws_engine *e = run->e;
+	em_rollout_free(run->model);
+	policy_free(run->policy);
+	json_decref(run->queue);
+	free(run);
+	engine_release(e);
+}
+
+/* Closes a dropped run's timer once no load or commit of it is in flight;
+ * true when the run is being dropped (its callbacks must stop there). */
+static bool run_finish_closing(erun *run)
+{
+	if (!run->closing)
+		return false;
+	if (!run->loading && !run->committing && !uv_is_closing((uv_handle_t *)&run->timer))
+		uv_close((uv_handle_t *)&run->timer, run_closed_cb);
+	return true;
+}
+
+/* Forgets a rollout: effects cancelled, timer closed; freed once nothing of
+ * it is in flight (the callbacks of a load or commit check `closing`). */
+static void run_drop(erun *run)
+{
+	ws_engine *e = run->e;
+	for (erun **p = &e->runs; *p; p = &(*p)->next)
+		if (*p == run) {
+			*p = run->next;
+			break;
+		}
+	fx_cancel_run(e, run);
+	run->closing = true;
+	e->closing++;   /* released by run_closed_cb */
+	run_finish_closing(run);
+}
+
+static void run_retry(erun *run)
+{
+	run->woke_for = EM_NONE;
+	uv_timer_start(&run->timer, run_timer_cb, RETRY_MS, 0);
+}
+
+/* Committing -------------------------------------------------------------------- */
+
+static void commit(erun *run, json_t *ops);
+
+static void commit_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	erun *run = arg;
+	ws_engine *e = run->e;
+	run->committing = false;
+	if (run_finish_closing(run))
+		return;
+	if (err) {
+		const char *st = err->sqlstate ? err->sqlstate : "";
+		if (strcmp(st, "WSE01") == 0) {
+			e->stats.stale_epoch++;
+			ws_warn("engine", "rollout %" PRId64 ": the lease moved on (%s); stepping down",
+				run->id, err->detail && *err->detail ? err->detail : err->message);
+			ws_engine_leader(e, false, e->epoch);
+			return;
+		}
+		if (strcmp(st, "WSE02") == 0 || strcmp(st, "WSE03") == 0) {
+			/* Somebody else changed the rows (a person's pause or abort):
+			 * decide again from what is there now. */
+			e->stats.conflicts++;
+			ws_info("engine", "rollout %" PRId64 ": %s; deciding again", run->id, err->message);
+			json_decref(run->queue);
+			run->queue = NULL;
+			run_load(run);
+			return;
+		}
+		ws_error("engine", "rollout %" PRId64 ": cannot commit: %s%s%s", run->id, err->message,
+			 err->detail && *err->detail ? ": " : "", err->detail ? err->detail : "");
+		run_retry(run);
+		return;
+	}
+	(void)res;
+	e->stats.transactions++;
+	if (run->queue && json_array_size(run->queue) > 0) {
+		json_t *q = run->queue;
+		run->queue = NULL;
+		commit(run, q);
+		return;
+	}
+	run_load(run);
+}
+
+static void commit(erun *run, json_t *ops)
+{
+	ws_engine *e = run->e;
+	for (size_t i = 0; i < json_array_size(ops); i++) {
+		const char *op = json_string_value(json_object_get(json_array_get(ops, i), "op"));
+		if (op && (!strcmp(op, "rollout") || !strcmp(op, "wave") || !strcmp(op, "deployment")))
+			e->stats.transitions++;
+	}
+	char *text = json_dumps(ops, JSON_COMPACT);
+	json_decref(ops);
+	char epoch[24];
+	snprintf(epoch, sizeof(epoch), "%" PRId64, e->epoch);
+	const char *params[] = { epoch, text };
+	if (!text || ws_pg_query(e->pool, "SELECT ws_engine_tx($1::bigint, $2::jsonb)", 2, params,
+				 commit_done, run) != 0) {
+		free(text);
+		ws_error("engine", "rollout %" PRId64 ": cannot queue a transaction", run->id);
+		run_retry(run);
+		return;
+	}
+	free(text);
+	run->committing = true;
+}
+
+void engine_submit(erun *run, json_t *ops)
+{
+	if (!run->e->leader || run->closing) {
+		json_decref(ops);
+		return;
+	}
+	if (run->committing || run->loading) {
+		if (!run->queue)
+			run->queue = json_array();
+		json_array_extend(run->queue, ops);
+		json_decref(ops);
+		return;
+	}
+	commit(run, ops);
+}
+
+/* Loading ------------------------------------------------------------------------ */
+
+static void policy_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	erun *run = arg;
+	run->loading = false;
+	if (run_finish_closing(run))
+		return;
+	if (err || PQntuples(res) != 1) {
+		ws_error("engine", "rollout %" PRId64 ": cannot read its policy: %s", run->id,
+			 err ? err->message : "no such policy");
+		run_retry(run);
+		return;
+	}
+	ws_diags d;
+	ws_diags_init(&d);
+	const char *body = PQgetvalue(res, 0, 0);
+	run->policy = policy_parse("policy", body, strlen(body), &d);
+	if (!run->policy)
+		ws_error("engine", "rollout %" PRId64 ": its stored policy no longer parses (%zu problems); "
+			 "windows cannot be moved", run->id, d.len);
+	ws_diags_free(&d);
+	run_decide(run);
+}
+
+static void snapshot_done(void *arg, ws_fleet_snapshot *snap, const ws_pg_err *err)
+{
+	erun *run = arg;
+	ws_engine *e = run->e;
+	if (snap) {
+		ws_fleet_snapshot_retain(snap);
+		if (e->snap)
+			ws_fleet_snapshot_release(e->snap);
+		e->snap = snap;
+	}
+	if (run->closing) {
+		run->loading = false;
+		run_finish_closing(run);
+		return;
+	}
+	if (err)
+		ws_warn("engine", "rollout %" PRId64 ": fleet snapshot: %s (using the previous one)",
+			run->id, err->message);
+	if (!run->policy && run->model && run->model->policy_id > 0) {
+		char id[24];
+		snprintf(id, sizeof(id), "%" PRId64, run->model->policy_id);
+		const char *params[] = { id };
+		if (ws_pg_query(e->pool, "SELECT body FROM policies WHERE id = $1", 1, params,
+				policy_done, run) == 0)
+			return;
+	}
+	run->loading = false;
+	run_decide(run);
+}
+
+static void load_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	erun *run = arg;
+	ws_engine *e = run->e;
+	if (run->closing) {
+		run->loading = false;
+		run_finish_closing(run);
+		return;
+	}
+	if (err) {
+		run->loading = false;
+		ws_warn("engine", "rollout %" PRId64 ": cannot load: %s", run->id, err->message);
+		run_retry(run);
+		return;
+	}
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+		run->loading = false;
+		run_drop(run);
+		return;
+	}
+	char why[200];
+	em_rollout *m = em_rollout_parse(PQgetvalue(res, 0, 0), why, sizeof(why));
+	if (!m) {
+		run->loading = false;
+		ws_error("engine", "rollout %" PRId64 ": unreadable rows (%s); left alone", run->id, why);
+		return;
+	}
+	em_rollout_free(run->model);
+	run->model = m;
+	ws_fleet_store_snapshot(e->fleet_store, snapshot_done, run);
+}
+
+static void run_load(erun *run)
+{
+	ws_engine *e = run->e;
+	if (!e->leader || run->closing)
+		return;
+	if (run->loading || run->committing) {
+		run->load_again = true;
+		return;
+	}
+	run->load_again = false;
+	char id[24];
+	snprintf(id, sizeof(id), "%" PRId64, run->id);
+	const char *params[] = { id };
+	run->loading = true;
+	if (ws_pg_query(e->pool, "SELECT ws_engine_rollout($1::bigint)::text", 1, params, load_done,
+			run) != 0) {
+		run->loading = false;
+		run_retry(run);
+	}
+}
+
+void engine_wake(erun *run)
+{
+	run_load(run);
+}
+
+/* Deciding ------------------------------------------------------------------------ */
+
+static em_fx fx_of(void *arg, int64_t dep_id)
+{
+	efx *f = fx_find(arg, dep_id);
+	return f ? f->kind : EM_FX_NONE;
+}
+
+static bool rollout_done(const em_rollout *m)
+{
+	return m->state == WS_RO_COMPLETED || m->state == WS_RO_ROLLED_BACK ||
+	       m->state == WS_RO_PLANNED;
+}
+
+static void run_decide(erun *run)
+{
+	ws_engine *e = run->e;
+	if (!e->leader || run->closing || !run->model)
+		return;
+	if (run->load_again) {
+		run_load(run);
+		return;
+	}
+	em_env env = {
+		.now = ws_clock_now(e->clock),
+		.fleet = e->snap ? e->snap->fleet : NULL,
+		.policy = run->policy,
+		.deploy_estimate_s = run->policy && run->policy->deploy_estimate_s > 0
+					     ? run->policy->deploy_estimate_s : 0,
+		.backup_recheck_s = DEFAULT_RECHECK_S,
+		.fx = fx_of,
+		.fx_arg = e,
+	};
+	em_decision d;
+	em_decide(run->model, &env, &d);
+	if (json_array_size(d.ops) > 0) {
+		json_t *ops = d.ops;
+		d.ops = NULL;
+		em_decision_free(&d);
+		if (run->queue) {
+			json_array_extend(ops, run->queue);
+			json_decref(run->queue);
+			run->queue = NULL;
+		}
+		commit(run, ops);
+		return;
+	}
+	if (run->queue && json_array_size(run->queue) > 0) {
+		json_t *q = run->queue;
+		run->queue = NULL;
+		em_decision_free(&d);
+		commit(run, q);
+		return;
+	}
+	for (size_t i = 0; i < d.n_act; i++) {
+		const em_action *a = &d.act[i];
+		if (a->kind == EM_STOP_FX) {
+			efx *f = fx_find(e, a->dep->id);
+			if (f)
+				fx_cancel(f);
+		} else {
+			em_fx kind = a->kind == EM_START_BASELINE ? EM_FX_BASELINE
+				     : a->kind == EM_START_DEPLOY ? EM_FX_DEPLOY : EM_FX_PROBE;
+			fx_start(run, a->wave, a->dep, kind);
+		}
+	}
+	if (strcmp(run->note, d.note) != 0 && d.note[0])
+		ws_info("engine", "rollout %" PRId64 ": %s", run->id, d.note);
+	snprintf(run->note, sizeof(run->note), "%s", d.note);
+	uv_timer_stop(&run->timer);
+	run->woke_for = d.wake;
+	if (d.wake != EM_NONE)
+		ws_clock_timer_start(e->clock, &run->timer, d.wake, run_timer_cb);
+	bool done = rollout_done(run->model) ||
+		    ((run->model->state == WS_RO_ABORTED || run->model->state == WS_RO_HALTED) &&
+		     d.n_act == 0 && d.wake == EM_NONE && !fx_find_run(e, run));
+	em_decision_free(&d);
+	if (done)
+		run_drop(run);
+}
+
+/* Leadership ---------------------------------------------------------------------- */
+
+static void notify_cb(void *arg, const char *channel, const char *payload)
+{
+	ws_engine *e = arg;
+	(void)channel;
+	if (!e->leader || !payload)
+		return;
+	char *end;
+	long long id = strtoll(payload, &end, 10);
+	if (*payload == '\0' || *end != '\0' || id <= 0)
+		return;
+	erun *run = run_get(e, id);
+	if (run)
+		run_load(run);
+}
+
+static void active_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	ws_engine *e = arg;
+	if (!e->leader)
+		return;
+	if (err) {
+		ws_warn("engine", "cannot list active rollouts: %s", err->message);
+		return;
+	}
+	e->stats.active_rollouts = (uint64_t)PQntuples(res);
+	for (int i = 0; i < PQntuples(res); i++) {
+		erun *run = run_get(e, strtoll(PQgetvalue(res, i, 0), NULL, 10));
+		if (run && !run->model)
+			run_load(run);
+	}
+}
+
+static void rescan(ws_engine *e)
+{
+	if (e->leader)
+		ws_pg_query(e->pool, "SELECT id FROM ws_engine_active() AS id", 0, NULL, active_done, e);
+}
+
+static void rescan_cb(uv_timer_t *t)
+{
+	rescan(t->data);
+}
+
+ws_engine *ws_engine_new(const ws_engine_deps *deps)
+{
+	ws_engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->loop = deps->loop;
+	e->pool = deps->pool;
+	e->fleet_store = deps->fleet;
+	e->clock = deps->clock;
+	e->outbound = deps->outbound;
+	e->prober = ws_prober_new(deps->loop, deps->outbound);
+	if (!e->prober) {
+		free(e);
+		return NULL;
+	}
+	uv_timer_init(e->loop, &e->rescan);
+	e->rescan.data = e;
+	return e;
+}
+
+void ws_engine_leader(ws_engine *e, bool leader, int64_t epoch)
+{
+	if (e->stopping)
+		leader = false;
+	if (leader) {
+		e->epoch = epoch;
+		if (!e->leader)
+			ws_info("engine", "leading at epoch %" PRId64, epoch);
+		e->leader = true;
+		if (!e->listening && ws_pg_listen(e->pool, "ws_engine", notify_cb, e) == 0)
+			e->listening = true;
+		uv_timer_start(&e->rescan, rescan_cb, 0, RESCAN_MS);
+		return;
+	}
+	if (e->leader)
+		ws_info("engine", "no longer leading (epoch %" PRId64 ")", e->epoch);
+	e->leader = false;
+	uv_timer_stop(&e->rescan);
+	while (e->runs)
+		run_drop(e->runs);
+}
+
+static void rescan_closed_cb(uv_handle_t *h)
+{
+	engine_release(h->data);
+}
+
+static void prober_closed_cb(void *arg)
+{
+	ws_engine *e = arg;
+	e->prober = NULL;
+	engine_release(e);
+}
+
+void ws_engine_stop(ws_engine *e, void (*cb)(void *arg), void *arg)
+{
+	e->stopping = true;
+	e->stopped_cb = cb;
+	e->stopped_arg = arg;
+	ws_engine_leader(e, false, e->epoch);
+	while (e->fx)
+		fx_cancel(e->fx);
+	e->closing += 2;
+	uv_close((uv_handle_t *)&e->rescan, rescan_closed_cb);
+	ws_prober_close(e->prober, prober_closed_cb, e);
+}
+
+void ws_engine_free(ws_engine *e)
+{
+	if (!e)
+		return;
+	if (e->snap)
+		ws_fleet_snapshot_release(e->snap);
+	free(e);
+}
+
+void ws_engine_stats_get(const ws_engine *e, ws_engine_stats *out)
+{
+	*out = e->stats;
+}

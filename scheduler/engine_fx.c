@@ -1,0 +1,400 @@
+/*
+ * engine_fx.c - what the engine does outside the database, once the rows say
+ * so: the baseline probes before a deploy, the deploy (or rollback) call of a
+ * pending outbox intent, and the health probes of verification and soak.
+ * Each reports by submitting transitions (engine_submit); nothing here
+ * changes a state by itself.
+ *
+ * The health gate's rules are include/wavesched/health.h's evaluator, fed by
+ * the prober (every probe of the process on one curl multi handle).  A
+ * verification passes or fails on the evaluator's verdict; during the soak
+ * only a failure counts.  Intervals are schedule time, so they shrink under
+ * --time-scale, with a floor (PROBE_FLOOR_MS of real time) that keeps a fast
+ * clock from turning probes into a flood; the prober caps a probe's time-out
+ * at its interval.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine_internal.h"
+#include "wavesched/log.h"
+#include "wavesched/window.h"
+
+#define US 1000000LL
+#define BASELINE_PROBES 3
+#define PROBE_FLOOR_MS 50
+#define POLL_MS 1000
+#define CALL_TIMEOUT_S (30 * 60)
+
+static json_t *now_json(ws_engine *e)
+{
+	char b[40];
+	ws_time_format(ws_clock_now(e->clock) / US, 0, true, b, sizeof(b));
+	return json_string(b);
+}
+
+efx *fx_find(ws_engine *e, int64_t dep_id)
+{
+	for (efx *f = e->fx; f; f = f->next)
+		if (f->dep_id == dep_id && !f->cancelled)
+			return f;
+	return NULL;
+}
+
+bool fx_find_run(ws_engine *e, const erun *run)
+{
+	for (efx *f = e->fx; f; f = f->next)
+		if (f->run == run && !f->cancelled)
+			return true;
+	return false;
+}
+
+static void fx_unlink(efx *f)
+{
+	for (efx **p = &f->e->fx; *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			return;
+		}
+}
+
+static void fx_free(efx *f)
+{
+	free(f->slug);
+	free(f->cluster);
+	free(f->health_url);
+	free(f->key);
+	free(f->version);
+	free(f->previous_version);
+	free(f->outbox_kind);
+	ws_health_eval_free(f->eval);
+	json_decref(f->deploy);
+	free(f);
+}
+
+/* Ends an effect: unlinked at once; freed now, or by the deploy call's
+ * callback that is still to come. */
+static void fx_end(efx *f)
+{
+	if (!f->cancelled)
+		fx_unlink(f);
+	f->cancelled = true;
+	if (f->target) {
+		ws_prober_remove(f->target);   /* no callback after this */
+		f->target = NULL;
+	}
+	if (!f->job)
+		fx_free(f);
+}
+
+void fx_cancel(efx *f)
+{
+	if (f->job)
+		ws_deploy_job_cancel(f->job);   /* its callback frees the effect */
+	if (!f->cancelled)
+		fx_end(f);
+}
+
+void fx_cancel_run(ws_engine *e, erun *run)
+{
+	for (efx *f = e->fx, *next; f; f = next) {
+		next = f->next;
+		if (f->run == run)
+			fx_cancel(f);
+	}
+}
+
+static void submit(efx *f, json_t *ops)
+{
+	erun *run = f->run;
+	fx_end(f);
+	engine_submit(run, ops);
+}
+
+static json_t *dep_op(efx *f, const char *from, const char *to, const char *event,
+		      const char *reason)
+{
+	json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:o}", "op", "deployment", "id",
+			      (json_int_t)f->dep_id, "from", from, "to", to, "event", event, "at",
+			      now_json(f->e));
+	if (reason)
+		json_object_set_new(o, "reason", json_string(reason));
+	return o;
+}
+
+static json_t *gate_op(efx *f, const char *gate, const char *result, json_t *evidence)
+{
+	return json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:o, s:o}", "op", "gate", "rollout",
+			 (json_int_t)f->run->id, "wave", (json_int_t)f->wave_id, "deployment",
+			 (json_int_t)f->dep_id, "gate", gate, "result", result, "evidence",
+			 evidence ? evidence : json_object(), "at", now_json(f->e));
+}
+
+/* Probes --------------------------------------------------------------------- */
+
+static ws_gate_health gate_of(const em_health *h)
+{
+	return (ws_gate_health){
+		.enabled = h->enabled, .interval_s = h->interval_s, .timeout_s = h->timeout_s,
+		.consecutive_successes = h->consecutive_successes,
+		.max_consecutive_failures = h->max_consecutive_failures,
+		.max_latency_ms = h->max_latency_ms, .latency_regression = h->latency_regression,
+	};
+}
+
+static void verdict(efx *f, bool pass, const char *why)
+{
+	json_t *ev = f->eval ? ws_health_eval_evidence(f->eval) : json_object();
+	if (!ev)
+		ev = json_object();
+	json_object_set_new(ev, "probes", json_integer(f->probes));
+	if (why)
+		json_object_set_new(ev, "reason", json_string(why));
+	json_t *ops = json_array();
+	json_array_append_new(ops, gate_op(f, "health", pass ? "pass" : "fail", ev));
+	if (pass)
+		json_array_append_new(ops, dep_op(f, "verifying", "healthy", "healthy", NULL));
+	else
+		json_array_append_new(ops, dep_op(f, f->soak ? "healthy" : "verifying", "failed", "fail",
+						  why));
+	submit(f, ops);
+}
+
+static void probe_cb(void *arg, ws_probe_target *t, const ws_health_sample *sample)
+{
+	efx *f = arg;
+	(void)t;
+	f->e->stats.probes++;
+	f->probes++;
+	ws_health_verdict v = ws_health_eval_feed(f->eval, sample);
+	if (v == WS_HEALTH_FAIL)
+		verdict(f, false, ws_health_eval_reason(f->eval));
+	else if (v == WS_HEALTH_PASS && !f->soak)
+		verdict(f, true, NULL);
+}
+
+static void probe_start(efx *f)
+{
+	ws_gate_health g = gate_of(&f->health);
+	f->eval = ws_health_eval_new(&g, f->baseline_us > 0 ? (uint64_t)f->baseline_us : 0);
+	uint64_t every = ws_clock_real_ms(f->e->clock, f->health.interval_s * US);
+	if (every < PROBE_FLOOR_MS)
+		every = PROBE_FLOOR_MS;
+	f->target = f->eval ? ws_prober_add(f->e->prober, f->health_url, every,
+					    (uint64_t)f->health.timeout_s * 1000, probe_cb, f) : NULL;
+	if (!f->target)
+		verdict(f, false, "cannot start the health probes");
+}
+
+/* Baseline, then the deploy intent --------------------------------------------- */
+
+static void deploy_intent(efx *f, const json_t *baseline, int64_t median_us, const char *why)
+{
+	ws_engine *e = f->e;
+	json_t *ops = json_array();
+	/* A person's pause or abort between the decision and now wins. */
+	json_array_append_new(ops, json_pack("{s:s, s:s, s:I, s:s}", "op", "check", "object",
+					     "rollout", "id", (json_int_t)f->run->id, "state",
+					     "running"));
+	if (baseline) {
+		json_t *ev = json_deep_copy(baseline);
+		if (!json_is_object(ev)) {
+			json_decref(ev);
+			ev = json_object();
+		}
+		if (median_us > 0)
+			json_object_set_new(ev, "median_us", json_integer(median_us));
+		else
+			json_object_set_new(ev, "reason", json_string(why ? why : "no baseline"));
+		json_array_append_new(ops, gate_op(f, "baseline", median_us > 0 ? "pass" : "wait", ev));
+	}
+	int attempt = f->attempt + 1;
+	json_t *set = json_pack("{s:i, s:o}", "attempt", attempt, "started_at", now_json(e));
+	json_t *op = dep_op(f, "waiting_window", "deploying", "deploy", NULL);
+	json_object_set_new(op, "set", set);
+	json_array_append_new(ops, op);
+	json_array_append_new(ops, json_pack("{s:s, s:I, s:s, s:i, s:{s:s, s:s?}}", "op", "outbox",
+					     "deployment", (json_int_t)f->dep_id, "kind", "deploy",
+					     "attempt", attempt, "request", "version", f->version,
+					     "previous_version", f->previous_version));
+	submit(f, ops);
+}
+
+static void baseline_cb(void *arg, bool ok, uint64_t median_us, const char *reason,
+			const json_t *evidence)
+{
+	efx *f = arg;
+	f->target = NULL;   /* a baseline target ends with its callback */
+	json_t *ev = evidence ? json_incref((json_t *)evidence) : json_object();
+	deploy_intent(f, ev, ok ? (int64_t)median_us : 0, reason);
+	json_decref(ev);
+}
+
+/* Deploy calls ------------------------------------------------------------------ */
+
+static void deploy_cb(void *arg, const ws_deploy_result *res)
+{
+	efx *f = arg;
+	f->job = NULL;
+	if (f->cancelled) {
+		fx_free(f);
+		return;
+	}
+	bool rollback = strcmp(f->outbox_kind, "rollback") == 0;
+	const char *from = rollback ? "rolling_back" : "deploying";
+	json_t *ops = json_array();
+	json_t *result = res->evidence ? json_deep_copy(res->evidence) : json_object();
+	if (!json_is_object(result)) {
+		json_decref(result);
+		result = json_object();
+	}
+	if (!res->ok && res->reason)
+		json_object_set_new(result, "reason", json_string(res->reason));
+	json_array_append_new(ops, json_pack("{s:s, s:I, s:s, s:o}", "op", "outbox_done", "id",
+					     (json_int_t)f->outbox_id, "state",
+					     res->ok ? "done" : "failed", "result", result));
+	if (res->ok) {
+		json_t *op = dep_op(f, from, rollback ? "rolled_back" : "verifying",
+				    rollback ? "rollback_done" : "verify", NULL);
+		if (!rollback)
+			json_object_set_new(op, "set", json_pack("{s:o}", "ended_at", now_json(f->e)));
+		json_array_append_new(ops, op);
+	} else {
+		char why[300];
+		snprintf(why, sizeof(why), "%s failed: %s", rollback ? "rollback" : "deploy",
+			 res->reason ? res->reason : "the executor reported a failure");
+		json_array_append_new(ops, dep_op(f, from, "failed", "fail", why));
+	}
+	submit(f, ops);
+}
+
+/* A failure found before any call: reported as the executor would. */
+static void deploy_refused(efx *f, const char *why)
+{
+	ws_deploy_result res = { .ok = false, .reason = why };
+	deploy_cb(f, &res);
+}
+
+static void deploy_start(efx *f)
+{
+	ws_engine *e = f->e;
+	char rollout[24];
+	snprintf(rollout, sizeof(rollout), "%" PRId64, f->run->id);
+	bool rollback = strcmp(f->outbox_kind, "rollback") == 0;
+	ws_deploy_call call = {
+		.rollout_id = rollout,
+		.slug = f->slug,
+		.cluster = f->cluster,
+		.version = rollback ? f->previous_version : f->version,
+		.previous_version = rollback ? f->version : f->previous_version,
+		.artifact = f->run->model && f->run->model->digest ? f->run->model->digest : "",
+		.idempotency_key = f->key,
+		.rollback = rollback,
+	};
+	/* Polls and the call's deadline are schedule time: a deploy that takes
+	 * minutes takes milliseconds under --time-scale, like everything else.
+	 * Floors keep a fast clock from polling a deployer to death. */
+	int64_t timeout_s = CALL_TIMEOUT_S;
+	const char *t = json_string_value(json_object_get(f->deploy, "timeout"));
+	if (t && ws_duration_parse(t, &timeout_s) != 0)
+		timeout_s = CALL_TIMEOUT_S;
+	uint64_t poll = ws_clock_real_ms(e->clock, 10 * US);
+	call.poll_interval_ms = poll < 5 ? 5 : poll > POLL_MS ? POLL_MS : poll;
+	uint64_t tmo = ws_clock_real_ms(e->clock, timeout_s * US);
+	call.timeout_ms = tmo < 2000 ? 2000 : tmo;
+	e->stats.deploy_calls++;
+	if (!f->deploy) {
+		deploy_refused(f, "the cluster has no deploy settings");
+		return;
+	}
+	if (!call.version || !f->key) {
+		deploy_refused(f, "no version or idempotency key to deploy with");
+		return;
+	}
+	ws_diags d;
+	ws_diags_init(&d);
+	ws_executor *x = ws_executor_new(e->loop, e->outbound, f->cluster, f->deploy, &d);
+	if (!x) {
+		char *msg = d.len ? ws_diag_format(&d.items[0]) : NULL;
+		deploy_refused(f, msg ? msg : "invalid deploy settings");
+		free(msg);
+		ws_diags_free(&d);
+		return;
+	}
+	ws_diags_free(&d);
+	ws_info("engine", "rollout %s: %s %s to %s (key %s)", rollout,
+		rollback ? "rolling back" : "deploying", f->slug, call.version, f->key);
+	int rc = ws_executor_run(x, &call, deploy_cb, f, &f->job);
+	ws_executor_free(x);   /* the job keeps what it needs */
+	if (rc != 0) {
+		f->job = NULL;
+		deploy_refused(f, "the executor refused the call");
+	}
+}
+
+/* Starting ---------------------------------------------------------------------- */
+
+void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind)
+{
+	ws_engine *e = run->e;
+	if (fx_find(e, d->id) || !e->snap)
+		return;
+	const ws_fleet *fl = e->snap->fleet;
+	const ws_tenant *t = fleet_tenant(fl, d->slug);
+	efx *f = calloc(1, sizeof(*f));
+	if (!f)
+		return;
+	f->e = e;
+	f->run = run;
+	f->dep_id = d->id;
+	f->wave_id = w->id;
+	f->kind = kind;
+	f->attempt = d->attempt;
+	f->health = w->s.health;
+	f->baseline_us = d->baseline_us;
+	f->soak = d->state == WS_DEP_HEALTHY;
+	f->slug = strdup(d->slug);
+	f->version = d->target_version ? strdup(d->target_version) : NULL;
+	f->previous_version = d->previous_version ? strdup(d->previous_version) : NULL;
+	f->key = d->outbox_key ? strdup(d->outbox_key) : NULL;
+	f->outbox_kind = strdup(d->outbox_kind ? d->outbox_kind : "deploy");
+	f->outbox_id = d->outbox_id;
+	if (t) {
+		const ws_cluster *c = &fl->clusters[t->cluster_index];
+		f->cluster = strdup(c->name);
+		f->health_url = t->health_url ? strdup(t->health_url) : NULL;
+		f->deploy = c->deploy ? json_deep_copy(c->deploy) : NULL;
+	}
+	f->next = e->fx;
+	e->fx = f;
+	switch (kind) {
+	case EM_FX_BASELINE:
+		if (!f->health.enabled || !f->health_url) {
+			deploy_intent(f, NULL, 0, NULL);
+		} else if (!(f->target = ws_prober_baseline(e->prober, f->health_url, BASELINE_PROBES,
+							    PROBE_FLOOR_MS,
+							    (uint64_t)f->health.timeout_s * 1000,
+							    baseline_cb, f))) {
+			deploy_intent(f, NULL, 0, NULL);
+		}
+		break;
+	case EM_FX_DEPLOY:
+		deploy_start(f);
+		break;
+	case EM_FX_PROBE:
+		if (!f->health.enabled) {
+			verdict(f, true, NULL);
+		} else if (!f->health_url) {
+			/* The policy asks for health and the tenant has no
+			 * endpoint: fail closed. */
+			verdict(f, false, "no health_url for this tenant");
+		} else {
+			probe_start(f);
+		}
+		break;
+	default:
+		fx_end(f);
+		break;
+	}
+}
