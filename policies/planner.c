@@ -1798,7 +1798,8 @@ static rectab *rectab_fork(const rectab *t)
 	rectab *c = xcalloc(1, sizeof(*c));
 	c->n = c->cap = t->n;
 	c->v = xmalloc((t->n ? t->n : 1) * sizeof(*c->v));
-	memcpy(c->v, t->v, t->n * sizeof(*c->v));
+	if (t->n)
+		memcpy(c->v, t->v, t->n * sizeof(*c->v));
 	for (size_t i = 0; i < t->n; i++) {
 		rec *r = &c->v[i];
 		r->hi = INT64_MIN;

@@ -348,36 +348,37 @@ static void run_decide(erun *run)
 	};
 	em_decision d;
 	em_decide(run->model, &env, &d);
-	if (json_array_size(d.ops) > 0) {
-		json_t *ops = d.ops;
-		d.ops = NULL;
-		em_decision_free(&d);
-		if (run->queue) {
-			json_array_extend(ops, run->queue);
-			json_decref(run->queue);
-			run->queue = NULL;
+	/* Stopping an effect is always safe; starting one waits for the rows. */
+	for (size_t i = 0; i < d.n_act; i++)
+		if (d.act[i].kind == EM_STOP_FX) {
+			efx *f = fx_find(e, d.act[i].dep->id);
+			if (f)
+				fx_cancel(f);
 		}
-		commit(run, ops);
-		return;
+	json_t *ops = NULL;
+	if (json_array_size(d.ops) > 0) {
+		ops = d.ops;
+		d.ops = NULL;
 	}
 	if (run->queue && json_array_size(run->queue) > 0) {
-		json_t *q = run->queue;
+		if (!ops)
+			ops = json_array();
+		json_array_extend(ops, run->queue);
+		json_decref(run->queue);
 		run->queue = NULL;
+	}
+	if (ops) {
 		em_decision_free(&d);
-		commit(run, q);
+		commit(run, ops);
 		return;
 	}
 	for (size_t i = 0; i < d.n_act; i++) {
 		const em_action *a = &d.act[i];
-		if (a->kind == EM_STOP_FX) {
-			efx *f = fx_find(e, a->dep->id);
-			if (f)
-				fx_cancel(f);
-		} else {
-			em_fx kind = a->kind == EM_START_BASELINE ? EM_FX_BASELINE
-				     : a->kind == EM_START_DEPLOY ? EM_FX_DEPLOY : EM_FX_PROBE;
-			fx_start(run, a->wave, a->dep, kind);
-		}
+		if (a->kind == EM_STOP_FX)
+			continue;
+		em_fx kind = a->kind == EM_START_BASELINE ? EM_FX_BASELINE
+			     : a->kind == EM_START_DEPLOY ? EM_FX_DEPLOY : EM_FX_PROBE;
+		fx_start(run, a->wave, a->dep, kind);
 	}
 	if (strcmp(run->note, d.note) != 0 && d.note[0])
 		ws_info("engine", "rollout %" PRId64 ": %s", run->id, d.note);

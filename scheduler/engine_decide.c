@@ -776,9 +776,6 @@ static void decide_wave(em_decision *d, const em_rollout *r, const em_wave *w, c
 		if (w->soak_until == EM_NONE || now >= w->soak_until) {
 			json_t *set = json_pack("{s:o}", "ended_at", time_json(now));
 			wave_op(d, w, WS_WAVE_EV_PASS, NULL, now, set);
-			for (size_t k = 0; k < w->nd; k++)
-				if (env->fx && env->fx(env->fx_arg, w->d[k].id) == EM_FX_PROBE)
-					act(d, EM_STOP_FX, w, &w->d[k]);
 		} else {
 			wake_at(d, w->soak_until);
 		}
@@ -801,8 +798,6 @@ static void decide_idle(em_decision *d, const em_rollout *r, const em_env *env)
 			    dep->state == WS_DEP_VERIFYING) {
 				busy = true;
 				decide_dep(d, r, w, dep, env, false);
-			} else if (fx == EM_FX_PROBE) {
-				act(d, EM_STOP_FX, w, dep);
 			}
 			if (r->state == WS_RO_ABORTED &&
 			    (dep->state == WS_DEP_SCHEDULED || dep->state == WS_DEP_WAITING_WINDOW) &&
@@ -867,9 +862,22 @@ void em_decide(const em_rollout *r, const em_env *env, em_decision *d)
 		decide_idle(d, r, env);
 		break;
 	}
-	/* Effects only when nothing is to be committed first: the rows decide. */
-	if (json_array_size(d->ops) > 0)
-		d->n_act = 0;
+	/* Probes that no longer have a purpose stop, whatever else happens:
+	 * verification probes of a tenant that is not verifying, soak probes
+	 * of a wave that is not soaking. */
+	for (size_t i = 0; i < r->nw && env->fx; i++) {
+		const em_wave *w = &r->w[i];
+		for (size_t k = 0; k < w->nd; k++) {
+			const em_dep *dep = &w->d[k];
+			if (env->fx(env->fx_arg, dep->id) != EM_FX_PROBE)
+				continue;
+			bool wanted = dep->state == WS_DEP_VERIFYING ||
+				      (dep->state == WS_DEP_HEALTHY && w->state == WS_WAVE_SOAKING &&
+				       r->state == WS_RO_RUNNING);
+			if (!wanted)
+				act(d, EM_STOP_FX, w, dep);
+		}
+	}
 }
 
 void em_decision_free(em_decision *d)

@@ -23,7 +23,7 @@
 
 #define US 1000000LL
 #define BASELINE_PROBES 3
-#define PROBE_FLOOR_MS 50
+#define PROBE_FLOOR_MS 150
 #define POLL_MS 1000
 #define CALL_TIMEOUT_S (30 * 60)
 
@@ -152,6 +152,11 @@ static void verdict(efx *f, bool pass, const char *why)
 	if (why)
 		json_object_set_new(ev, "reason", json_string(why));
 	json_t *ops = json_array();
+	if (f->soak)
+		/* A soak failure counts only while the wave is soaking. */
+		json_array_append_new(ops, json_pack("{s:s, s:s, s:I, s:s}", "op", "check", "object",
+						     "wave", "id", (json_int_t)f->wave_id, "state",
+						     "soaking"));
 	json_array_append_new(ops, gate_op(f, "health", pass ? "pass" : "fail", ev));
 	if (pass)
 		json_array_append_new(ops, dep_op(f, "verifying", "healthy", "healthy", NULL));

@@ -114,7 +114,8 @@ typedef struct em_action {
 
 typedef struct em_decision {
 	json_t *ops;                       /* ws_engine_tx ops (an array, maybe empty) */
-	em_action *act;                    /* effects to start or stop (only when ops is empty) */
+	em_action *act;                    /* effects to stop (always), to start (only when
+					    * ops is empty: the rows first) */
 	size_t n_act, cap_act;
 	int64_t wake;                      /* next instant to decide again; EM_NONE */
 	char note[256];                    /* why nothing moves, for logs and status */

@@ -53,6 +53,7 @@ typedef struct fixture {
 	json_t *doc;           /* the rollout rows being edited */
 	em_fx fx[8];           /* by deployment id (1..7) */
 	em_decision d;
+	em_rollout *r;         /* the rows of the last decision (its actions point into them) */
 } fixture;
 
 static int64_t T(const char *s)
@@ -116,6 +117,7 @@ static int teardown(void **state)
 {
 	fixture *f = *state;
 	em_decision_free(&f->d);
+	em_rollout_free(f->r);
 	json_decref(f->doc);
 	fleet_free(f->fleet);
 	policy_free(f->policy);
@@ -146,6 +148,7 @@ static const char *decide(fixture *f, const char *now)
 	free(last);
 	last = NULL;
 	em_decision_free(&f->d);
+	em_rollout_free(f->r);
 	char *text = json_dumps(f->doc, JSON_COMPACT);
 	char why[200] = "";
 	em_rollout *r = em_rollout_parse(text, why, sizeof(why));
@@ -155,7 +158,7 @@ static const char *decide(fixture *f, const char *now)
 		       .deploy_estimate_s = f->policy->deploy_estimate_s, .backup_recheck_s = 300,
 		       .fx = fx_of, .fx_arg = f };
 	em_decide(r, &env, &f->d);
-	em_rollout_free(r);
+	f->r = r;
 	last = json_dumps(f->d.ops, JSON_COMPACT);
 	return last;
 }
@@ -359,6 +362,27 @@ static void test_verify_soak_pass_complete(void **state)
 	assert_true(has(decide(f, "2026-12-01T03:40:00Z"), "\"from\":\"running\",\"to\":\"completed\""));
 }
 
+static void test_probes_stop_when_their_purpose_ends(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("passed"));
+	set(dep_of(f, 0), "state", json_string("healthy"));
+	set(dep_of(f, 1), "state", json_string("healthy"));
+	f->fx[1] = EM_FX_PROBE;   /* a soak probe left over */
+	const char *ops = decide(f, "2026-12-01T05:00:00Z");
+	assert_true(has(ops, "\"to\":\"completed\""));
+	/* The stop comes with the commit, not after it. */
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_STOP_FX);
+	assert_int_equal(f->d.act[0].dep->id, 1);
+	/* A verifying tenant keeps its probes. */
+	set(wave0(f), "state", json_string("verifying"));
+	set(dep_of(f, 0), "state", json_string("verifying"));
+	decide(f, "2026-12-01T05:00:00Z");
+	for (size_t i = 0; i < f->d.n_act; i++)
+		assert_int_not_equal(f->d.act[i].kind, EM_STOP_FX);
+}
+
 static void test_abort_skips_what_has_not_started(void **state)
 {
 	fixture *f = *state;
@@ -399,6 +423,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_budget_halt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_budget_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_soak_pass_complete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_probes_stop_when_their_purpose_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_skips_what_has_not_started, setup, teardown),
 		cmocka_unit_test(test_rows_of_the_wrong_shape_are_refused),
 	};
