@@ -20,6 +20,7 @@
 #define RESCAN_MS 30000          /* a safety net under NOTIFY, real time */
 #define RETRY_MS 1000            /* after a failed load or commit */
 #define DEFAULT_RECHECK_S (5 * 60)
+#define CHAIN_MAX 6              /* steps decided ahead of one commit */
 
 static void run_load(erun *run);
 static void run_decide(erun *run);
@@ -346,8 +347,38 @@ static void run_decide(erun *run)
 		.fx = fx_of,
 		.fx_arg = e,
 	};
+	/* A chain of steps that needs nothing from outside is decided at once
+	 * and committed as one transaction (em_apply): a wave passing, the next
+	 * one starting its backup gate, its tenants waiting for their windows.
+	 * The model is reloaded after the commit either way. */
 	em_decision d;
 	em_decide(run->model, &env, &d);
+	json_t *chain = NULL;
+	for (int steps = 1; json_array_size(d.ops) > 0; steps++) {
+		if (!chain)
+			chain = json_array();
+		json_array_extend(chain, d.ops);
+		for (size_t i = 0; i < d.n_act; i++)
+			if (d.act[i].kind == EM_STOP_FX) {
+				efx *f = fx_find(e, d.act[i].dep->id);
+				if (f)
+					fx_cancel(f);
+			}
+		bool more = steps < CHAIN_MAX && em_apply(run->model, d.ops);
+		em_decision_free(&d);
+		if (!more) {
+			memset(&d, 0, sizeof(d));
+			d.wake = EM_NONE;
+			break;
+		}
+		em_decide(run->model, &env, &d);
+	}
+	if (chain) {
+		/* Effects wait for the committed rows. */
+		json_decref(d.ops);
+		d.ops = chain;
+		d.n_act = 0;
+	}
 	/* Stopping an effect is always safe; starting one waits for the rows. */
 	for (size_t i = 0; i < d.n_act; i++)
 		if (d.act[i].kind == EM_STOP_FX) {

@@ -886,3 +886,85 @@ void em_decision_free(em_decision *d)
 	free(d->act);
 	memset(d, 0, sizeof(*d));
 }
+
+/* Applying ops to the model ---------------------------------------------------
+ * The driver commits one step's transitions, reloads, and decides again; a
+ * chain of steps that needs nothing from outside (a wave passing, the next
+ * one starting its backup gate, its tenants waiting for their windows) would
+ * cost a round trip each.  em_apply makes the model what the rows will be
+ * once `ops` commit, so the next step can be decided before the commit and
+ * the whole chain goes in one transaction.  Only states and the fields the
+ * decision reads are applied; an op it cannot apply exactly (an outbox
+ * intent, whose id the next step needs) makes it return false: then the
+ * driver commits and reloads as usual. */
+static em_wave *wave_by_id(em_rollout *r, int64_t id)
+{
+	for (size_t i = 0; i < r->nw; i++)
+		if (r->w[i].id == id)
+			return &r->w[i];
+	return NULL;
+}
+
+static em_dep *dep_by_id(em_rollout *r, int64_t id)
+{
+	for (size_t i = 0; i < r->nw; i++)
+		for (size_t k = 0; k < r->w[i].nd; k++)
+			if (r->w[i].d[k].id == id)
+				return &r->w[i].d[k];
+	return NULL;
+}
+
+static bool set_time(json_t *set, const char *key, int64_t *out)
+{
+	json_t *v = json_object_get(set, key);
+	if (!v)
+		return true;
+	int64_t t;
+	if (json_is_null(v)) {
+		*out = EM_NONE;
+		return true;
+	}
+	if (!json_is_string(v) || ws_time_parse(json_string_value(v), &t) != 0)
+		return false;
+	*out = t * US;
+	return true;
+}
+
+bool em_apply(em_rollout *r, const json_t *ops)
+{
+	for (size_t i = 0; i < json_array_size(ops); i++) {
+		json_t *op = json_array_get(ops, i);
+		const char *kind = json_string_value(json_object_get(op, "op"));
+		const char *to = json_string_value(json_object_get(op, "to"));
+		int64_t id = json_integer_value(json_object_get(op, "id"));
+		json_t *set = json_object_get(op, "set");
+		if (!kind)
+			return false;
+		if (!strcmp(kind, "gate") || !strcmp(kind, "check") || !strcmp(kind, "audit") ||
+		    !strcmp(kind, "event"))
+			continue;
+		if (!to)
+			return false;
+		if (!strcmp(kind, "rollout")) {
+			if (id != r->id || ws_rollout_state_parse(to, &r->state) != 0 ||
+			    (set && json_object_size(set)))
+				return false;
+		} else if (!strcmp(kind, "wave")) {
+			em_wave *w = wave_by_id(r, id);
+			if (!w || ws_wave_state_parse(to, &w->state) != 0 ||
+			    !set_time(set, "started_at", &w->started_at) ||
+			    !set_time(set, "soak_until", &w->soak_until) || json_object_get(set, "settings"))
+				return false;
+		} else if (!strcmp(kind, "deployment")) {
+			em_dep *d = dep_by_id(r, id);
+			if (!d || ws_deployment_state_parse(to, &d->state) != 0 ||
+			    !set_time(set, "window_start", &d->window_start) ||
+			    !set_time(set, "window_end", &d->window_end) ||
+			    json_object_get(set, "attempt") || json_object_get(set, "started_at"))
+				return false;
+		} else {
+			return false;   /* outbox, outbox_done: the next step needs the rows */
+		}
+	}
+	return true;
+}

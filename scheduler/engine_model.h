@@ -122,6 +122,9 @@ typedef struct em_decision {
 } em_decision;
 
 void em_decide(const em_rollout *r, const em_env *env, em_decision *out);
+/* Makes `r` what the rows will be once `ops` commit (see engine_decide.c);
+ * false when it cannot tell exactly (then `r` must be reloaded). */
+bool em_apply(em_rollout *r, const json_t *ops);
 void em_decision_free(em_decision *d);
 
 /* The expected deployment time of a tenant (engine.md "Windows in

@@ -114,6 +114,7 @@ typedef struct sim_deploy {
 	bool will_fail;
 	uint64_t calls;           /* requests that carried this key */
 	uint64_t deploys;         /* times it was acted upon: must stay <= 1 */
+	int64_t first_at_us;      /* wall clock of the first request with this key */
 	sim_k8s *k8s;             /* for kubernetes: the Deployment it changes */
 	uint64_t k8s_generation;  /* the generation this deploy produced */
 	uv_timer_t timer;         /* convergence; closed when the record goes */

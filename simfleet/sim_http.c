@@ -721,20 +721,21 @@ static void handle_tenants(sim_http *h, ws_http_req *req)
 static void handle_calls(sim_http *h, ws_http_req *req)
 {
 	json_t *calls = json_object(), *deploys = json_object(), *states = json_object();
-	json_t *by_tenant = json_object();
+	json_t *by_tenant = json_object(), *first_at = json_object();
 	for (size_t i = 0; i < sim_map_len(h->s->deploys); i++) {
 		const sim_deploy *d = sim_map_val_at(h->s->deploys, i);
 		json_object_set_new(calls, d->key, json_integer((json_int_t)d->calls));
 		json_object_set_new(deploys, d->key, json_integer((json_int_t)d->deploys));
 		json_object_set_new(states, d->key, json_string(sim_dep_state_name(d->state)));
+		json_object_set_new(first_at, d->key, json_integer((json_int_t)d->first_at_us));
 	}
 	for (size_t i = 0; i < sim_map_len(h->s->tenants); i++) {
 		const sim_tenant *t = sim_map_val_at(h->s->tenants, i);
 		if (json_array_size(t->keys))
 			json_object_set(by_tenant, t->slug, t->keys);
 	}
-	reply_json(req, 200, json_pack("{s:o, s:o, s:o, s:o}", "calls", calls, "deploys", deploys,
-				       "states", states, "by_tenant", by_tenant));
+	reply_json(req, 200, json_pack("{s:o, s:o, s:o, s:o, s:o}", "calls", calls, "deploys", deploys,
+				       "states", states, "by_tenant", by_tenant, "first_at_us", first_at));
 }
 
 static void handle_fault_put(sim_http *h, ws_http_req *req, const char *slug)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "sim.h"
 #include "wavesched/log.h"
 
@@ -267,6 +268,9 @@ sim_deploy *sim_deploy_record(sim_state *s, const char *key, const char *tenant,
 		d->tenant = strdup(tenant);
 		d->executor = executor;
 		d->state = SIM_DEP_REJECTED;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		d->first_at_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 		uv_timer_init(s->loop, &d->timer);
 		d->timer.data = d;
 		if (!d->key || !d->tenant || sim_map_add(s->deploys, key, d) != 0) {

@@ -383,6 +383,55 @@ static void test_probes_stop_when_their_purpose_ends(void **state)
 		assert_int_not_equal(f->d.act[i].kind, EM_STOP_FX);
 }
 
+/* A wave passing and the next steps that need nothing from outside are
+ * decided at once: applying each step's ops to the model and deciding again
+ * gives the chain the driver commits in one transaction. */
+static void test_apply_then_decide_chains_steps(void **state)
+{
+	fixture *f = *state;
+	set(f->doc, "state", json_string("approved"));
+	set(dep_of(f, 0), "backup_at", json_integer(T("2026-12-01T01:00:00Z")));
+	set(dep_of(f, 1), "backup_at", json_integer(T("2026-12-01T01:00:00Z")));
+	char *text = json_dumps(f->doc, JSON_COMPACT);
+	char why[200];
+	em_rollout *r = em_rollout_parse(text, why, sizeof(why));
+	free(text);
+	assert_non_null(r);
+	em_env env = { .now = T("2026-12-01T02:00:00Z"), .fleet = f->fleet, .policy = f->policy,
+		       .deploy_estimate_s = 1800, .backup_recheck_s = 300, .fx = fx_of, .fx_arg = f };
+	const char *expect[] = {
+		"\"from\":\"approved\",\"to\":\"running\"",
+		"\"from\":\"pending\",\"to\":\"backup_check\"",
+		"\"from\":\"backup_check\",\"to\":\"deploying\"",
+	};
+	for (int step = 0; step < 3; step++) {
+		em_decision d;
+		em_decide(r, &env, &d);
+		char *ops = json_dumps(d.ops, JSON_COMPACT);
+		assert_true(has(ops, expect[step]));
+		assert_true(em_apply(r, d.ops));
+		free(ops);
+		em_decision_free(&d);
+	}
+	assert_int_equal(r->state, WS_RO_RUNNING);
+	assert_int_equal(r->w[0].state, WS_WAVE_DEPLOYING);
+	assert_int_equal(r->w[0].d[0].state, WS_DEP_WAITING_WINDOW);
+	assert_int_equal(r->w[0].started_at, T("2026-12-01T02:00:00Z"));
+	/* Now the window is open: effects, which wait for the rows. */
+	em_decision d;
+	em_decide(r, &env, &d);
+	assert_int_equal(json_array_size(d.ops), 0);
+	assert_true(d.n_act >= 1);
+	assert_int_equal(d.act[0].kind, EM_START_BASELINE);
+	em_decision_free(&d);
+	/* An outbox intent cannot be applied: its id comes from the rows. */
+	json_t *ops = json_pack("[{s:s, s:i, s:s, s:i}]", "op", "outbox", "deployment", 1, "kind",
+				"deploy", "attempt", 1);
+	assert_false(em_apply(r, ops));
+	json_decref(ops);
+	em_rollout_free(r);
+}
+
 static void test_abort_skips_what_has_not_started(void **state)
 {
 	fixture *f = *state;
@@ -424,6 +473,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_budget_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_soak_pass_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_probes_stop_when_their_purpose_ends, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apply_then_decide_chains_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_skips_what_has_not_started, setup, teardown),
 		cmocka_unit_test(test_rows_of_the_wrong_shape_are_refused),
 	};
