@@ -24,6 +24,7 @@
 
 static void run_load(erun *run);
 static void run_decide(erun *run);
+static void conts_fail(struct econt *c, size_t *n);
 
 /* Runs ------------------------------------------------------------------------ */
 
@@ -78,6 +79,8 @@ static void run_closed_cb(uv_handle_t *h)
 	em_rollout_free(run->model);
 	policy_free(run->policy);
 	json_decref(run->queue);
+	free(run->qconts);
+	free(run->conts);
 	free(run);
 	engine_release(e);
 }
@@ -104,6 +107,9 @@ static void run_drop(erun *run)
 			break;
 		}
 	fx_cancel_run(e, run);
+	json_decref(run->queue);
+	run->queue = NULL;
+	conts_fail(run->qconts, &run->n_qconts);   /* never to be committed */
 	run->closing = true;
 	e->closing++;   /* released by run_closed_cb */
 	run_finish_closing(run);
@@ -119,11 +125,47 @@ static void run_retry(erun *run)
 
 static void commit(erun *run, json_t *ops);
 
+/* Tells every waiting intent it was not committed. */
+static void conts_fail(struct econt *c, size_t *n)
+{
+	size_t k = *n;
+	*n = 0;
+	for (size_t i = 0; i < k; i++)
+		fx_intent_committed(c[i].f, NULL);
+}
+
+/* The queue's ops join a batch at offset `base`: so do its intents. */
+static void conts_take_queue(erun *run, size_t base)
+{
+	if (!run->n_qconts)
+		return;
+	struct econt *c = realloc(run->conts, (run->n_conts + run->n_qconts) * sizeof(*c));
+	if (!c) {
+		conts_fail(run->qconts, &run->n_qconts);
+		return;
+	}
+	run->conts = c;
+	for (size_t i = 0; i < run->n_qconts; i++)
+		run->conts[run->n_conts++] = (struct econt){ run->qconts[i].f, base + run->qconts[i].op };
+	run->n_qconts = 0;
+}
+
 static void commit_done(void *arg, const PGresult *res, const ws_pg_err *err)
 {
 	erun *run = arg;
 	ws_engine *e = run->e;
 	run->committing = false;
+	if (err || run->closing) {
+		conts_fail(run->conts, &run->n_conts);
+	} else if (run->n_conts) {
+		json_error_t jerr;
+		json_t *results = json_loads(PQntuples(res) ? PQgetvalue(res, 0, 0) : "", 0, &jerr);
+		size_t n = run->n_conts;
+		run->n_conts = 0;
+		for (size_t i = 0; i < n; i++)
+			fx_intent_committed(run->conts[i].f, json_array_get(results, run->conts[i].op));
+		json_decref(results);
+	}
 	if (run_finish_closing(run))
 		return;
 	if (err) {
@@ -142,6 +184,7 @@ static void commit_done(void *arg, const PGresult *res, const ws_pg_err *err)
 			ws_info("engine", "rollout %" PRId64 ": %s; deciding again", run->id, err->message);
 			json_decref(run->queue);
 			run->queue = NULL;
+			conts_fail(run->qconts, &run->n_qconts);
 			run_load(run);
 			return;
 		}
@@ -150,11 +193,11 @@ static void commit_done(void *arg, const PGresult *res, const ws_pg_err *err)
 		run_retry(run);
 		return;
 	}
-	(void)res;
 	e->stats.transactions++;
 	if (run->queue && json_array_size(run->queue) > 0) {
 		json_t *q = run->queue;
 		run->queue = NULL;
+		conts_take_queue(run, 0);
 		commit(run, q);
 		return;
 	}
@@ -178,6 +221,7 @@ static void commit(erun *run, json_t *ops)
 				 commit_done, run) != 0) {
 		free(text);
 		ws_error("engine", "rollout %" PRId64 ": cannot queue a transaction", run->id);
+		conts_fail(run->conts, &run->n_conts);
 		run_retry(run);
 		return;
 	}
@@ -198,6 +242,42 @@ void engine_submit(erun *run, json_t *ops)
 		json_decref(ops);
 		return;
 	}
+	commit(run, ops);
+}
+
+void engine_submit_intent(erun *run, json_t *ops, size_t op, efx *f)
+{
+	if (!run->e->leader || run->closing) {
+		json_decref(ops);
+		fx_intent_committed(f, NULL);
+		return;
+	}
+	size_t base = run->queue ? json_array_size(run->queue) : 0;
+	bool queued = run->committing || run->loading;
+	if (queued) {
+		if (run->n_qconts == run->cap_qconts) {
+			size_t cap = run->cap_qconts ? run->cap_qconts * 2 : 4;
+			struct econt *c = realloc(run->qconts, cap * sizeof(*c));
+			if (!c) {
+				json_decref(ops);
+				fx_intent_committed(f, NULL);
+				return;
+			}
+			run->qconts = c;
+			run->cap_qconts = cap;
+		}
+		run->qconts[run->n_qconts++] = (struct econt){ f, base + op };
+		engine_submit(run, ops);
+		return;
+	}
+	struct econt *c = realloc(run->conts, (run->n_conts + 1) * sizeof(*c));
+	if (!c) {
+		json_decref(ops);
+		fx_intent_committed(f, NULL);
+		return;
+	}
+	run->conts = c;
+	run->conts[run->n_conts++] = (struct econt){ f, op };
 	commit(run, ops);
 }
 
@@ -394,6 +474,7 @@ static void run_decide(erun *run)
 	if (run->queue && json_array_size(run->queue) > 0) {
 		if (!ops)
 			ops = json_array();
+		conts_take_queue(run, json_array_size(ops));
 		json_array_extend(ops, run->queue);
 		json_decref(run->queue);
 		run->queue = NULL;

@@ -27,6 +27,11 @@ struct erun {
 	bool load_again;         /* ... and another is wanted after it */
 	bool committing;         /* a ws_engine_tx call is in flight */
 	json_t *queue;           /* ops waiting for that call to end */
+	/* Deploy intents whose effect starts from the commit's own result (the
+	 * outbox row's id and key), without waiting for the reload: by index
+	 * of their outbox op in the queue, and in the call in flight. */
+	struct econt { efx *f; size_t op; } *qconts, *conts;
+	size_t n_qconts, cap_qconts, n_conts;
 	bool closing;
 	int64_t woke_for;        /* the instant the timer is set for; EM_NONE */
 	char note[256];
@@ -45,6 +50,7 @@ struct efx {
 	int64_t wave_id, outbox_id, baseline_us;
 	int attempt;
 	bool soak;               /* probes of a healthy tenant during its wave's soak */
+	bool awaiting;           /* its deploy intent is being committed (engine_submit_intent) */
 	em_health health;
 	json_t *deploy;          /* the cluster's deploy settings (a reference) */
 	/* probing */
@@ -78,6 +84,8 @@ struct ws_engine {
 
 /* engine.c */
 void engine_submit(erun *run, json_t *ops);      /* reference stolen */
+/* engine_submit, and once committed, fx_intent_committed(f, result of ops[op]). */
+void engine_submit_intent(erun *run, json_t *ops, size_t op, efx *f);
 void engine_wake(erun *run);                      /* reload and decide again */
 
 /* engine_fx.c */
@@ -86,5 +94,6 @@ bool fx_find_run(ws_engine *e, const erun *run);
 void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind);
 void fx_cancel(efx *f);
 void fx_cancel_run(ws_engine *e, erun *run);
+void fx_intent_committed(efx *f, const json_t *result);   /* result NULL: not committed */
 
 #endif
