@@ -4,7 +4,10 @@
  * epochs and refuses unexpected states without changing anything, outbox
  * keys are unique, the audit log is one hash chain even under concurrent
  * appends and detects edits, releases freeze once used, person actions are
- * guarded, and the lease functions judge by the database clock.
+ * guarded, and the lease functions judge by the database clock.  With
+ * 0006_tx_batch.sql: a call's audit rows are appended together at its end
+ * (the audit op's result is its row's id), the chain lock is the last lock
+ * a call takes, and four connections committing at once still make one chain.
  *
  * WS_TEST_PG_URL names the server (tests/harness/services.sh); this program
  * creates its own database there and drops it at the end.  Blocking libpq is
@@ -16,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
 #include "engine_db.h"
 #include "wavesched/states.h"
 
@@ -444,6 +448,31 @@ static void test_tx_invalid(void **state)
 		"invalid op 1: \"kind\" must be deploy or rollback");
 	tx_fail(ep, "[{\"op\":\"audit\",\"actor\":\"x\",\"action\":\"y\"}]", "WSE04",
 		"invalid op 1: \"object\" must be a string");
+	/* the checks 0006 makes inline for valid fields still name bad ones */
+	tx_fail(ep, fmt("[{\"op\":\"deployment\",\"id\":%lld,\"from\":5,\"to\":\"skipped\"}]", f.dep[0]), "WSE04",
+		"invalid op 1: \"from\" must be a string");
+	tx_fail(ep, fmt("[{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\"}]", f.dep[0]), "WSE04",
+		"invalid op 1: \"to\" must be a string");
+	tx_fail(ep, fmt("[{\"op\":\"deployment\",\"id\":%lld,\"from\":\"nowhere\",\"to\":\"skipped\"}]", f.dep[0]),
+		"WSE03", "transition not allowed: deployment from nowhere to skipped (op 1)");
+	tx_fail(ep, fmt("[{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"skipped\"},"
+			"{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"skipped\",\"set\":[1]}]",
+			f.dep[0], f.dep[1]), "WSE04", "invalid op 2: \"set\" must be an object");
+	tx_fail(ep, fmt("[{\"op\":\"rollout\",\"id\":%lld,\"from\":\"planned\",\"to\":\"approved\",\"set\":{\"colour\":1}}]",
+			f.rollout), "WSE04",
+		"invalid op 1: unknown key \"colour\" in \"set\" (allowed: start_at, plan_version)");
+	tx_fail(ep, fmt("[{\"op\":\"wave\",\"id\":%lld,\"from\":\"pending\",\"to\":\"backup_check\","
+			"\"set\":{\"started_at\":null,\"colour\":1}}]", f.wave[0]), "WSE04",
+		"invalid op 1: unknown key \"colour\" in \"set\" (allowed: started_at, soak_until, ended_at, settings)");
+	/* an audited op under an older snapshot is refused at that op, as in 0003 */
+	q_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+	const char *prr[] = { fmt("%lld", ep),
+			      fmt("[{\"op\":\"check\",\"object\":\"rollout\",\"id\":%lld,\"state\":\"planned\"},"
+				  "{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"skipped\"}]",
+				  f.rollout, f.dep[0]) };
+	q_fail(conn, "P0001", "op 2 (deployment): ws_audit_append needs READ COMMITTED isolation, not repeatable read",
+	       "SELECT ws_engine_tx($1, $2)", 2, prr);
+	q_exec(conn, "ROLLBACK");
 }
 
 /* One intent per rollout/tenant/attempt, whoever tries. */
@@ -565,6 +594,189 @@ static void test_audit_concurrent(void **state)
 	assert_int_equal(q_int(conn, "SELECT count(*) FROM (SELECT prev_hash FROM audit_log GROUP BY prev_hash"
 			       " HAVING count(*) > 1) forks", 0, NULL), 0);
 	check_chain(before + 2 * N);
+}
+
+/* ---- ws_engine_tx appends its audit rows last (0006_tx_batch.sql) ---------- */
+
+/* The id of element i of a ws_engine_tx result. */
+static long long result_id(const char *result, size_t i)
+{
+	json_error_t err;
+	json_t *a = json_loads(result, 0, &err);
+	if (!a)
+		fail_msg("ws_engine_tx result is not JSON (%s): %s", err.text, result);
+	json_t *id = json_object_get(json_array_get(a, i), "id");
+	if (!json_is_integer(id))
+		fail_msg("element %zu of the result has no integer id: %s", i, result);
+	long long v = (long long)json_integer_value(id);
+	json_decref(a);
+	return v;
+}
+
+/* One audit row as "actor action object details". */
+static const char *audit_row(long long id, char *buf, size_t size)
+{
+	const char *p[] = { fmt("%lld", id) };
+	return q_str(conn, buf, size,
+		     "SELECT coalesce((SELECT concat_ws(' ', actor, action, object, details) FROM audit_log"
+		     " WHERE id = $1), 'none')", 1, p);
+}
+
+/* An "audit" op's result is its row's id; the rows of one call follow each
+ * other in op order whatever kind of op wrote them, after a row written
+ * through ws_audit_append; events keep the order of the ops. */
+static void test_tx_audit_ids(void **state)
+{
+	(void)state;
+	fx f = fixture();
+	long long ep = lease_take("engine-a");
+	long long before = q_int(conn, "SELECT ws_audit_append('carol', 'test.before', 'audit/ids')", 0, NULL);
+	char out[4096], buf[512];
+	tx_ok(ep, fmt("[{\"op\":\"audit\",\"actor\":\"dave\",\"action\":\"note.first\",\"object\":\"rollout/%lld\","
+		      "  \"details\":{\"n\":1}},"
+		      "{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"waiting_window\"},"
+		      "{\"op\":\"event\",\"rollout\":%lld,\"kind\":\"note\"},"
+		      "{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"skipped\"},"
+		      "{\"op\":\"audit\",\"actor\":\"erin\",\"action\":\"note.second\",\"object\":\"rollout/%lld\"}]",
+		      f.rollout, f.dep[0], f.rollout, f.dep[1], f.rollout),
+	      out, sizeof(out));
+	long long a1 = result_id(out, 0), ev = result_id(out, 2), a2 = result_id(out, 4);
+	assert_true(a1 > before);
+	assert_int_equal(a2, a1 + 3);
+	assert_string_equal(audit_row(a1, buf, sizeof(buf)), fmt("dave note.first rollout/%lld {\"n\": 1}", f.rollout));
+	assert_string_equal(audit_row(a1 + 1, buf, sizeof(buf)),
+			    fmt("engine deployment.waiting_window rollout/%lld/tenant/t-a {\"id\": %lld, \"to\": \"waiting_window\","
+				" \"from\": \"scheduled\", \"epoch\": %lld}", f.rollout, f.dep[0], ep));
+	assert_string_equal(audit_row(a1 + 2, buf, sizeof(buf)),
+			    fmt("engine deployment.skipped rollout/%lld/tenant/t-b {\"id\": %lld, \"to\": \"skipped\","
+				" \"from\": \"scheduled\", \"epoch\": %lld}", f.rollout, f.dep[1], ep));
+	assert_string_equal(audit_row(a2, buf, sizeof(buf)), fmt("erin note.second rollout/%lld {}", f.rollout));
+	assert_string_equal(audit_row(a2 + 1, buf, sizeof(buf)), "none");
+	/* the transition before the event op has the id before it, the one after the id after */
+	const char *pr[] = { fmt("%lld", f.rollout) };
+	assert_string_equal(q_str(conn, buf, sizeof(buf),
+		"SELECT string_agg(concat_ws(' ', id, kind, payload->>'to'), ', ' ORDER BY id) FROM events WHERE rollout_id = $1",
+		1, pr),
+		fmt("%lld deployment.state waiting_window, %lld note, %lld deployment.state skipped", ev - 1, ev, ev + 1));
+	check_chain(4);
+}
+
+/* A call waiting for a row lock does not hold the audit lock: the chain's
+ * lock is the last one a call takes.  (0003 took it at the first auditable
+ * op, so an append elsewhere waited for the whole call.) */
+static void test_tx_audit_lock_last(void **state)
+{
+	(void)state;
+	fx f = fixture();
+	long long ep = lease_take("engine-a");
+	PGconn *holder = edb_connect(db.conninfo), *tx = edb_connect(db.conninfo), *other = edb_connect(db.conninfo);
+	q_exec(other, "SET statement_timeout = '10s'");   /* a regression fails instead of hanging */
+	q_exec(holder, "BEGIN");
+	const char *pd[] = { fmt("%lld", f.dep[2]) };
+	PQclear(q(holder, "SELECT 1 FROM deployments WHERE id = $1 FOR UPDATE", 1, pd));
+	const char *p[] = { fmt("%lld", ep),
+			    fmt("[{\"op\":\"audit\",\"actor\":\"dave\",\"action\":\"note\",\"object\":\"rollout/%lld\"},"
+				"{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"skipped\"}]",
+				f.rollout, f.dep[2]) };
+	assert_int_equal(PQsendQueryParams(tx, "SELECT ws_engine_tx($1, $2)", 2, NULL, p, NULL, NULL, 0), 1);
+	usleep(300 * 1000);
+	assert_int_equal(PQconsumeInput(tx), 1);
+	assert_int_equal(PQisBusy(tx), 1);   /* waiting for the row */
+	long long appended = q_int(other, "SELECT ws_audit_append('carol', 'test.meanwhile', 'audit/lock')", 0, NULL);
+	q_exec(holder, "COMMIT");
+	PGresult *r = PQgetResult(tx);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("ws_engine_tx: %s", PQresultErrorMessage(r));
+	long long mine = result_id(PQgetvalue(r, 0, 0), 0);
+	PQclear(r);
+	assert_null(PQgetResult(tx));
+	/* the call's rows come after the row appended while it waited */
+	assert_int_equal(mine, appended + 1);
+	char buf[512];
+	assert_string_equal(audit_row(mine + 1, buf, sizeof(buf)),
+			    fmt("engine deployment.skipped rollout/%lld/tenant/t-c {\"id\": %lld, \"to\": \"skipped\","
+				" \"from\": \"scheduled\", \"epoch\": %lld}", f.rollout, f.dep[2], ep));
+	PQfinish(holder);
+	PQfinish(tx);
+	PQfinish(other);
+	check_chain(3);
+}
+
+/* Four leaders' connections committing batches at once, and a fifth
+ * appending through ws_audit_append: every call gets the right results, its
+ * rows stay together in op order, and the log is one chain that verifies. */
+static void test_tx_concurrent(void **state)
+{
+	(void)state;
+	enum { CONNS = 4, ROUNDS = 40 };
+	long long ep = lease_take("engine-a");
+	fx f[CONNS];
+	PGconn *c[CONNS + 1];
+	for (int k = 0; k < CONNS; k++) {
+		f[k] = fixture();
+		tx_ok(ep, fmt("[{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"waiting_window\"},"
+			      "{\"op\":\"deployment\",\"id\":%lld,\"from\":\"scheduled\",\"to\":\"waiting_window\"}]",
+			      f[k].dep[0], f[k].dep[1]), NULL, 0);
+	}
+	for (int k = 0; k <= CONNS; k++)
+		c[k] = edb_connect(db.conninfo);
+	long long rows0 = q_int(conn, "SELECT count(*) FROM audit_log", 0, NULL);
+	static long long note[CONNS][ROUNDS];
+	for (int i = 0; i < ROUNDS; i++) {
+		for (int k = 0; k < CONNS; k++) {
+			const char *p[] = { fmt("%lld", ep),
+				fmt("[{\"op\":\"deployment\",\"id\":%lld,\"from\":\"waiting_window\",\"to\":\"waiting_window\","
+				    "  \"add_move\":{\"round\":%d}},"
+				    "{\"op\":\"audit\",\"actor\":\"conn-%d\",\"action\":\"note\",\"object\":\"rollout/%lld\","
+				    "  \"details\":{\"round\":%d}},"
+				    "{\"op\":\"deployment\",\"id\":%lld,\"from\":\"waiting_window\",\"to\":\"waiting_window\","
+				    "  \"add_move\":{\"round\":%d}}]",
+				    f[k].dep[0], i, k, f[k].rollout, i, f[k].dep[1], i) };
+			assert_int_equal(PQsendQueryParams(c[k], "SELECT ws_engine_tx($1, $2)", 2, NULL, p, NULL, NULL, 0), 1);
+		}
+		const char *pa[] = { fmt("{\"round\": %d}", i) };
+		assert_int_equal(PQsendQueryParams(c[CONNS], "SELECT ws_audit_append('carol', 'test.old', 'audit/race', $1)",
+						   1, NULL, pa, NULL, NULL, 0), 1);
+		for (int k = 0; k <= CONNS; k++) {
+			PGresult *r;
+			while ((r = PQgetResult(c[k])) != NULL) {
+				if (PQresultStatus(r) != PGRES_TUPLES_OK)
+					fail_msg("connection %d, round %d: %s", k, i, PQresultErrorMessage(r));
+				if (k < CONNS) {
+					const char *res = PQgetvalue(r, 0, 0);
+					note[k][i] = result_id(res, 1);
+					assert_string_equal(res, fmt("[{\"id\": %lld, \"rollout\": %lld}, {\"id\": %lld}, "
+								     "{\"id\": %lld, \"rollout\": %lld}]",
+								     f[k].dep[0], f[k].rollout, note[k][i],
+								     f[k].dep[1], f[k].rollout));
+				}
+				PQclear(r);
+			}
+		}
+	}
+	for (int k = 0; k <= CONNS; k++)
+		PQfinish(c[k]);
+
+	char buf[512];
+	for (int k = 0; k < CONNS; k++)
+		for (int i = 0; i < ROUNDS; i++) {
+			long long a = note[k][i];
+			assert_string_equal(audit_row(a, buf, sizeof(buf)),
+					    fmt("conn-%d note rollout/%lld {\"round\": %d}", k, f[k].rollout, i));
+			for (int d = 0; d < 2; d++)
+				assert_string_equal(audit_row(d ? a + 1 : a - 1, buf, sizeof(buf)),
+					fmt("engine deployment.waiting_window rollout/%lld/tenant/%s {\"id\": %lld, \"to\": "
+					    "\"waiting_window\", \"from\": \"waiting_window\", \"epoch\": %lld, \"add_move\": "
+					    "{\"round\": %d}}", f[k].rollout, d ? "t-b" : "t-a", f[k].dep[d], ep, i));
+			const char *pd[] = { fmt("%lld", f[k].dep[0]), fmt("%lld", f[k].dep[1]) };
+			assert_int_equal(q_int(conn, "SELECT sum(jsonb_array_length(moves)) FROM deployments WHERE id IN ($1, $2)",
+					       2, pd), 2 * ROUNDS);
+		}
+	assert_int_equal(q_int(conn, "SELECT count(*) FROM audit_log", 0, NULL), rows0 + (CONNS * 3 + 1) * ROUNDS);
+	assert_int_equal(q_int(conn, "SELECT count(*) FROM audit_log WHERE action = 'test.old'", 0, NULL), ROUNDS);
+	assert_int_equal(q_int(conn, "SELECT count(*) FROM (SELECT prev_hash FROM audit_log GROUP BY prev_hash"
+			       " HAVING count(*) > 1) forks", 0, NULL), 0);
+	check_chain(rows0 + (CONNS * 3 + 1) * ROUNDS);
 }
 
 /* A release can be corrected until a rollout uses it, never after. */
@@ -782,6 +994,9 @@ int main(void)
 		cmocka_unit_test_setup(test_outbox_key_unique, reset),
 		cmocka_unit_test_setup(test_audit_chain, reset),
 		cmocka_unit_test_setup(test_audit_concurrent, reset),
+		cmocka_unit_test_setup(test_tx_audit_ids, reset),
+		cmocka_unit_test_setup(test_tx_audit_lock_last, reset),
+		cmocka_unit_test_setup(test_tx_concurrent, reset),
 		cmocka_unit_test_setup(test_release_immutable, reset),
 		cmocka_unit_test_setup(test_person_actions, reset),
 		cmocka_unit_test_setup(test_lease_sql, reset),
