@@ -347,6 +347,8 @@ class Webhook(SimCase):
             self.assertEqual(calls["calls"][key], 3)
             self.assertEqual(calls["deploys"][key], 1)
             self.assertEqual(calls["by_tenant"], {"clinic-north": [key]})
+            # the first request's time, not the last: within this test's run
+            self.assertLessEqual(abs(calls["first_at_us"][key] / 1e6 - time.time()), 60)
             self.assertEqual(sim.tenants()["clinic-north"]["deploys"], 1)
             # A new attempt is a new key: deployed again.
             self.assertEqual(self.deploy(sim, "clinic-north", "18.0.1", "r1/clinic-north/2").status, 202)
@@ -555,7 +557,8 @@ class Control(SimCase):
             self.assertEqual(t["clinic-south"]["version"], "17.0.3")
             self.assertEqual(t["clinic-north"]["fault"], {"http_500": True})
             self.assertIsNone(t["training-a"]["fault"])
-            self.assertEqual(sim.calls(), {"calls": {}, "deploys": {}, "states": {}, "by_tenant": {}})
+            self.assertEqual(sim.calls(), {"calls": {}, "deploys": {}, "states": {}, "by_tenant": {},
+                                           "first_at_us": {}})
             self.assertEqual(sim.health("clinic-north").status, 500)
 
     def test_reset_while_a_deploy_is_pending(self):
