@@ -39,7 +39,6 @@ static erun *run_find(ws_engine *e, int64_t id)
 static void run_timer_cb(uv_timer_t *t)
 {
 	erun *run = t->data;
-	run->woke_for = EM_NONE;
 	run_load(run);
 }
 
@@ -53,7 +52,6 @@ static erun *run_get(ws_engine *e, int64_t id)
 		return NULL;
 	run->e = e;
 	run->id = id;
-	run->woke_for = EM_NONE;
 	uv_timer_init(e->loop, &run->timer);
 	run->timer.data = run;
 	run->next = e->runs;
@@ -117,7 +115,6 @@ static void run_drop(erun *run)
 
 static void run_retry(erun *run)
 {
-	run->woke_for = EM_NONE;
 	uv_timer_start(&run->timer, run_timer_cb, RETRY_MS, 0);
 }
 
@@ -496,7 +493,6 @@ static void run_decide(erun *run)
 		ws_info("engine", "rollout %" PRId64 ": %s", run->id, d.note);
 	snprintf(run->note, sizeof(run->note), "%s", d.note);
 	uv_timer_stop(&run->timer);
-	run->woke_for = d.wake;
 	if (d.wake != EM_NONE)
 		ws_clock_timer_start(e->clock, &run->timer, d.wake, run_timer_cb);
 	bool done = rollout_done(run->model) ||

@@ -38,7 +38,6 @@
 #define US 1000000LL
 #define DEFAULT_ESTIMATE_S (15 * 60)
 #define DEFAULT_RECHECK_S (5 * 60)
-#define BASELINE_PROBES 3
 
 /* Parsing ------------------------------------------------------------------ */
 
@@ -92,7 +91,7 @@ static bool parse_settings(json_t *s, em_settings *out, char *why, size_t n)
 		return false;
 	}
 	json_t *h = json_object_get(s, "health");
-	em_health *hh = &out->health;
+	ws_gate_health *hh = &out->health;
 	hh->enabled = json_is_true(json_object_get(h, "enabled"));
 	hh->interval_s = get_i64_or(h, "interval_s", 30);
 	hh->timeout_s = get_i64_or(h, "timeout_s", 5);
@@ -522,10 +521,8 @@ static json_t *move_json(const em_dep *dep, int64_t s, int64_t e, const char *re
 
 /* A tenant that cannot use its window any more: to the next valid one, or
  * skipped when there is none within the horizon. */
-static void move_or_skip(em_decision *d, const em_rollout *r, const em_dep *dep, const em_env *env,
-			 const char *why)
+static void move_or_skip(em_decision *d, const em_dep *dep, const em_env *env, const char *why)
 {
-	(void)r;
 	const ws_tenant *t = tenant_of(env, dep);
 	int64_t need = em_expected_s(dep, env);
 	int64_t horizon = env->policy && env->policy->horizon_s > 0 ? env->policy->horizon_s
@@ -586,7 +583,7 @@ static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, co
 			break;
 		int64_t need = em_expected_s(dep, env) * US;
 		if (dep->window_start == EM_NONE || dep->window_end == EM_NONE) {
-			move_or_skip(d, r, dep, env, "no window");
+			move_or_skip(d, dep, env, "no window");
 			break;
 		}
 		if (now < dep->window_start) {
@@ -599,7 +596,7 @@ static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, co
 			ws_duration_format(need / US, b, sizeof(b));
 			snprintf(why, sizeof(why), "window too short: it ends %s, the deployment needs %s",
 				 a, b);
-			move_or_skip(d, r, dep, env, why);
+			move_or_skip(d, dep, env, why);
 			break;
 		}
 		wake_at(d, dep->window_end - need);

@@ -136,16 +136,6 @@ static json_t *gate_op(efx *f, const char *gate, const char *result, json_t *evi
 
 /* Probes --------------------------------------------------------------------- */
 
-static ws_gate_health gate_of(const em_health *h)
-{
-	return (ws_gate_health){
-		.enabled = h->enabled, .interval_s = h->interval_s, .timeout_s = h->timeout_s,
-		.consecutive_successes = h->consecutive_successes,
-		.max_consecutive_failures = h->max_consecutive_failures,
-		.max_latency_ms = h->max_latency_ms, .latency_regression = h->latency_regression,
-	};
-}
-
 static void verdict(efx *f, bool pass, const char *why)
 {
 	json_t *ev = f->eval ? ws_health_eval_evidence(f->eval) : json_object();
@@ -184,8 +174,7 @@ static void probe_cb(void *arg, ws_probe_target *t, const ws_health_sample *samp
 
 static void probe_start(efx *f)
 {
-	ws_gate_health g = gate_of(&f->health);
-	f->eval = ws_health_eval_new(&g, f->baseline_us > 0 ? (uint64_t)f->baseline_us : 0);
+	f->eval = ws_health_eval_new(&f->health, f->baseline_us > 0 ? (uint64_t)f->baseline_us : 0);
 	uint64_t every = ws_clock_real_ms(f->e->clock, f->health.interval_s * US);
 	if (every < PROBE_FLOOR_MS)
 		every = PROBE_FLOOR_MS;

@@ -33,7 +33,6 @@ struct erun {
 	struct econt { efx *f; size_t op; } *qconts, *conts;
 	size_t n_qconts, cap_qconts, n_conts;
 	bool closing;
-	int64_t woke_for;        /* the instant the timer is set for; EM_NONE */
 	char note[256];
 	erun *next;
 };
@@ -51,7 +50,7 @@ struct efx {
 	int attempt;
 	bool soak;               /* probes of a healthy tenant during its wave's soak */
 	bool awaiting;           /* its deploy intent is being committed (engine_submit_intent) */
-	em_health health;
+	ws_gate_health health;
 	json_t *deploy;          /* the cluster's deploy settings (a reference) */
 	/* probing */
 	ws_probe_target *target;  /* baseline or periodic probes, until removed */

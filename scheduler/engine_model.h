@@ -20,20 +20,13 @@
 
 #define EM_NONE INT64_MIN
 
-typedef struct em_health {
-	bool enabled;
-	int64_t interval_s, timeout_s;
-	int consecutive_successes, max_consecutive_failures, max_latency_ms;
-	double latency_regression;
-} em_health;
-
 /* waves.settings, as written when the rollout was created. */
 typedef struct em_settings {
 	int64_t soak_s;
 	int max_parallel_per_cluster;      /* 0: none */
 	bool backup_enabled;
 	int64_t backup_max_age_s;
-	em_health health;
+	ws_gate_health health;
 	int approval_min;
 	int max_failed;
 	ws_failure_action action;
