@@ -26,6 +26,7 @@ typedef struct held {
 	ws_http_req *req;      /* NULL once answered */
 	int status;
 	char *body;
+	uint64_t due_ns;       /* uv_hrtime() at which the answer may go */
 	uv_timer_t timer;
 	struct held *prev, *next;
 } held;
@@ -172,6 +173,14 @@ static void held_release(held *x)
 static void held_timer_cb(uv_timer_t *t)
 {
 	held *x = t->data;
+	/* libuv's loop time is whole milliseconds and may lag the real clock:
+	 * a timer can fire up to a millisecond early.  The latency a test set
+	 * is a floor, so wait out the rest. */
+	uint64_t now = uv_hrtime();
+	if (now < x->due_ns) {
+		uv_timer_start(&x->timer, held_timer_cb, (x->due_ns - now) / 1000000 + 1, 0);
+		return;
+	}
 	ws_http_respond(x->req, x->status, "application/json", x->body, strlen(x->body));
 	x->req = NULL;
 	held_release(x);
@@ -222,6 +231,8 @@ static void hold(sim_http *h, ws_http_req *req, int status, char *body, uint64_t
 	h->held = x;
 	h->n_held++;
 	if (!hang) {
+		x->due_ns = uv_hrtime() + delay_ms * 1000000;
+		uv_update_time(h->s->loop);
 		uv_timer_start(&x->timer, held_timer_cb, delay_ms, 0);
 	} else if (!h->sweep_on) {
 		uv_timer_start(&h->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
