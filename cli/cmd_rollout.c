@@ -25,6 +25,8 @@ static const char usage_rollout[] =
 	"       wavectl rollout plan ID [--version N] [--format text|json]\n"
 	"       wavectl rollout start|pause|resume|abort ID [--reason R]\n"
 	"       wavectl rollout approve|reject ID --wave N [--comment C]\n"
+	"       wavectl rollout replan ID --reason R [--start RFC3339] [--policy-version N]\n"
+	"                              [--format text|json]\n"
 	"\n"
 	"create   plans RELEASE with the stored policy against the service's fleet\n"
 	"         and, unless --dry-run, stores the rollout (state planned) with that\n"
@@ -38,6 +40,10 @@ static const char usage_rollout[] =
 	"         and abort change a running rollout; --reason is recorded.\n"
 	"approve  decides on wave N (its index) of a rollout you did not create;\n"
 	"reject   your role must be one the policy names for that wave.\n"
+	"replan   plans a planned rollout again against today's fleet (and, with\n"
+	"         --policy-version, a newer version of its policy): a new plan\n"
+	"         version with a diff; approvals of waves that changed are withdrawn.\n"
+	"         --start defaults to the later of the old start and now.\n"
 	"\n"
 	"Exit codes: 0 done, 1 refused or invalid, 2 usage error, 3 service unreachable.\n";
 
@@ -444,6 +450,97 @@ static int rollout_action(int argc, char **argv)
 	return 0;
 }
 
+/* ---- re-planning ------------------------------------------------------------- */
+
+static void print_place(json_t *p)
+{
+	printf("wave %lld %s, %s .. %s", (long long)json_integer_value(json_object_get(p, "wave")),
+	       str(p, "wave_name"), str(p, "window_start"), str(p, "window_end"));
+}
+
+static void print_replan(const char *id, json_t *doc)
+{
+	json_t *diff = json_object_get(doc, "diff");
+	printf("rollout %s: plan version %lld -> %lld (%s)\n", id,
+	       (long long)json_integer_value(json_object_get(diff, "from_version")),
+	       (long long)json_integer_value(json_object_get(diff, "to_version")), str(diff, "reason"));
+	json_t *pol = json_object_get(diff, "policy");
+	if (pol)
+		printf("  policy: %s -> %s\n", str(pol, "from"), str(pol, "to"));
+	size_t i;
+	json_t *x;
+	json_array_foreach(json_object_get(diff, "added"), i, x) {
+		printf("  added    %-24s ", str(x, "slug"));
+		print_place(x);
+		putchar('\n');
+	}
+	json_array_foreach(json_object_get(diff, "removed"), i, x) {
+		printf("  removed  %-24s ", str(x, "slug"));
+		print_place(x);
+		putchar('\n');
+	}
+	json_array_foreach(json_object_get(diff, "moved"), i, x) {
+		printf("  moved    %-24s ", str(x, "slug"));
+		print_place(json_object_get(x, "from"));
+		printf("\n           %-24s -> ", "");
+		print_place(json_object_get(x, "to"));
+		putchar('\n');
+	}
+	printf("  unchanged: %lld tenant(s)\n", (long long)json_integer_value(json_object_get(diff, "unchanged")));
+	json_array_foreach(json_object_get(diff, "approvals_withdrawn"), i, x)
+		printf("  withdrawn: %s's %s of wave %lld (%s): decide again\n", str(x, "actor"), str(x, "decision"),
+		       (long long)json_integer_value(json_object_get(x, "wave")), str(x, "wave_name"));
+}
+
+static int rollout_replan(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "reason", required_argument, NULL, 'r' },
+		{ "start", required_argument, NULL, 's' },
+		{ "policy-version", required_argument, NULL, 'p' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *reason = NULL, *start = NULL, *pv = NULL, *format = "text";
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'r': reason = optarg; break;
+		case 's': start = optarg; break;
+		case 'p': pv = optarg; break;
+		case 'f': format = optarg; break;
+		case 'h': fputs(usage_rollout, stdout); return 0;
+		default: fputs(usage_rollout, stderr); return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1 || !id_ok(argv[optind]) || !reason || !format_ok(format) ||
+	    (pv && (!id_ok(pv) || atoll(pv) < 1))) {
+		fprintf(stderr, "wavectl: rollout replan takes one rollout ID and --reason R "
+				"[--start RFC3339] [--policy-version N] [--format text|json]\n%s", usage_rollout);
+		return EXIT_USAGE;
+	}
+	json_t *body = json_pack("{s:s}", "reason", reason);
+	if (start)
+		json_object_set_new(body, "start", json_string(start));
+	if (pv)
+		json_object_set_new(body, "policy_version", json_integer(atoll(pv)));
+	char path[96];
+	snprintf(path, sizeof(path), "/v1/rollouts/%s/replan", argv[optind]);
+	json_t *doc = NULL;
+	int rc = api_json("POST", path, body, &doc);
+	json_decref(body);
+	if (rc)
+		return rc;
+	if (strcmp(format, "json") == 0)
+		print_json(doc);
+	else
+		print_replan(argv[optind], doc);
+	json_decref(doc);
+	return 0;
+}
+
 int cmd_rollout(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -461,6 +558,8 @@ int cmd_rollout(int argc, char **argv)
 		return rollout_read(argc, argv, false);
 	if (strcmp(sub, "plan") == 0)
 		return rollout_read(argc, argv, true);
+	if (strcmp(sub, "replan") == 0)
+		return rollout_replan(argc, argv);
 	static const char *const actions[] = { "start", "pause", "resume", "abort", "approve", "reject", NULL };
 	for (size_t i = 0; actions[i]; i++)
 		if (strcmp(sub, actions[i]) == 0)

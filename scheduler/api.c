@@ -256,6 +256,8 @@ static const route routes[] = {
 	{ "POST", "/v1/rollouts/{id}/pause", true, WS_PERM_FLEET_WRITE, h_rollout_pause },
 	{ "POST", "/v1/rollouts/{id}/resume", true, WS_PERM_FLEET_WRITE, h_rollout_resume },
 	{ "POST", "/v1/rollouts/{id}/abort", true, WS_PERM_FLEET_WRITE, h_rollout_abort },
+	{ "POST", "/v1/rollouts/{id}/replan", true, WS_PERM_FLEET_WRITE, h_rollout_replan },
+	{ "GET", "/v1/rollouts/{id}/plans", true, WS_PERM_READ_FLEET, h_rollout_plans },
 	{ "POST", "/v1/rollouts/{id}/approve", true, WS_PERM_READ_TENANT, h_rollout_approve },
 	{ "POST", "/v1/rollouts/{id}/reject", true, WS_PERM_READ_TENANT, h_rollout_reject },
 };

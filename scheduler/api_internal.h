@@ -127,7 +127,35 @@ typedef struct rollout_new {
 	json_t *settings;        /* one object per plan wave */
 	int64_t generation;      /* the fleet generation the plan was made from */
 	int64_t start;
+	/* A re-plan (api_replan.c) of this rollout, planned on `replan_version`: */
+	long long replan_id;
+	int replan_version;
+	const char *reason;
 } rollout_new;
 void rollout_commit(api_call *c, const rollout_new *n);
+/* The {id} of /v1/rollouts/{id}/...: decimal, positive, at most 18 digits. */
+bool rollout_id_param(const api_call *c, char out[24]);
+
+/* api_replan.c: POST /v1/rollouts/{id}/replan and GET /v1/rollouts/{id}/plans.
+ * h_rollout_replan reads the rollout and hands the planning to
+ * rollout_replan_plan (api_policies.c), whose job ends in
+ * rollout_replan_commit. */
+void h_rollout_replan(api_call *c);
+void h_rollout_plans(api_call *c);
+void rollout_replan_commit(api_call *c, const rollout_new *n);
+typedef struct replan_request {
+	long long rollout;
+	int plan_version;         /* the version the new plan replaces */
+	const char *release;
+	ws_release_kind kind;
+	long long policy_id;
+	int policy_version;
+	const char *policy_sha;
+	const char *policy_text;
+	size_t policy_len;
+	int64_t start;
+	const char *reason;
+} replan_request;
+void rollout_replan_plan(api_call *c, const replan_request *q);
 
 #endif

@@ -39,6 +39,9 @@ typedef struct policy_job {
 	long long policy_id;
 	bool create;              /* not a dry run: keep the plan and wave settings */
 	bool kind_given;
+	long long replan_id;      /* a re-plan of this rollout (api_replan.c) */
+	int replan_version;
+	char *reason;
 	/* results */
 	int status;               /* 0 = fine; 400/422 with diags */
 	ws_diags diags;
@@ -58,6 +61,7 @@ static void job_free(policy_job *j)
 	json_decref(j->warnings);
 	free(j->text);
 	free(j->release);
+	free(j->reason);
 	free(j->name);
 	free(j->description);
 	free(j->summary);
@@ -200,8 +204,12 @@ static void job_after_cb(uv_work_t *w, int status)
 				.policy_name = j->name, .policy_version = j->policy_version,
 				.policy_sha = j->policy_sha, .plan_text = j->plan_text, .plan = j->plan_doc,
 				.settings = j->settings, .generation = j->snap->generation, .start = j->start,
+				.replan_id = j->replan_id, .replan_version = j->replan_version, .reason = j->reason,
 			};
-			rollout_commit(c, &n);
+			if (j->replan_id)
+				rollout_replan_commit(c, &n);
+			else
+				rollout_commit(c, &n);
 			job_free(j);
 			return;
 		}
@@ -496,4 +504,34 @@ void h_rollout_create(api_call *c)
 	          " AND ($2::int IS NULL OR version = $2::int) ORDER BY version DESC LIMIT 1) p ON true",
 	          3, params, rollout_policy_done, j);
 	json_decref(in);
+}
+
+/* ---- POST /v1/rollouts/{id}/replan: the planning ------------------------------ */
+
+void rollout_replan_plan(api_call *c, const replan_request *q)
+{
+	policy_job *j = job_new(c, JOB_PLAN);
+	if (!j)
+		return;
+	j->create = true;
+	j->kind_given = true;
+	j->rkind = q->kind;
+	j->start = q->start;
+	j->replan_id = q->rollout;
+	j->replan_version = q->plan_version;
+	j->policy_id = q->policy_id;
+	j->policy_version = q->policy_version;
+	snprintf(j->policy_sha, sizeof(j->policy_sha), "%s", q->policy_sha);
+	j->len = q->policy_len;
+	j->release = strdup(q->release);
+	j->reason = strdup(q->reason);
+	j->text = malloc(q->policy_len + 1);
+	if (!j->release || !j->reason || !j->text) {
+		job_free(j);
+		reply_error(c, 503, "unavailable", "out of memory", NULL);
+		return;
+	}
+	memcpy(j->text, q->policy_text, q->policy_len);
+	j->text[q->policy_len] = '\0';
+	ws_fleet_store_snapshot(c->api->d.fleet, job_snapshot_cb, j);
 }

@@ -116,7 +116,7 @@ char *principal_tenants_param(const api_call *c)
 	"CASE WHEN $" #n "::jsonb IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text($" #n "::jsonb)) END"
 
 /* The {id} of the path: a positive integer, or false. */
-static bool rollout_id(const api_call *c, char out[24])
+bool rollout_id_param(const api_call *c, char out[24])
 {
 	size_t n = strlen(c->param);
 	if (n == 0 || n > 18)
@@ -257,7 +257,7 @@ void h_rollout_list(api_call *c)
 void h_rollout_get(api_call *c)
 {
 	char id[24];
-	if (!rollout_id(c, id)) {
+	if (!rollout_id_param(c, id)) {
 		reply_error(c, 404, "not_found", "no such rollout", NULL);
 		return;
 	}
@@ -290,7 +290,7 @@ static void plan_done(void *arg, const PGresult *res, const ws_pg_err *err)
 void h_rollout_plan(api_call *c)
 {
 	char id[24];
-	if (!rollout_id(c, id)) {
+	if (!rollout_id_param(c, id)) {
 		reply_error(c, 404, "not_found", "no such rollout", NULL);
 		return;
 	}
@@ -341,7 +341,7 @@ static void rollout_command(api_call *c, const char *action)
 {
 	static const char *const fields[] = { "reason", NULL };
 	char id[24];
-	if (!rollout_id(c, id)) {
+	if (!rollout_id_param(c, id)) {
 		reply_error(c, 404, "not_found", "no such rollout", NULL);
 		return;
 	}
@@ -398,7 +398,7 @@ static void wave_decide(api_call *c, const char *decision)
 		return;
 	}
 	char id[24];
-	if (!rollout_id(c, id)) {
+	if (!rollout_id_param(c, id)) {
 		reply_error(c, 404, "not_found", "no such rollout", NULL);
 		return;
 	}
