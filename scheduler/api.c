@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include "ws_config.h"
 #include "api_internal.h"
+#include "wavesched/ratelimit.h"
 #include "wavesched/clock.h"
 #include "wavesched/log.h"
 #include "wavesched/ydoc.h"
@@ -288,6 +289,8 @@ static bool path_match(const char *pattern, const char *path, char *param, size_
 	return *pattern == '\0' && *path == '\0';
 }
 
+static void rate_checked(void *arg, bool allowed, int64_t retry_after_us);
+
 static void auth_done(void *arg, const PGresult *res, const ws_pg_err *err)
 {
 	api_call *c = arg;
@@ -332,6 +335,22 @@ static void auth_done(void *arg, const PGresult *res, const ws_pg_err *err)
 	}
 	json_decref(arr);
 	snprintf(c->actor, sizeof(c->actor), "token:%s", c->who.name ? c->who.name : c->who.id);
+	ws_ratelimit_check(c->api->rl, c->who.id, rate_checked, c);
+}
+
+/* Every authenticated request counts against its token, refused ones too. */
+static void rate_checked(void *arg, bool allowed, int64_t retry_after_us)
+{
+	api_call *c = arg;
+	if (!allowed) {
+		char secs[24];
+		snprintf(secs, sizeof(secs), "%lld", (long long)((retry_after_us + 999999) / 1000000));
+		ws_http_add_header(c->req, "Retry-After", secs);
+		char msg[160];
+		snprintf(msg, sizeof(msg), "too many requests for this token: retry in %s s", secs);
+		reply_error(c, 429, "rate_limited", msg, NULL);
+		return;
+	}
 	if (!ws_role_may(c->who.role, c->rt->perm)) {
 		/* Tenant tokens asking about tenant-scoped objects they may not
 		 * see get 404 in the handler; everything else is a plain 403. */
@@ -448,8 +467,15 @@ void ws_api_request_done(void *arg, const ws_http_req *req, int status, uint64_t
 ws_api *ws_api_new(const ws_api_deps *deps)
 {
 	ws_api *a = calloc(1, sizeof(*a));
-	if (a)
-		a->d = *deps;
+	if (!a)
+		return NULL;
+	a->d = *deps;
+	double rate = deps->config ? deps->config->rate_limit : 0;
+	unsigned burst = deps->config ? deps->config->rate_burst : 0;
+	if (!(a->rl = ws_ratelimit_new(deps->loop, deps->redis, rate, burst))) {
+		free(a);
+		return NULL;
+	}
 	return a;
 }
 
@@ -460,5 +486,7 @@ void ws_api_set_http(ws_api *a, ws_http_server *http)
 
 void ws_api_free(ws_api *a)
 {
+	if (a)
+		ws_ratelimit_free(a->rl);
 	free(a);
 }

@@ -15,6 +15,7 @@
 struct ws_api {
 	ws_api_deps d;
 	size_t pending;
+	struct ws_ratelimit *rl;   /* per token (config rate_limit, rate_burst) */
 };
 
 typedef struct api_call api_call;

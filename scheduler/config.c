@@ -10,6 +10,7 @@
 #include "ws_config.h"
 #include "wavesched/config.h"
 #include "wavesched/fleet.h"
+#include "wavesched/ratelimit.h"
 #include "wavesched/ydoc.h"
 
 static void set_str(char **dst, const char *v)
@@ -71,7 +72,15 @@ static int apply(ws_config *c, const char *key, const char *val)
 		set_str(&c->outbound_deny, val);
 	else if (strcmp(key, "lease_ttl") == 0)
 		return parse_ms(val, &c->lease_ttl_ms);
-	else if (strcmp(key, "migrations_dir") == 0)
+	else if (strcmp(key, "rate_limit") == 0)
+		return ws_ratelimit_parse(val, &c->rate_limit);
+	else if (strcmp(key, "rate_burst") == 0) {
+		char *end;
+		long v = strtol(val, &end, 10);
+		if (*val == '\0' || *end || v < 1 || v > 1000000)
+			return WS_EINVAL;
+		c->rate_burst = (unsigned)v;
+	} else if (strcmp(key, "migrations_dir") == 0)
 		set_str(&c->migrations_dir, val);
 	else if (strcmp(key, "db_pool_size") == 0) {
 		char *end;
@@ -96,7 +105,7 @@ static int apply(ws_config *c, const char *key, const char *val)
 
 static const char *const keys[] = {
 	"listen", "database_url", "redis_url", "log_format", "log_level", "outbound_allow",
-	"outbound_deny", "lease_ttl", "migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
+	"outbound_deny", "lease_ttl", "rate_limit", "rate_burst", "migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
 	"max_body_bytes", "max_header_bytes",
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -115,6 +124,8 @@ int ws_config_load(ws_config *c, const char *path, ws_diags *d)
 	c->shutdown_grace_ms = 10000;
 	c->time_scale = 1.0;
 	c->lease_ttl_ms = 10000;
+	c->rate_limit = 50;
+	c->rate_burst = 100;
 	int rc = 0;
 
 	if (path) {

@@ -27,6 +27,8 @@ typedef struct ws_config {
 	double time_scale;           /* serve --time-scale; default 1 */
 	int64_t time_origin_us;      /* serve --time-origin; 0 = the process start */
 	uint64_t lease_ttl_ms;       /* WAVESCHED_LEASE_TTL: the leader's lease; default 10 s */
+	double rate_limit;           /* WAVESCHED_RATE_LIMIT: requests per second per token; 0 = off; default 50/s */
+	unsigned rate_burst;         /* WAVESCHED_RATE_BURST: at once; default 100 */
 } ws_config;
 
 /* Fills defaults, then the file (when path is non-NULL), then the

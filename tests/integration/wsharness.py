@@ -122,6 +122,10 @@ class Service:
             "WAVESCHED_DATABASE_URL": db_url_,
             "WAVESCHED_LISTEN": f"127.0.0.1:{self.port}",
             "WAVESCHED_LOG_LEVEL": "debug",
+            # Suites that load the service on purpose (keep-alive, engine
+            # polling) are not about the per-token limit; test_ratelimit.py
+            # turns it on.
+            "WAVESCHED_RATE_LIMIT": "off",
         })
         self.env.pop("WAVESCHED_REDIS_URL", None)
         if redis_url:
