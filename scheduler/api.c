@@ -17,6 +17,8 @@
 #include "api_internal.h"
 #include "wavesched/ratelimit.h"
 #include "wavesched/clock.h"
+#include "wavesched/engine.h"
+#include "wavesched/lease.h"
 #include "wavesched/log.h"
 #include "wavesched/ydoc.h"
 #include "wavesched/window.h"
@@ -195,6 +197,90 @@ static void h_readyz(api_call *c)
 	api_query(c->api->d.pool, WS_MIGRATIONS_APPLIED_SQL, 0, NULL, readyz_done, c);
 }
 
+/* The figures the database keeps (ws_metrics_snapshot, 0014_metrics.sql);
+ * `snap` may be NULL when the database did not answer. */
+static void db_metrics(ws_metrics *m, json_t *snap)
+{
+	ws_metrics_gauge_set(m, "wavesched_metrics_db_up",
+			     "1 when this scrape could read the database's figures (rollouts, gates, audit).", "",
+			     snap != NULL);
+	if (!snap)
+		return;
+	static const struct { const char *object, *name, *help; } fams[] = {
+		{ "rollout", "wavesched_rollouts", "Rollouts by state." },
+		{ "wave", "wavesched_waves", "Waves of every rollout by state." },
+		{ "deployment", "wavesched_deployments", "Tenant deployments of every rollout by state." },
+	};
+	size_t i;
+	json_t *x;
+	char labels[320], esc[128], esc2[128];
+	json_array_foreach(json_object_get(snap, "states"), i, x) {
+		const char *obj = json_string_value(json_object_get(x, "object"));
+		const char *state = json_string_value(json_object_get(x, "state"));
+		for (size_t k = 0; obj && state && k < sizeof(fams) / sizeof(fams[0]); k++) {
+			if (strcmp(obj, fams[k].object) != 0)
+				continue;
+			ws_metrics_escape(state, esc, sizeof(esc));
+			snprintf(labels, sizeof(labels), "state=\"%s\"", esc);
+			ws_metrics_gauge_set(m, fams[k].name, fams[k].help, labels,
+					     (double)json_integer_value(json_object_get(x, "n")));
+		}
+	}
+	json_array_foreach(json_object_get(snap, "gates"), i, x) {
+		const char *gate = json_string_value(json_object_get(x, "gate"));
+		const char *result = json_string_value(json_object_get(x, "result"));
+		if (!gate || !result)
+			continue;
+		ws_metrics_escape(gate, esc, sizeof(esc));
+		ws_metrics_escape(result, esc2, sizeof(esc2));
+		snprintf(labels, sizeof(labels), "gate=\"%s\",result=\"%s\"", esc, esc2);
+		ws_metrics_counter_set(m, "wavesched_gate_results_total",
+				       "Gate results recorded (backup, health, soak, approval, ...).", labels,
+				       (double)json_integer_value(json_object_get(x, "n")));
+	}
+	json_t *ds = json_object_get(snap, "deploy_seconds");
+	json_t *bounds = json_object_get(ds, "bounds"), *buckets = json_object_get(ds, "buckets");
+	size_t n = json_array_size(bounds);
+	if (n > 0 && n <= 16 && json_array_size(buckets) == n) {
+		double b[16];
+		uint64_t cum[16];
+		for (size_t k = 0; k < n; k++) {
+			b[k] = json_number_value(json_array_get(bounds, k));
+			cum[k] = (uint64_t)json_integer_value(json_array_get(buckets, k));
+		}
+		ws_metrics_histogram_set(m, "wavesched_deploy_duration_seconds",
+					 "Tenant deployments from deploy call to healthy, failed or rolled back "
+					 "(schedule time).", "", b, n, cum,
+					 (uint64_t)json_integer_value(json_object_get(ds, "count")),
+					 json_number_value(json_object_get(ds, "sum")));
+	}
+	json_t *audit = json_object_get(snap, "audit");
+	ws_metrics_gauge_set(m, "wavesched_audit_chain_length", "Rows in the audit log's hash chain.", "",
+			     (double)json_integer_value(json_object_get(audit, "length")));
+	ws_metrics_gauge_set(m, "wavesched_audit_chain_head_id", "Id of the newest audit row.", "",
+			     (double)json_integer_value(json_object_get(audit, "head_id")));
+	ws_metrics_gauge_set(m, "wavesched_events_unpublished", "Events recorded but not yet published.", "",
+			     (double)json_integer_value(json_object_get(snap, "events_unpublished")));
+}
+
+static void metrics_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	api_call *c = arg;
+	ws_metrics *m = c->api->d.metrics;
+	json_t *snap = NULL;
+	if (!err && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+		json_error_t je;
+		snap = json_loads(PQgetvalue(res, 0, 0), 0, &je);
+	}
+	db_metrics(m, snap);
+	json_decref(snap);
+	size_t len = 0;
+	char *text = ws_metrics_render(m, &len);
+	ws_http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
+	free(text);
+	call_finish(c);
+}
+
 static void h_metrics(api_call *c)
 {
 	ws_api *a = c->api;
@@ -218,11 +304,34 @@ static void h_metrics(api_call *c)
 			     "Requests being handled (this one included).", "", (double)a->pending);
 	ws_metrics_gauge_set(m, "wavesched_build_info", "Build information.",
 			     "version=\"" WS_VERSION "\"", 1);
-	size_t len = 0;
-	char *text = ws_metrics_render(m, &len);
-	ws_http_respond(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text ? text : "", text ? len : 0);
-	free(text);
-	call_finish(c);
+	if (a->d.lease) {
+		bool leader = ws_lease_is_leader(a->d.lease);
+		ws_metrics_gauge_set(m, "wavesched_engine_leader", "1 while this process is the engine's leader.", "",
+				     leader);
+		ws_metrics_gauge_set(m, "wavesched_engine_epoch",
+				     "The lease epoch this process last held or saw (grows at each takeover).", "",
+				     (double)ws_lease_epoch(a->d.lease));
+	}
+	if (a->d.engine) {
+		ws_engine_stats es;
+		ws_engine_stats_get(a->d.engine, &es);
+		ws_metrics_counter_set(m, "wavesched_engine_transactions_total",
+				       "Engine transactions committed by this process.", "", (double)es.transactions);
+		ws_metrics_counter_set(m, "wavesched_engine_transitions_total",
+				       "State transitions committed by this process's engine.", "", (double)es.transitions);
+		ws_metrics_counter_set(m, "wavesched_engine_stale_epoch_total",
+				       "Engine transactions refused because the lease had moved.", "", (double)es.stale_epoch);
+		ws_metrics_counter_set(m, "wavesched_engine_conflicts_total",
+				       "Engine transactions refused by an expected-state guard.", "", (double)es.conflicts);
+		ws_metrics_counter_set(m, "wavesched_engine_deploy_calls_total",
+				       "Executor calls started by this process (re-issues included).", "",
+				       (double)es.deploy_calls);
+		ws_metrics_counter_set(m, "wavesched_engine_probes_total", "Health probes sent by this process.", "",
+				       (double)es.probes);
+		ws_metrics_gauge_set(m, "wavesched_engine_active_rollouts",
+				     "Rollouts this process's engine is driving.", "", (double)es.active_rollouts);
+	}
+	api_query(a->d.pool, "SELECT ws_metrics_snapshot()::text", 0, NULL, metrics_done, c);
 }
 
 /* ---- routing and authentication ---------------------------------------- */

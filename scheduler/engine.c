@@ -559,6 +559,8 @@ ws_engine *ws_engine_new(const ws_engine_deps *deps)
 	e->clock = deps->clock;
 	e->outbound = deps->outbound;
 	e->prober = ws_prober_new(deps->loop, deps->outbound);
+	if (e->prober && deps->metrics)
+		ws_prober_set_metrics(e->prober, deps->metrics);
 	if (!e->prober) {
 		free(e);
 		return NULL;

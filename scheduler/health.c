@@ -10,6 +10,7 @@
 #include <time.h>
 #include <uv.h>
 #include "wavesched/health.h"
+#include "wavesched/metrics.h"
 #include "wavesched/log.h"
 
 /* ---- the evaluator ------------------------------------------------------ */
@@ -296,6 +297,7 @@ struct ws_prober {
 	bool closing, closer_closed;
 	void (*close_cb)(void *arg);
 	void *close_arg;
+	struct ws_metrics *metrics;
 };
 
 static int64_t wall_ms(void)
@@ -410,8 +412,28 @@ static void schedule_next(ws_probe_target *t)
 
 static void baseline_sample(ws_probe_target *t, const ws_health_sample *s);
 
+void ws_prober_set_metrics(ws_prober *p, struct ws_metrics *m)
+{
+	p->metrics = m;
+}
+
+/* Probe latencies as the probes saw them, by outcome: "ok" (a 2xx),
+ * "status" (answered otherwise), "error" (no answer: time-out, refused). */
+static void observe(ws_prober *p, const ws_health_sample *s)
+{
+	static const double buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+	if (!p->metrics)
+		return;
+	const char *outcome = !s->answered ? "outcome=\"error\""
+			      : s->status >= 200 && s->status < 300 ? "outcome=\"ok\"" : "outcome=\"status\"";
+	ws_metrics_histogram_observe(p->metrics, "wavesched_probe_duration_seconds",
+				     "Health probe latencies (baseline, verification and soak probes).", outcome,
+				     buckets, sizeof(buckets) / sizeof(buckets[0]), (double)s->latency_us / 1e6);
+}
+
 static void deliver(ws_probe_target *t, const ws_health_sample *s)
 {
+	observe(t->p, s);
 	if (t->bcb)
 		baseline_sample(t, s);
 	else

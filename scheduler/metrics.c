@@ -295,13 +295,11 @@ static bool bounds_ok(const double *b, size_t n)
 	return true;
 }
 
-void ws_metrics_histogram_observe(ws_metrics *m, const char *name, const char *help,
-				  const char *labels, const double *buckets, size_t n_buckets,
-				  double v)
+/* The series of a histogram family, the family made on first use with
+ * `buckets` (then fixed). */
+static series *histogram_series(ws_metrics *m, const char *name, const char *help, const char *labels,
+				const double *buckets, size_t n_buckets, const family **fam)
 {
-	if (isnan(v))
-		return;
-	labels = labels ? labels : "";
 	bool found = false;
 	if (m && name)
 		find_family(m, name, &found);
@@ -309,19 +307,30 @@ void ws_metrics_histogram_observe(ws_metrics *m, const char *name, const char *h
 		ws_warn(METRICS_SUBSYS,
 			"histogram %s: buckets must be ascending finite numbers (at most %d); ignored",
 			name ? name : "", METRICS_MAX_BUCKETS);
-		return;
+		return NULL;
 	}
 	family *f = get_family(m, name, help, labels, M_HISTOGRAM);
 	if (!f)
-		return;
+		return NULL;
 	if (!found && n_buckets > 0) {
 		f->bounds = malloc(n_buckets * sizeof(*f->bounds));
 		if (!f->bounds)
-			return;   /* the family renders with +Inf only */
+			return NULL;
 		memcpy(f->bounds, buckets, n_buckets * sizeof(*f->bounds));
 		f->n_bounds = n_buckets;
 	}
-	series *s = get_series(f, labels);
+	*fam = f;
+	return get_series(f, labels);
+}
+
+void ws_metrics_histogram_observe(ws_metrics *m, const char *name, const char *help,
+				  const char *labels, const double *buckets, size_t n_buckets,
+				  double v)
+{
+	if (isnan(v))
+		return;
+	const family *f = NULL;
+	series *s = histogram_series(m, name, help, labels ? labels : "", buckets, n_buckets, &f);
 	if (!s)
 		return;
 	for (size_t i = 0; i < f->n_bounds; i++) {
@@ -330,6 +339,38 @@ void ws_metrics_histogram_observe(ws_metrics *m, const char *name, const char *h
 	}
 	s->count++;
 	s->sum += v;
+}
+
+void ws_metrics_histogram_set(ws_metrics *m, const char *name, const char *help, const char *labels,
+			      const double *buckets, size_t n_buckets, const uint64_t *cumulative,
+			      uint64_t count, double sum)
+{
+	const family *f = NULL;
+	series *s = histogram_series(m, name, help, labels ? labels : "", buckets, n_buckets, &f);
+	if (!s)
+		return;
+	if (f->n_bounds != n_buckets) {
+		ws_warn(METRICS_SUBSYS, "histogram %s: set with %zu buckets, the family has %zu; ignored",
+			name, n_buckets, f->n_bounds);
+		return;
+	}
+	memcpy(s->buckets, cumulative, n_buckets * sizeof(*s->buckets));
+	s->count = count;
+	s->sum = sum;
+}
+
+void ws_metrics_counter_set(ws_metrics *m, const char *name, const char *help, const char *labels,
+			    double v)
+{
+	if (!(v >= 0)) {
+		ws_warn(METRICS_SUBSYS, "counter %s: cannot be %g; ignored", name ? name : "", v);
+		return;
+	}
+	labels = labels ? labels : "";
+	family *f = get_family(m, name, help, labels, M_COUNTER);
+	series *s = f ? get_series(f, labels) : NULL;
+	if (s)
+		s->value = v;
 }
 
 /* Shortest text that reads back as the same double; Prometheus spellings

@@ -194,6 +194,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	s.lease_pool = ws_pg_pool_new(&loop, &lpo);
 	ws_engine_deps ed = {
 		.loop = &loop, .pool = s.pool, .fleet = s.fleet, .clock = s.clock, .outbound = s.outbound,
+		.metrics = s.metrics,
 	};
 	s.engine = s.clock && s.outbound ? ws_engine_new(&ed) : NULL;
 	char holder[128];
@@ -208,6 +209,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	ws_api_deps deps = {
 		.loop = &loop, .config = cfg, .pool = s.pool, .redis = s.redis, .fleet = s.fleet,
 		.metrics = s.metrics, .migrations = &s.migrations, .clock = s.clock,
+		.engine = s.engine, .lease = s.lease,
 	};
 	s.api = ws_api_new(&deps);
 	ws_http_limits lim = {

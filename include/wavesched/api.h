@@ -28,6 +28,8 @@ typedef struct ws_api_deps {
 	const ws_migration_set *migrations;
 	ws_http_server *http;          /* for connection counts in /metrics */
 	const struct ws_clock *clock;  /* the schedule clock (serve --time-scale); NULL: wall time */
+	const struct ws_engine *engine;  /* for /metrics; may be NULL */
+	const struct ws_lease *lease;    /* for /metrics; may be NULL */
 } ws_api_deps;
 
 WS_API ws_api *ws_api_new(const ws_api_deps *deps);

@@ -33,6 +33,7 @@ typedef struct ws_engine_deps {
 	ws_fleet_store *fleet;
 	const ws_clock *clock;
 	ws_outbound *outbound;
+	struct ws_metrics *metrics;   /* probe latencies; may be NULL */
 } ws_engine_deps;
 
 typedef struct ws_engine_stats {

@@ -107,6 +107,10 @@ typedef void (*ws_probe_cb)(void *arg, ws_probe_target *t, const ws_health_sampl
 
 /* `out` is borrowed and must outlive the prober. */
 WS_API ws_prober *ws_prober_new(uv_loop_t *loop, ws_outbound *out);
+/* Every sample taken from now on is observed into `m` (borrowed; must
+ * outlive the prober): wavesched_probe_duration_seconds{outcome}. */
+struct ws_metrics;
+WS_API void ws_prober_set_metrics(ws_prober *p, struct ws_metrics *m);
 /* Removes every target, closes every handle, calls cb once (may be NULL),
  * frees the prober. */
 WS_API void ws_prober_close(ws_prober *p, void (*cb)(void *arg), void *arg);

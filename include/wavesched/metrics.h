@@ -10,6 +10,7 @@
 #define WAVESCHED_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "wavesched/diag.h"
 
 typedef struct ws_metrics ws_metrics;
@@ -25,6 +26,15 @@ WS_API void ws_metrics_gauge_set(ws_metrics *m, const char *name, const char *he
 WS_API void ws_metrics_histogram_observe(ws_metrics *m, const char *name, const char *help,
 					 const char *labels, const double *buckets,
 					 size_t n_buckets, double v);
+/* A histogram whose counts are kept elsewhere (e.g. totals read from the
+ * database): `cumulative` has one count per bound, counts ≤ that bound. */
+WS_API void ws_metrics_histogram_set(ws_metrics *m, const char *name, const char *help,
+				     const char *labels, const double *buckets, size_t n_buckets,
+				     const uint64_t *cumulative, uint64_t count, double sum);
+/* A counter whose total is kept elsewhere (e.g. rows of an append-only
+ * table): sets it. */
+WS_API void ws_metrics_counter_set(ws_metrics *m, const char *name, const char *help,
+				   const char *labels, double v);
 /* Renders every family, sorted by name then labels.  Returns a malloc'd
  * string (caller frees). */
 WS_API char *ws_metrics_render(const ws_metrics *m, size_t *len);

@@ -6,6 +6,7 @@
 #include "../outbound/evloop.h"
 #include "../outbound/testsrv.h"
 #include "wavesched/health.h"
+#include "wavesched/metrics.h"
 
 static testsrv srv;
 
@@ -286,6 +287,8 @@ static void test_prober_samples_and_remove(void **state)
 	world w;
 	world_init(&w, "127.0.0.0/8");
 	collector c = { .stop_after = 3 };
+	ws_metrics *m = ws_metrics_new();
+	ws_prober_set_metrics(w.p, m);
 	ws_probe_target *t = ws_prober_add(w.p, testsrv_url(&srv, "/seq1"), 30, 1000, collect_cb, &c);
 	assert_non_null(t);
 	assert_int_equal(ws_prober_count(w.p), 1);
@@ -298,8 +301,15 @@ static void test_prober_samples_and_remove(void **state)
 	/* Removed from its own callback: nothing more comes. */
 	run_for(&w.t, 150);
 	assert_int_equal(c.n, 3);
+	/* Every sample is in the latency histogram, by outcome. */
+	char *text = ws_metrics_render(m, NULL);
+	assert_non_null(strstr(text, "# TYPE wavesched_probe_duration_seconds histogram"));
+	assert_non_null(strstr(text, "wavesched_probe_duration_seconds_count{outcome=\"ok\"} 2\n"));
+	assert_non_null(strstr(text, "wavesched_probe_duration_seconds_count{outcome=\"status\"} 1\n"));
+	free(text);
 	collector_free(&c);
 	world_done(&w);
+	ws_metrics_free(m);
 }
 
 static void test_prober_gate_pass_and_fail(void **state)
