@@ -13,10 +13,10 @@
 --     one that was used, instead of the event silently disappearing.
 -- Oldest window first (windows without a time last, then by rollout).
 --
--- A window is cancelled when its deployment was skipped (the engine's
--- reason: backup stale, window missed beyond the horizon, ...), or when the
--- rollout ended (aborted, halted, rolled back, or completed without it)
--- before the tenant was deployed.
+-- A window is cancelled when the rollout ended (aborted, halted, rolled
+-- back, or completed without it) before the tenant was deployed, or when
+-- its deployment was skipped (the engine's reason: backup stale, window
+-- missed beyond the horizon, ...); cancel_reason says which, in words.
 --
 -- "status" is the calendar's STATUS: TENTATIVE while the rollout is only
 -- planned (nobody has started it; the window may never be used),
@@ -134,14 +134,17 @@ BEGIN
               JOIN releases rel ON rel.id = r.release_id
               JOIN policies p ON p.id = r.policy_id
               JOIN waves wv ON wv.id = d.wave_id
+              -- The rollout's end first: once it is aborted the engine
+              -- skips the tenants it had not reached ("rollout aborted"),
+              -- and the reason people gave says more than that.
               CROSS JOIN LATERAL (SELECT CASE
-                  WHEN d.state = 'skipped' THEN
-                      'the deployment was skipped: ' || COALESCE(NULLIF(d.state_reason, ''), 'no reason recorded')
-                  WHEN d.state IN ('scheduled', 'waiting_window')
+                  WHEN d.state IN ('scheduled', 'waiting_window', 'skipped')
                        AND r.state IN ('completed', 'halted', 'aborted', 'rolled_back') THEN
                       format('the rollout was %s before this tenant was updated%s',
                              replace(r.state, '_', ' '),
                              CASE WHEN COALESCE(r.state_reason, '') <> '' THEN ': ' || r.state_reason ELSE '' END)
+                  WHEN d.state = 'skipped' THEN
+                      'the deployment was skipped: ' || COALESCE(NULLIF(d.state_reason, ''), 'no reason recorded')
                   END AS reason) c
              WHERE d.tenant_id = t.id
                AND (ws__rollout_holds_tenants(r.state) OR r.updated_at >= now() - interval '30 days')) w);

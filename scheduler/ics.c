@@ -221,8 +221,10 @@ static char *description(ics_ctx *x, const json_t *doc, const json_t *w, const c
 		(long long)json_integer_value(json_object_get(w, "rollout")), release,
 		policy ? ", policy " : "", policy ? policy : "", rstate ? rollout_words(rstate) : "in an unknown state",
 		rreason && *rreason ? ": " : "", rreason && *rreason ? rreason : "", wave_index, wave_name);
+	const char *sreason = json_string_value(json_object_get(w, "state_reason"));
 	if (state)
-		fprintf(f, "This tenant: %s.\n", dep_words(state));
+		fprintf(f, "This tenant: %s%s%s%s.\n", dep_words(state), sreason && *sreason ? " (" : "",
+			sreason && *sreason ? sreason : "", sreason && *sreason ? ")" : "");
 	size_t i;
 	const json_t *r;
 	const json_t *reasons = json_object_get(w, "reasons");

@@ -49,7 +49,8 @@ static const char DOC[] =
 	"   \"status\": \"TENTATIVE\", \"sequence\": 0, \"cancelled\": false, \"updated_at\": \"2026-11-27T09:00:00Z\"},"
 	"  {\"rollout\": 5, \"rollout_state\": \"aborted\", \"rollout_reason\": \"bad build, see INC-12\","
 	"   \"release\": \"17.0.2\", \"kind\": \"standard\", \"policy\": \"standard-quarterly\","
-	"   \"wave\": {\"index\": 1, \"name\": \"canary\", \"state\": \"pending\"}, \"state\": \"waiting_window\","
+	"   \"wave\": {\"index\": 1, \"name\": \"canary\", \"state\": \"pending\"}, \"state\": \"skipped\","
+	"   \"state_reason\": \"rollout aborted\","
 	"   \"window_start\": \"2026-11-28T23:00:00-06:00\", \"window_end\": \"2026-11-29T02:00:00-06:00\","
 	"   \"window_start_utc\": \"2026-11-29T05:00:00Z\", \"window_end_utc\": \"2026-11-29T08:00:00Z\","
 	"   \"reasons\": [], \"moves\": [], \"status\": \"CANCELLED\", \"sequence\": 2, \"cancelled\": true,"
@@ -191,6 +192,8 @@ static void test_every_event_parses_back(void **state)
 			    "CANCELLED: the rollout was aborted before this tenant was updated: bad build, see INC-12.\n",
 			    88) == 0);
 	assert_non_null(strstr(icalcomponent_get_description(ev), "is aborted: bad build, see INC-12;"));
+	assert_non_null(strstr(icalcomponent_get_description(ev),
+			       "This tenant: not updated in this rollout (rollout aborted)."));
 	assert_int_equal(icalproperty_get_transp(icalcomponent_get_first_property(ev, ICAL_TRANSP_PROPERTY)),
 			 ICAL_TRANSP_TRANSPARENT);
 
