@@ -191,7 +191,7 @@ static const char *rollout_words(const char *state)
 }
 
 /* The DESCRIPTION: plain sentences, one per line. */
-static char *description(ics_ctx *x, const json_t *doc, const json_t *w, const char *release,
+static char *description(const json_t *doc, const json_t *w, const char *release,
 			 long long wave_index, const char *wave_name)
 {
 	char *out = NULL;
@@ -255,7 +255,6 @@ static char *description(ics_ctx *x, const json_t *doc, const json_t *w, const c
 		fprintf(f, "Moved (%zu of %zu) from %s to %s, because: %s.\n", i + 1, json_array_size(moves),
 			from, to, why ? why : "no reason recorded");
 	}
-	(void)x;
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;
@@ -342,7 +341,7 @@ static icalcomponent *window_event(ics_ctx *x, const json_t *doc, const json_t *
 	snprintf(summary, sizeof(summary), "%s%s %s \u2014 maintenance window (wave %lld: %s)",
 		 status == ICAL_STATUS_CANCELLED ? "Cancelled: " : "",
 		 urgent ? "Urgent Odoo update" : "Odoo update", release, wave_index, wave_name);
-	char *desc = description(x, doc, w, release, wave_index, wave_name);
+	char *desc = description(doc, w, release, wave_index, wave_name);
 	if (!desc) {
 		snprintf(x->err, x->err_size, "%s: out of memory", x->where);
 		return NULL;

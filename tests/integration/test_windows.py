@@ -287,6 +287,35 @@ class Windows(ServiceCase):
         self.check_event(ev, w, version)
         self.assertEqual(str(ev["STATUS"]), "CANCELLED")
 
+    def test_stored_oddities_are_shown_not_fatal(self):
+        """Moves that are not what the engine writes, and a zone the
+        database does not know, still give a JSON answer and a feed."""
+        rid, version = self.new_rollout()
+        did, _, _ = self.deployment(rid)
+        self.db.sql(f"""UPDATE deployments SET moves = '[7, {{"reason": "odd", "from_start": "2026-13-45T00:00:00Z",
+                        "to_start": "2026-12-12T05:00:00Z", "to_end": "2026-12-12T08:00:00Z"}}]' WHERE id = {did}""")
+        self.addCleanup(self.db.sql, f"UPDATE deployments SET moves = '[]' WHERE id = {did}")
+        w = self.window_of(self.windows(), rid)
+        self.assertEqual(w["moves"], [7, {"reason": "odd", "from_start": "2026-13-45T00:00:00Z",
+                                          "to_start": "2026-12-11T23:00:00-06:00", "to_end": "2026-12-12T02:00:00-06:00"}])
+        self.assertEqual(w["sequence"], 2)
+        ev = self.events(self.feed()[0])[f"rollout-{rid}-tenant-{TENANT}@wavesched"]
+        self.assertEqual(int(ev["SEQUENCE"]), 2)
+        self.assertIn("Moved (1 of 2) from no window to an unknown window, because: no reason recorded.",
+                      str(ev["DESCRIPTION"]))
+
+        self.db.sql(f"UPDATE tenants SET timezone = 'Mars/Olympus_Mons' WHERE slug = '{TENANT}'")
+        self.addCleanup(self.db.sql, f"UPDATE tenants SET timezone = 'America/Chicago' WHERE slug = '{TENANT}'")
+        doc = self.windows()
+        self.assertEqual((doc["zone"], doc["zone_note"]),
+                         ("UTC", "zone Mars/Olympus_Mons is unknown to the database: times are in UTC"))
+        w = self.window_of(doc, rid)
+        self.assertTrue(w["window_start"].endswith("+00:00"), w)
+        self.assertEqual(utc(w["window_start"]), utc(w["window_start_utc"]))
+        ev = self.events(self.feed()[0])[f"rollout-{rid}-tenant-{TENANT}@wavesched"]
+        self.assertEqual(ev.decoded("DTSTART"), utc(w["window_start_utc"]))
+        self.assertIn("(UTC, UTC+00:00)", str(ev["DESCRIPTION"]))
+
     # ---- who sees what ---------------------------------------------------
 
     def test_tenant_tokens_see_only_their_tenants(self):
