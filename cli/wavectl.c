@@ -30,6 +30,8 @@ static const char usage_main[] =
 	"  fleet validate FILE...            offline: check fleet files\n"
 	"  tenant list                       tenants with version and next window\n"
 	"  tenant show SLUG                  one tenant\n"
+	"  tenant windows SLUG [--ics] [--format text|json]\n"
+	"                                    its maintenance windows (or calendar feed)\n"
 	"  policy validate FILE... [--fleet FLEET]   offline: check policy files\n"
 	"  policy push FILE | list | show NAME       stored policies\n"
 	"  plan --fleet F --policy P --release V [--kind K] [--start T]\n"
@@ -44,6 +46,9 @@ static const char usage_main[] =
 	"\n"
 	"Exit codes: 0 success, 1 refused or invalid, 2 usage error, 3 service unreachable.\n"
 	"Run `wavectl COMMAND --help` for a command's options.\n";
+
+/* cmd_tenant.c; the rest of `tenant` is in cmd_fleet.c */
+int cmd_tenant_windows(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
@@ -62,7 +67,9 @@ int main(int argc, char **argv)
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	int rc;
-	if (strcmp(cmd, "fleet") == 0)
+	if (strcmp(cmd, "tenant") == 0 && argc >= 3 && strcmp(argv[2], "windows") == 0)
+		rc = cmd_tenant_windows(argc - 2, argv + 2);
+	else if (strcmp(cmd, "fleet") == 0)
 		rc = cmd_fleet(argc - 1, argv + 1);
 	else if (strcmp(cmd, "tenant") == 0)
 		rc = cmd_tenant(argc - 1, argv + 1);

@@ -357,6 +357,8 @@ static const route routes[] = {
 	{ "GET", "/v1/releases/{version}", true, WS_PERM_READ_FLEET, h_release_get },
 	{ "POST", "/v1/backups", true, WS_PERM_FLEET_WRITE, h_backup_report },
 	{ "GET", "/v1/tenants/{slug}/backups", true, WS_PERM_READ_TENANT, h_tenant_backups },
+	{ "GET", "/v1/tenants/{slug}/windows", true, WS_PERM_READ_TENANT, h_tenant_windows },
+	{ "GET", "/v1/tenants/{slug}/windows.ics", true, WS_PERM_READ_TENANT, h_tenant_windows_ics },
 	/* Rollouts are read per tenant (filtered in SQL); approvals are checked
 	 * against the policy's roles by ws_wave_decide_as. */
 	{ "GET", "/v1/rollouts", true, WS_PERM_READ_TENANT, h_rollout_list },

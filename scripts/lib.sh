@@ -13,7 +13,7 @@ ws_die() { printf 'wavesched: %s\n' "$*" >&2; exit 1; }
 WS_PACKAGES=(
 	gcc pkg-config meson ninja-build python3 tzdata ca-certificates curl
 	libuv1-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libyaml-dev
-	libjansson-dev libcmocka-dev libical-dev libhttp-parser-dev libssl-dev
+	libjansson-dev libcmocka-dev libical-dev libhttp-parser-dev libssl-dev python3-icalendar
 	postgresql redis-server prometheus
 )
 
