@@ -25,8 +25,11 @@ static const char usage_fleet[] =
 static const char usage_tenant[] =
 	"usage: wavectl tenant list\n"
 	"       wavectl tenant show SLUG\n"
+	"       wavectl tenant windows SLUG [--ics] [--format text|json]\n"
 	"\n"
-	"Shows tenants with their current version and next maintenance window.\n"
+	"Shows tenants with their current version and next maintenance window;\n"
+	"windows: the tenant's scheduled windows across rollouts (--ics: the\n"
+	"RFC 5545 calendar feed).\n"
 	"A tenant token sees only its own tenants.\n";
 
 /* ---- fleet ------------------------------------------------------------ */

@@ -13,7 +13,6 @@
 #include "wavectl.h"
 #include "wavesched/window.h"
 
-int cmd_tenant_windows(int argc, char **argv);
 
 static const char usage_windows[] =
 	"usage: wavectl tenant windows SLUG [--ics] [--format text|json]\n"

@@ -48,7 +48,6 @@ static const char usage_main[] =
 	"Run `wavectl COMMAND --help` for a command's options.\n";
 
 /* cmd_tenant.c; the rest of `tenant` is in cmd_fleet.c */
-int cmd_tenant_windows(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
