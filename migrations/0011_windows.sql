@@ -14,7 +14,8 @@
 -- Oldest window first (windows without a time last, then by rollout).
 --
 -- A window is cancelled when the rollout ended (aborted, halted, rolled
--- back, or completed without it) before the tenant was deployed, or when
+-- back, or completed without it) before the tenant was deployed, when a
+-- re-plan withdrew it (windows_withdrawn, state "withdrawn"), or when
 -- its deployment was skipped (the engine's reason: backup stale, window
 -- missed beyond the horizon, ...); cancel_reason says which, in words.
 --
@@ -30,6 +31,26 @@
 -- Times: window_start/window_end and the moves' times are RFC 3339 in the
 -- tenant's zone offset at that instant, as the planner writes them
 -- ("2026-12-05T23:00:00-06:00"); *_utc are the same instants in UTC.
+
+-- Windows a rollout withdrew without a deployment row left to show them: a
+-- re-plan (0013) that takes a tenant out of a planned rollout removes its
+-- deployment, and the tenant's calendar must still learn that the window
+-- is cancelled rather than see the event vanish.  Append-only.
+CREATE TABLE windows_withdrawn (
+    id            bigserial PRIMARY KEY,
+    rollout_id    bigint NOT NULL REFERENCES rollouts (id),
+    tenant_id     bigint NOT NULL REFERENCES tenants (id),
+    wave_idx      integer NOT NULL,
+    wave_name     text NOT NULL,
+    window_start  timestamptz,
+    window_end    timestamptz,
+    moves         jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(moves) = 'array'),
+    reason        text NOT NULL,
+    at            timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX windows_withdrawn_tenant_idx ON windows_withdrawn (tenant_id, rollout_id);
+CREATE TRIGGER windows_withdrawn_append_only BEFORE UPDATE OR DELETE ON windows_withdrawn
+    FOR EACH ROW EXECUTE FUNCTION ws_refuse_change();
 
 -- An instant in a zone's offset at that instant; "+00:00" for UTC (the
 -- planner's form).  The caller makes sure the zone is known.
@@ -147,6 +168,20 @@ BEGIN
                       'the deployment was skipped: ' || COALESCE(NULLIF(d.state_reason, ''), 'no reason recorded')
                   END AS reason) c
              WHERE d.tenant_id = t.id
+               AND (ws__rollout_holds_tenants(r.state) OR r.updated_at >= now() - interval '30 days')
+            UNION ALL
+            -- Withdrawn by a re-plan, and not put back by a later one: the
+            -- latest withdrawal of each rollout, cancelled.
+            SELECT x.rollout_id, r.state, r.state_reason, rel.version, rel.kind, p.name,
+                   x.wave_idx, x.wave_name, NULL, 'withdrawn', x.reason, x.window_start, x.window_end, 0,
+                   NULL, rel.version, '[]'::jsonb, x.moves, jsonb_array_length(x.moves),
+                   x.at, x.reason, 'CANCELLED'
+              FROM (SELECT DISTINCT ON (y.rollout_id) y.* FROM windows_withdrawn y
+                     WHERE y.tenant_id = t.id ORDER BY y.rollout_id, y.id DESC) x
+              JOIN rollouts r ON r.id = x.rollout_id
+              JOIN releases rel ON rel.id = r.release_id
+              JOIN policies p ON p.id = r.policy_id
+             WHERE NOT EXISTS (SELECT 1 FROM deployments d WHERE d.rollout_id = x.rollout_id AND d.tenant_id = t.id)
                AND (ws__rollout_holds_tenants(r.state) OR r.updated_at >= now() - interval '30 days')) w);
 END
 $$;

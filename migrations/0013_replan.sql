@@ -16,7 +16,9 @@
 --     approvals_withdrawn with the plan version that withdrew them, so the
 --     decision stays on record and the wave needs approving again;
 --   * records a move on each tenant whose window changed (the shape the
---     engine uses), so tenant views and calendar feeds see a changed window;
+--     engine uses), so tenant views and calendar feeds see a changed window,
+--     and keeps the window of a tenant left out in windows_withdrawn (0011),
+--     so its calendar shows it cancelled;
 --   * appends one audit row and announces events.
 --
 -- Only a `planned` rollout is re-planned here: nothing of it has run, so no
@@ -249,6 +251,12 @@ BEGIN
     INSERT INTO ws_replan_approvals
     SELECT a.*, w.idx FROM approvals a JOIN waves w ON w.id = a.wave_id
      WHERE a.rollout_id = p_rollout AND w.idx IN (SELECT k.idx FROM ws_replan_kept_waves k);
+    -- A tenant the new plan leaves out keeps a cancelled window in its
+    -- calendar (0011).
+    INSERT INTO windows_withdrawn (rollout_id, tenant_id, wave_idx, wave_name, window_start, window_end, moves, reason)
+    SELECT p_rollout, o.tenant_id, o.wave_idx, o.wave_name, o.window_start, o.window_end, o.moves,
+           format('withdrawn by re-plan (plan version %s): %s', v_version, p_reason)
+      FROM ws_replan_old o WHERE NOT EXISTS (SELECT 1 FROM ws_replan_new n WHERE n.slug = o.slug);
     DELETE FROM approvals a WHERE a.rollout_id = p_rollout;
     DELETE FROM deployments d WHERE d.rollout_id = p_rollout;
     DELETE FROM waves w WHERE w.rollout_id = p_rollout;

@@ -40,6 +40,19 @@ def changed_fleet():
     return text
 
 
+TRAINING_ONLY = """apiVersion: wavesched/v1
+kind: WavePolicy
+metadata: {name: training-only}
+spec:
+  release_kinds: [standard]
+  unmatched: skip
+  schedule: {respect_windows: false, slot: 30m}
+  waves:
+    - name: training
+      select: {labels: {env: training}}
+"""
+
+
 class Replan(ServiceCase):
 
     @classmethod
@@ -47,9 +60,10 @@ class Replan(ServiceCase):
         super().setUpClass()
         svc = cls.svc
         cls.put_fleet(example_fleet())
-        r = svc.request("POST", "/v1/policies", token=cls.admin, body=policy_text("standard.yaml"),
-                        headers={"Content-Type": "application/yaml"})
-        assert r.status in (200, 201), r
+        for text in (policy_text("standard.yaml"), TRAINING_ONLY):
+            r = svc.request("POST", "/v1/policies", token=cls.admin, body=text,
+                            headers={"Content-Type": "application/yaml"})
+            assert r.status in (200, 201), r
         cls.plat = svc.token("platform", name="plat")
         cls.appr = svc.token("approver", name="appr")
         cls.appr2 = svc.token("approver", name="appr2")
@@ -67,9 +81,9 @@ class Replan(ServiceCase):
     def req(self, method, path, token, body=None):
         return self.svc.request(method, path, token=token, body=body)
 
-    def create(self):
+    def create(self, policy="standard-quarterly"):
         r = self.req("POST", "/v1/rollouts", self.plat,
-                     {"release": "17.0.4", "policy": "standard-quarterly", "start": START})
+                     {"release": "17.0.4", "policy": policy, "start": START})
         self.assertEqual(r.status, 201, r)
         rid = r.json["id"]
         self.addCleanup(self.req, "POST", f"/v1/rollouts/{rid}/abort", self.admin, {"reason": "clean-up"})
@@ -168,6 +182,36 @@ class Replan(ServiceCase):
         d3 = r.json["diff"]
         self.assertEqual((d3["added"], d3["removed"], d3["moved"], d3["approvals_withdrawn"]), ([], [], [], []))
         self.assertEqual(d3["unchanged"], len(slugs))
+
+    def test_a_tenant_left_out_keeps_a_cancelled_window(self):
+        self.addCleanup(self.put_fleet, example_fleet())
+        rid, _ = self.create("training-only")
+        trainer = self.svc.token("tenant", "training-a", name="trainer")
+        before = self.req("GET", "/v1/tenants/training-a/windows", trainer).json["windows"]
+        mine = [w for w in before if w["rollout"] == rid]
+        self.assertEqual([(w["status"], w["sequence"]) for w in mine], [("TENTATIVE", 0)])
+        # training-a is retired from training: still in the fleet, no longer
+        # in the policy's waves.
+        text = example_fleet()
+        at = text.index("  - slug: training-a")
+        self.put_fleet(text[:at] + text[at:].replace("env: training", "env: retired", 1))
+        r = self.req("POST", f"/v1/rollouts/{rid}/replan", self.plat, {"reason": "training-a retired"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([x["slug"] for x in r.json["diff"]["removed"]], ["training-a"])
+        after = [w for w in self.req("GET", "/v1/tenants/training-a/windows", trainer).json["windows"]
+                 if w["rollout"] == rid]
+        self.assertEqual(len(after), 1)
+        w = after[0]
+        self.assertEqual((w["state"], w["status"], w["cancelled"], w["sequence"]), ("withdrawn", "CANCELLED", True, 2))
+        self.assertEqual(w["cancel_reason"], "withdrawn by re-plan (plan version 2): training-a retired")
+        self.assertEqual(w["window_start"], mine[0]["window_start"])
+        ics = self.svc.request("GET", "/v1/tenants/training-a/windows.ics", token=trainer).body.decode()
+        self.assertIn(f"UID:rollout-{rid}-tenant-training-a@wavesched", ics.replace("\r\n ", ""))
+        self.assertIn("STATUS:CANCELLED", ics)
+        # training-b stays, unchanged, not cancelled.
+        b = [w for w in self.req("GET", "/v1/tenants/training-b/windows", self.admin).json["windows"]
+             if w["rollout"] == rid]
+        self.assertEqual([x["status"] for x in b], ["TENTATIVE"])
 
     def test_refusals(self):
         rid, _ = self.create()
