@@ -16,6 +16,7 @@
 #include "ws_config.h"
 #include "api_internal.h"
 #include "wavesched/ratelimit.h"
+#include "wavesched/assets.h"
 #include "wavesched/clock.h"
 #include "wavesched/engine.h"
 #include "wavesched/lease.h"
@@ -334,12 +335,47 @@ static void h_metrics(api_call *c)
 	api_query(a->d.pool, "SELECT ws_metrics_snapshot()::text", 0, NULL, metrics_done, c);
 }
 
+/* The embedded files (assets.h): the web page and the OpenAPI document.
+ * Public like /metrics: they hold no data, the page asks for a token. */
+static void h_asset(api_call *c)
+{
+	const char *path = ws_http_req_path(c->req);
+	for (const ws_asset *a = ws_assets; a->path; a++) {
+		if (strcmp(a->path, path) != 0)
+			continue;
+		ws_http_add_header(c->req, "ETag", a->etag);
+		ws_http_add_header(c->req, "Cache-Control", "no-cache");
+		ws_http_add_header(c->req, "X-Content-Type-Options", "nosniff");
+		if (strncmp(a->content_type, "text/html", 9) == 0) {
+			/* The page runs only its own script and talks only to this
+			 * service; it is never framed. */
+			ws_http_add_header(c->req, "Content-Security-Policy",
+					   "default-src 'none'; script-src 'self'; style-src 'self'; "
+					   "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+					   "form-action 'none'; frame-ancestors 'none'");
+			ws_http_add_header(c->req, "Referrer-Policy", "no-referrer");
+		}
+		const char *inm = ws_http_req_header(c->req, "If-None-Match");
+		if (inm && strcmp(inm, a->etag) == 0) {
+			ws_http_respond(c->req, 304, NULL, NULL, 0);
+		} else {
+			ws_http_respond(c->req, 200, a->content_type, (const char *)a->data, a->len);
+		}
+		call_finish(c);
+		return;
+	}
+	reply_error(c, 404, "not_found", "no such file", NULL);
+}
+
 /* ---- routing and authentication ---------------------------------------- */
 
 static const route routes[] = {
 	{ "GET", "/healthz", false, 0, h_healthz },
 	{ "GET", "/readyz", false, 0, h_readyz },
 	{ "GET", "/metrics", false, 0, h_metrics },
+	{ "GET", "/", false, 0, h_asset },
+	{ "GET", "/ui/{file}", false, 0, h_asset },
+	{ "GET", "/v1/openapi.json", false, 0, h_asset },
 	{ "PUT", "/v1/fleet", true, WS_PERM_FLEET_WRITE, h_fleet_put },
 	{ "GET", "/v1/fleet", true, WS_PERM_READ_FLEET, h_fleet_get },
 	{ "GET", "/v1/tenants", true, WS_PERM_READ_TENANT, h_tenants },
