@@ -29,7 +29,9 @@ clusters:
 tenants:
 """ + "".join(f"""  - {{slug: {s}, cluster: shared-1, criticality: low, timezone: UTC, version: '17.0.3',
      health_url: "http://127.0.0.1:9/t/{s}/health"}}
-""" for s in ("fresh-a", "stale-b", "broken-c", "missing-d", "stuck-e"))
+""" for s in ("fresh-a", "stale-b", "broken-c", "missing-d", "stuck-e")) + """  - {slug: meta-f, cluster: shared-1, criticality: low, timezone: UTC, version: '17.0.3',
+     labels: {grp: meta}, health_url: "http://127.0.0.1:9/t/meta-f/health"}
+"""
 
 FAULTS = {"tenants": {"stale-b": {"backup": "stale", "backup_age": "72h"},
                       "broken-c": {"http_500": True},
@@ -53,6 +55,11 @@ spec:
       backup: {{max_age: 24h, source: http, url: "{status_url}"}}
       health: {{interval: 30s, timeout: 5s, consecutive_successes: 2}}
   waves:
+    # a wave-level override of the template only: an address the outbound
+    # layer always refuses (cloud metadata)
+    - name: meta
+      select: {{labels: {{grp: meta}}}}
+      gates: {{backup: {{url: "http://169.254.169.254/{{slug}}/backup"}}}}
     - {{name: all, select: {{}}}}
 """
 
@@ -115,9 +122,11 @@ class BackupOverHttp(unittest.TestCase):
                                                  "start": rfc3339(self.clock() + 60)})
         rid = body.get("id") or body["rollout"]["id"]
         # The stored wave settings carry the source and the template.
-        backup = self.rollout(rid)["waves"][0]["settings"]["backup"]
-        self.assertEqual(backup, {"enabled": True, "max_age_s": 86400, "source": "http",
-                                  "url": status_url})
+        waves = self.rollout(rid)["waves"]
+        self.assertEqual(waves[1]["settings"]["backup"],
+                         {"enabled": True, "max_age_s": 86400, "source": "http", "url": status_url})
+        self.assertEqual(waves[0]["settings"]["backup"]["url"],
+                         "http://169.254.169.254/{slug}/backup")
         r = self.svc.request("POST", f"/v1/rollouts/{rid}/start", token=self.platform,
                              body={"reason": "test"})
         self.assertEqual(r.status, 200, r)
@@ -126,11 +135,11 @@ class BackupOverHttp(unittest.TestCase):
         t = {x["slug"]: x for w in ro["waves"] for x in w["tenants"]}
         states = {s: x["state"] for s, x in t.items()}
         self.assertEqual(states, {"fresh-a": "healthy", "stale-b": "skipped", "broken-c": "skipped",
-                                  "missing-d": "skipped", "stuck-e": "skipped"})
+                                  "missing-d": "skipped", "stuck-e": "skipped", "meta-f": "skipped"})
         # Skipped tenants were never called; the fresh one was deployed.
         sim = self.sim.tenants()
         self.assertEqual(sim["fresh-a"]["version"], RELEASE)
-        for s in ("stale-b", "broken-c", "missing-d", "stuck-e"):
+        for s in ("stale-b", "broken-c", "missing-d", "stuck-e", "meta-f"):
             self.assertEqual(sim[s]["deploys"], 0, s)
             self.assertEqual(sim[s]["version"], "17.0.3", s)
 
@@ -143,6 +152,10 @@ class BackupOverHttp(unittest.TestCase):
         self.assertEqual(reasons["broken-c"], f"backup status {url('broken-c')}: HTTP 500")
         self.assertEqual(reasons["missing-d"], f"backup status {url('missing-d')}: HTTP 404")
         self.assertRegex(reasons["stuck-e"], r"^backup status " + url("stuck-e") + r": .*tim")
+        meta_url = "http://169.254.169.254/meta-f/backup"
+        self.assertRegex(reasons["meta-f"], r"^backup status " + meta_url + r": .*refused")
+        ev = [g for g in t["meta-f"]["gates"] if g["gate"] == "backup"][-1]["evidence"]
+        self.assertEqual((ev["url"], ev["http_status"], ev["error"]), (meta_url, None, reasons["meta-f"]))
 
         def backup_gates(s):
             return [g for g in t[s]["gates"] if g["gate"] == "backup"]
