@@ -17,6 +17,9 @@
  *     `per_tenant` defaults to 1;
  *   - a backup gate needs a `max_age` (written in the block that turns the
  *     gate on, or inherited from defaults): there is no safe default;
+ *   - a backup gate with `source: http` needs a `url` template holding
+ *     {slug} (the status is per tenant); `url` with the catalog is refused,
+ *     and a block writing `source: catalog` drops an inherited url;
  *   - approval `roles` must be non-empty and name roles that can approve;
  *   - wave names follow the slug rule, and `deferred` and `overflow-<digits>`
  *     are kept for the planner's own waves;

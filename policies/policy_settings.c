@@ -10,8 +10,8 @@
  * (a wave cannot quietly drop a backup gate the policy asked for).
  *
  * Gate keys that later parts of the engine will read (restore verification,
- * the backup source, attestations, metrics) are accepted here and checked
- * for shape only, so that a policy written for them is not refused today.
+ * attestations, metrics) are accepted here and checked for shape only, so
+ * that a policy written for them is not refused today.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -26,7 +26,7 @@ static const char *const gates_keys[] = {
 	"backup", "health", "approval", "attestations", "metrics", NULL,
 };
 static const char *const backup_keys[] = {
-	"max_age", "require_restore_verified", "source", NULL,
+	"max_age", "require_restore_verified", "source", "url", NULL,
 };
 static const char *const health_keys[] = {
 	"interval", "timeout", "consecutive_successes", "max_consecutive_failures",
@@ -108,6 +108,60 @@ static bool read_number(wsv *v, const ynode *n, const char *key, double *out)
 
 /* Gates ------------------------------------------------------------------- */
 
+const char *ws_backup_source_name(ws_backup_source s)
+{
+	return s == WS_BACKUP_HTTP ? "http" : "catalog";
+}
+
+#define BACKUP_URL_MAX 2048
+
+/*
+ * A status URL template: http or https, {slug} somewhere (the status is per
+ * tenant: a URL without it would give every tenant the same answer), no
+ * other placeholder than {slug} and {cluster}, no blanks or control
+ * characters.  Whether the rest parses as a URL is the outbound layer's
+ * business, which refuses it per call with the URL named.
+ */
+static void check_backup_url(wsv *v, const ynode *n, const char *url)
+{
+	size_t len = strlen(url);
+	if (len > BACKUP_URL_MAX) {
+		wsv_error(v, n, "backup url is %zu characters long (at most %d)", len, BACKUP_URL_MAX);
+		return;
+	}
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+		wsv_error(v, n, "invalid backup url \"%s\" (expected http:// or https://)", url);
+		return;
+	}
+	bool slug = false;
+	for (const char *c = url; *c; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			wsv_error(v, n, "invalid backup url \"%s\" (blank or control character at "
+				  "offset %zu)", url, (size_t)(c - url));
+			return;
+		}
+		if (*c == '{') {
+			if (strncmp(c, "{slug}", 6) == 0) {
+				slug = true;
+				c += 5;
+				continue;
+			}
+			if (strncmp(c, "{cluster}", 9) == 0) {
+				c += 8;
+				continue;
+			}
+		}
+		if (*c == '{' || *c == '}') {
+			wsv_error(v, n, "invalid backup url \"%s\" (unknown placeholder at offset %zu; "
+				  "expected {slug} or {cluster})", url, (size_t)(c - url));
+			return;
+		}
+	}
+	if (!slug)
+		wsv_error(v, n, "invalid backup url \"%s\" (expected {slug}: the status is per tenant)",
+			  url);
+}
+
 static void read_backup(wsv *v, const ynode *n, ws_gate_backup *g)
 {
 	if (!wsv_map(v, n, "backup"))
@@ -124,11 +178,40 @@ static void read_backup(wsv *v, const ynode *n, ws_gate_backup *g)
 	int64_t ignored;
 	if ((x = wsv_get(v, n, "require_restore_verified", false, NULL)))
 		policy_duration(v, x, "require_restore_verified", false, &ignored);
-	if ((x = wsv_get(v, n, "source", false, NULL))) {
-		const char *t = wsv_text(v, x, "source");
-		if (t && strcmp(t, "catalog") != 0 && strcmp(t, "http") != 0)
-			wsv_error(v, x, "invalid backup source \"%s\" (expected catalog or http)", t);
+	const ynode *src = wsv_get(v, n, "source", false, NULL);
+	bool src_ok = true;
+	if (src) {
+		const char *t = wsv_text(v, src, "source");
+		if (t && strcmp(t, "catalog") == 0) {
+			g->source = WS_BACKUP_CATALOG;
+			g->url = NULL;   /* a wave going back to the catalog drops the template */
+		} else if (t && strcmp(t, "http") == 0) {
+			g->source = WS_BACKUP_HTTP;
+		} else {
+			if (t)
+				wsv_error(v, src, "invalid backup source \"%s\" (expected catalog or http)", t);
+			src_ok = false;
+		}
 	}
+	const ynode *url = wsv_get(v, n, "url", false, NULL);
+	if (url) {
+		const char *t = wsv_text(v, url, "url");
+		if (!t)
+			return;
+		if (src_ok && g->source != WS_BACKUP_HTTP) {
+			wsv_error(v, url, "url is only used with source: http (this backup gate reads "
+				  "the catalog)");
+			return;
+		}
+		int before = v->errors;
+		check_backup_url(v, url, t);
+		if (v->errors == before)
+			g->url = t;
+		return;
+	}
+	if (src && src_ok && g->source == WS_BACKUP_HTTP && !g->url)
+		wsv_error(v, src, "missing required key \"url\" in backup gate (source: http reads "
+			  "a status URL per tenant)");
 }
 
 static void read_health(wsv *v, const ynode *n, ws_gate_health *g)

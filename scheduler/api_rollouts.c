@@ -136,7 +136,7 @@ json_t *rollout_wave_settings_json(const ws_wave_settings *s)
 	for (size_t i = 0; i < s->approval.n_roles; i++)
 		json_array_append_new(roles, json_string(s->approval.roles[i]));
 	const ws_gate_health *h = &s->health;
-	return json_pack("{s:I, s:i, s:{s:b, s:I}, s:{s:b, s:I, s:I, s:i, s:i, s:i, s:f}, s:{s:i, s:o},"
+	json_t *o = json_pack("{s:I, s:i, s:{s:b, s:I}, s:{s:b, s:I, s:I, s:i, s:i, s:i, s:f}, s:{s:i, s:o},"
 			 " s:{s:i, s:s}}",
 			 "soak_s", (json_int_t)s->soak_s,
 			 "max_parallel_per_cluster", s->max_parallel_per_cluster,
@@ -147,6 +147,14 @@ json_t *rollout_wave_settings_json(const ws_wave_settings *s)
 			 "max_latency_ms", h->max_latency_ms, "latency_regression", h->latency_regression,
 			 "approval", "min", s->approval.min, "roles", roles,
 			 "failure", "max_failed", s->max_failed, "action", ws_failure_action_name(s->failure_action));
+	/* Only the http source is written, so settings of catalog gates stay as
+	 * they always were (the engine reads a missing source as the catalog). */
+	if (o && s->backup.source == WS_BACKUP_HTTP && s->backup.url) {
+		json_t *b = json_object_get(o, "backup");
+		json_object_set_new(b, "source", json_string(ws_backup_source_name(s->backup.source)));
+		json_object_set_new(b, "url", json_string(s->backup.url));
+	}
+	return o;
 }
 
 /* ---- POST /v1/rollouts (not a dry run) ------------------------------------ */

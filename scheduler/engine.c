@@ -21,6 +21,7 @@
 #define RETRY_MS 1000            /* after a failed load or commit */
 #define DEFAULT_RECHECK_S (5 * 60)
 #define CHAIN_MAX 6              /* steps decided ahead of one commit */
+#define BACKUP_TTL_FLOOR_MS 2000
 
 static void run_load(erun *run);
 static void run_decide(erun *run);
@@ -76,6 +77,7 @@ static void run_closed_cb(uv_handle_t *h)
 	ws_engine *e = run->e;
 	em_rollout_free(run->model);
 	policy_free(run->policy);
+	backup_cache_free(run->backups);
 	json_decref(run->queue);
 	free(run->qconts);
 	free(run->conts);
@@ -399,6 +401,35 @@ static em_fx fx_of(void *arg, int64_t dep_id)
 	return f ? f->kind : EM_FX_NONE;
 }
 
+struct env_arg {
+	ws_engine *e;
+	erun *run;
+};
+
+static em_fx fx_of_run(void *arg, int64_t dep_id)
+{
+	return fx_of(((struct env_arg *)arg)->e, dep_id);
+}
+
+static const em_backup_status *backup_of(void *arg, int64_t dep_id)
+{
+	return backup_cache_get(((struct env_arg *)arg)->run->backups, dep_id);
+}
+
+/* How long a fetched backup status answers for the gate: the re-check
+ * interval, but at least BACKUP_TTL_FLOOR_MS of real time, so that under a
+ * large --time-scale a status does not expire between its arrival and the
+ * decision that reads it (which would fetch it again, for ever). */
+static int64_t backup_status_ttl_s(const ws_clock *c)
+{
+	uint64_t real = ws_clock_real_ms(c, DEFAULT_RECHECK_S * 1000000LL);
+	if (real >= BACKUP_TTL_FLOOR_MS)
+		return DEFAULT_RECHECK_S;
+	if (real == 0)
+		real = 1;
+	return (int64_t)((DEFAULT_RECHECK_S * BACKUP_TTL_FLOOR_MS + real - 1) / real);
+}
+
 static bool rollout_done(const em_rollout *m)
 {
 	return m->state == WS_RO_COMPLETED || m->state == WS_RO_ROLLED_BACK ||
@@ -414,6 +445,7 @@ static void run_decide(erun *run)
 		run_load(run);
 		return;
 	}
+	struct env_arg ea = { e, run };
 	em_env env = {
 		.now = ws_clock_now(e->clock),
 		.fleet = e->snap ? e->snap->fleet : NULL,
@@ -421,8 +453,10 @@ static void run_decide(erun *run)
 		.deploy_estimate_s = run->policy && run->policy->deploy_estimate_s > 0
 					     ? run->policy->deploy_estimate_s : 0,
 		.backup_recheck_s = DEFAULT_RECHECK_S,
-		.fx = fx_of,
-		.fx_arg = e,
+		.backup_status_ttl_s = backup_status_ttl_s(e->clock),
+		.fx = fx_of_run,
+		.backup = backup_of,
+		.fx_arg = &ea,
 	};
 	/* A chain of steps that needs nothing from outside is decided at once
 	 * and committed as one transaction (em_apply): a wave passing, the next
@@ -486,7 +520,8 @@ static void run_decide(erun *run)
 		if (a->kind == EM_STOP_FX)
 			continue;
 		em_fx kind = a->kind == EM_START_BASELINE ? EM_FX_BASELINE
-			     : a->kind == EM_START_DEPLOY ? EM_FX_DEPLOY : EM_FX_PROBE;
+			     : a->kind == EM_START_DEPLOY ? EM_FX_DEPLOY
+			     : a->kind == EM_START_BACKUP ? EM_FX_BACKUP : EM_FX_PROBE;
 		fx_start(run, a->wave, a->dep, kind);
 	}
 	if (strcmp(run->note, d.note) != 0 && d.note[0])

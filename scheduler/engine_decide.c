@@ -11,6 +11,11 @@
  *     is looked at again every backup_recheck_s until its window has passed,
  *     then it is `skipped` with "backup stale".  The wave moves on to
  *     `deploying` after the first check.
+ *   - With `source: http` the driver fetches each undecided tenant's status
+ *     (EM_START_BACKUP) and the decision judges what came back like a
+ *     catalog row; a status answers for backup_status_ttl_s, then a new
+ *     one is fetched (the re-check).  An unusable answer fails the tenant
+ *     with the problem as its reason.
  *   - A tenant is deployed only while what is left of its window covers its
  *     expected time; otherwise it moves to its next valid occurrence (the
  *     move and its reason are recorded).  No valid occurrence before the
@@ -88,6 +93,20 @@ static bool parse_settings(json_t *s, em_settings *out, char *why, size_t n)
 	out->backup_max_age_s = get_i64_or(b, "max_age_s", 0);
 	if (out->backup_enabled && out->backup_max_age_s <= 0) {
 		snprintf(why, n, "backup gate without max_age_s");
+		return false;
+	}
+	const char *src = get_str(b, "source");
+	if (!src || strcmp(src, "catalog") == 0) {
+		out->backup_source = WS_BACKUP_CATALOG;
+	} else if (strcmp(src, "http") == 0) {
+		out->backup_source = WS_BACKUP_HTTP;
+		out->backup_url = get_str(b, "url");
+		if (out->backup_enabled && !out->backup_url) {
+			snprintf(why, n, "backup gate with source http without url");
+			return false;
+		}
+	} else {
+		snprintf(why, n, "unknown backup source \"%s\"", src);
 		return false;
 	}
 	json_t *h = json_object_get(s, "health");
@@ -359,20 +378,103 @@ int64_t em_expected_s(const em_dep *d, const em_env *env)
 	return env->deploy_estimate_s > 0 ? env->deploy_estimate_s : DEFAULT_ESTIMATE_S;
 }
 
-static bool backup_fresh(const em_dep *dep, const em_wave *w, int64_t now)
+/*
+ * What the backup gate knows of a tenant now: the catalog's row, or with
+ * `source: http` the status fetched by the driver while it still answers
+ * (env->backup_status_ttl_s).  `known` is false when a status is still to
+ * be fetched; nothing is judged then.
+ */
+typedef struct bview {
+	bool http, known;
+	int64_t at;                        /* last success to judge; EM_NONE */
+	const em_backup_status *st;        /* http: the status judged */
+} bview;
+
+static int64_t status_ttl_us(const em_env *env)
 {
-	return dep->backup_at != EM_NONE && now - dep->backup_at < w->s.backup_max_age_s * US &&
-	       dep->backup_at <= now + 60 * US;   /* a report from the future is not trusted */
+	int64_t s = env->backup_status_ttl_s > 0 ? env->backup_status_ttl_s
+		    : env->backup_recheck_s > 0 ? env->backup_recheck_s : DEFAULT_RECHECK_S;
+	return s * US;
 }
 
-static json_t *backup_evidence(const em_dep *dep, const em_wave *w, int64_t now)
+static bview backup_view(const em_dep *dep, const em_wave *w, const em_env *env)
+{
+	bview v = { .http = w->s.backup_source == WS_BACKUP_HTTP, .known = true,
+		    .at = dep->backup_at };
+	if (!v.http)
+		return v;
+	const em_backup_status *st = env->backup ? env->backup(env->fx_arg, dep->id) : NULL;
+	v.at = EM_NONE;
+	if (!st || st->checked_at == EM_NONE || env->now >= st->checked_at + status_ttl_us(env)) {
+		v.known = false;
+		return v;
+	}
+	v.st = st;
+	if (!st->error)
+		v.at = st->last_success;
+	return v;
+}
+
+/* A report from the future (beyond a minute of clock skew) is not trusted. */
+static bool backup_future(const bview *v, int64_t now)
+{
+	return v->at != EM_NONE && v->at > now + 60 * US;
+}
+
+static bool backup_fresh(const bview *v, const em_wave *w, int64_t now)
+{
+	return v->known && v->at != EM_NONE && now - v->at < w->s.backup_max_age_s * US &&
+	       !backup_future(v, now);
+}
+
+/* Why a tenant does not pass, for its `skipped` reason and the evidence. */
+static void backup_problem(const bview *v, const em_wave *w, int64_t now, char *buf, size_t n)
+{
+	char t[40], age[32];
+	if (!v->http) {
+		snprintf(buf, n, "%s", v->at == EM_NONE ? "backup missing" : "backup stale");
+		return;
+	}
+	const char *url = v->st && v->st->url ? v->st->url : w->s.backup_url;
+	if (!v->st) {
+		snprintf(buf, n, "backup status %s: not fetched", url);
+	} else if (v->st->error) {
+		snprintf(buf, n, "backup status %s: %s", url, v->st->error);
+	} else if (v->at == EM_NONE) {
+		snprintf(buf, n, "backup status %s: no last_success", url);
+	} else if (backup_future(v, now)) {
+		fmt_time(v->at, t, sizeof(t));
+		snprintf(buf, n, "backup status %s: last_success %s is in the future", url, t);
+	} else {
+		fmt_time(v->at, t, sizeof(t));
+		ws_duration_format(w->s.backup_max_age_s, age, sizeof(age));
+		snprintf(buf, n, "backup stale: %s reports last_success %s (max_age %s)", url, t, age);
+	}
+}
+
+static json_t *backup_evidence(const bview *v, const em_wave *w, int64_t now)
 {
 	json_t *e = json_pack("{s:I}", "max_age_s", (json_int_t)w->s.backup_max_age_s);
-	if (dep->backup_at != EM_NONE) {
-		json_object_set_new(e, "completed_at", time_json(dep->backup_at));
-		json_object_set_new(e, "age_s", json_integer((now - dep->backup_at) / US));
+	if (v->at != EM_NONE) {
+		json_object_set_new(e, "completed_at", time_json(v->at));
+		json_object_set_new(e, "age_s", json_integer((now - v->at) / US));
 	} else {
 		json_object_set_new(e, "completed_at", json_null());
+	}
+	if (!v->http)
+		return e;
+	const em_backup_status *st = v->st;
+	json_object_set_new(e, "source", json_string("http"));
+	json_object_set_new(e, "url", json_string(st && st->url ? st->url : w->s.backup_url));
+	json_object_set_new(e, "http_status", st && st->http_status ? json_integer(st->http_status)
+								    : json_null());
+	json_object_set_new(e, "last_success", v->at != EM_NONE ? time_json(v->at) : json_null());
+	if (st)
+		json_object_set_new(e, "checked_at", time_json(st->checked_at));
+	if (!backup_fresh(v, w, now) && (!st || st->error || v->at == EM_NONE || backup_future(v, now))) {
+		char why[400];
+		backup_problem(v, w, now, why, sizeof(why));
+		json_object_set_new(e, "error", json_string(why));
 	}
 	return e;
 }
@@ -561,15 +663,28 @@ static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, co
 	switch (dep->state) {
 	case WS_DEP_SCHEDULED: {
 		/* A backup still missing or stale at the wave's check. */
-		if (!w->s.backup_enabled || backup_fresh(dep, w, now)) {
-			if (w->s.backup_enabled)
-				gate_op(d, r, w, dep, "backup", "pass", backup_evidence(dep, w, now), now);
-			dep_op(d, dep, WS_DEP_EV_WAIT, w->s.backup_enabled ? "backup fresh" : NULL, now, NULL);
+		if (!w->s.backup_enabled) {
+			dep_op(d, dep, WS_DEP_EV_WAIT, NULL, now, NULL);
+			break;
+		}
+		bview v = backup_view(dep, w, env);
+		if (!v.known) {
+			/* The re-check of an http status is a new GET. */
+			if (fx == EM_FX_NONE && may_start)
+				act(d, EM_START_BACKUP, w, dep);
+			break;
+		}
+		if (backup_fresh(&v, w, now)) {
+			gate_op(d, r, w, dep, "backup", "pass", backup_evidence(&v, w, now), now);
+			dep_op(d, dep, WS_DEP_EV_WAIT, "backup fresh", now, NULL);
 		} else if (dep->window_end != EM_NONE && now >= dep->window_end) {
-			gate_op(d, r, w, dep, "backup", "fail", backup_evidence(dep, w, now), now);
-			dep_op(d, dep, WS_DEP_EV_SKIP, dep->backup_at == EM_NONE ? "backup missing"
-										 : "backup stale",
-			       now, NULL);
+			char why[400];
+			backup_problem(&v, w, now, why, sizeof(why));
+			gate_op(d, r, w, dep, "backup", "fail", backup_evidence(&v, w, now), now);
+			dep_op(d, dep, WS_DEP_EV_SKIP, why, now, NULL);
+		} else if (v.http) {
+			wake_at(d, v.st->checked_at + status_ttl_us(env));
+			wake_at(d, dep->window_end);
 		} else {
 			int64_t recheck = (env->backup_recheck_s > 0 ? env->backup_recheck_s
 								     : DEFAULT_RECHECK_S) * US;
@@ -727,22 +842,41 @@ static void decide_wave(em_decision *d, const em_rollout *r, const em_wave *w, c
 		wave_op(d, w, WS_WAVE_EV_CHECK_BACKUPS, NULL, now, set);
 		return;
 	}
-	case WS_WAVE_BACKUP_CHECK:
+	case WS_WAVE_BACKUP_CHECK: {
+		/* With the http source every status is fetched first and then all
+		 * are judged in one step, so the check is one moment for the wave
+		 * as it is with the catalog. */
+		size_t fetching = 0;
+		for (size_t k = 0; k < w->nd && w->s.backup_enabled; k++) {
+			const em_dep *dep = &w->d[k];
+			if (dep->state != WS_DEP_SCHEDULED || backup_view(dep, w, env).known)
+				continue;
+			fetching++;
+			if (!env->fx || env->fx(env->fx_arg, dep->id) == EM_FX_NONE)
+				act(d, EM_START_BACKUP, w, dep);
+		}
+		if (fetching) {
+			snprintf(d->note, sizeof(d->note), "wave %d waits for %zu backup status%s", w->idx,
+				 fetching, fetching == 1 ? "" : "es");
+			return;
+		}
 		for (size_t k = 0; k < w->nd; k++) {
 			const em_dep *dep = &w->d[k];
 			if (dep->state != WS_DEP_SCHEDULED)
 				continue;
+			bview v = backup_view(dep, w, env);
 			if (!w->s.backup_enabled) {
 				dep_op(d, dep, WS_DEP_EV_WAIT, NULL, now, NULL);
-			} else if (backup_fresh(dep, w, now)) {
-				gate_op(d, r, w, dep, "backup", "pass", backup_evidence(dep, w, now), now);
+			} else if (backup_fresh(&v, w, now)) {
+				gate_op(d, r, w, dep, "backup", "pass", backup_evidence(&v, w, now), now);
 				dep_op(d, dep, WS_DEP_EV_WAIT, "backup fresh", now, NULL);
 			} else {
-				gate_op(d, r, w, dep, "backup", "wait", backup_evidence(dep, w, now), now);
+				gate_op(d, r, w, dep, "backup", "wait", backup_evidence(&v, w, now), now);
 			}
 		}
 		wave_op(d, w, WS_WAVE_EV_DEPLOY, NULL, now, NULL);
 		return;
+	}
 	case WS_WAVE_DEPLOYING:
 	case WS_WAVE_VERIFYING:
 	case WS_WAVE_SOAKING:
@@ -796,9 +930,11 @@ static void decide_idle(em_decision *d, const em_rollout *r, const em_env *env)
 				busy = true;
 				decide_dep(d, r, w, dep, env, false);
 			}
+			/* A backup status being fetched does not hold an abort up
+			 * (the fetch is stopped below). */
 			if (r->state == WS_RO_ABORTED &&
 			    (dep->state == WS_DEP_SCHEDULED || dep->state == WS_DEP_WAITING_WINDOW) &&
-			    fx == EM_FX_NONE)
+			    (fx == EM_FX_NONE || fx == EM_FX_BACKUP))
 				dep_op(d, dep, WS_DEP_EV_SKIP, "rollout aborted", now, NULL);
 		}
 	}
@@ -866,11 +1002,16 @@ void em_decide(const em_rollout *r, const em_env *env, em_decision *d)
 		const em_wave *w = &r->w[i];
 		for (size_t k = 0; k < w->nd; k++) {
 			const em_dep *dep = &w->d[k];
-			if (env->fx(env->fx_arg, dep->id) != EM_FX_PROBE)
+			em_fx fx = env->fx(env->fx_arg, dep->id);
+			bool wanted;
+			if (fx == EM_FX_PROBE)
+				wanted = dep->state == WS_DEP_VERIFYING ||
+					 (dep->state == WS_DEP_HEALTHY && w->state == WS_WAVE_SOAKING &&
+					  r->state == WS_RO_RUNNING);
+			else if (fx == EM_FX_BACKUP)
+				wanted = dep->state == WS_DEP_SCHEDULED && r->state == WS_RO_RUNNING;
+			else
 				continue;
-			bool wanted = dep->state == WS_DEP_VERIFYING ||
-				      (dep->state == WS_DEP_HEALTHY && w->state == WS_WAVE_SOAKING &&
-				       r->state == WS_RO_RUNNING);
 			if (!wanted)
 				act(d, EM_STOP_FX, w, dep);
 		}

@@ -3,7 +3,10 @@
  * so: the baseline probes before a deploy, the deploy (or rollback) call of a
  * pending outbox intent, and the health probes of verification and soak.
  * Each reports by submitting transitions (engine_submit); nothing here
- * changes a state by itself.
+ * changes a state by itself.  The one exception is the GET of a tenant's
+ * backup status (a gate with `source: http`), which changes no row: its
+ * answer goes to the rollout's status cache (backup_gate.h) for the
+ * decision to judge, and the rollout is decided again.
  *
  * The health gate's rules are include/wavesched/health.h's evaluator, fed by
  * the prober (every probe of the process on one curl multi handle).  A
@@ -29,6 +32,8 @@
 #define BASELINE_SPACING_MS 1
 #define POLL_MS 1000
 #define CALL_TIMEOUT_S (30 * 60)
+/* One status GET, real time like every single network call. */
+#define BACKUP_TIMEOUT_MS 10000
 
 static json_t *now_json(ws_engine *e)
 {
@@ -71,6 +76,7 @@ static void fx_free(efx *f)
 	free(f->version);
 	free(f->previous_version);
 	free(f->outbox_kind);
+	free(f->backup_url);
 	ws_health_eval_free(f->eval);
 	json_decref(f->deploy);
 	free(f);
@@ -87,7 +93,7 @@ static void fx_end(efx *f)
 		ws_prober_remove(f->target);   /* no callback after this */
 		f->target = NULL;
 	}
-	if (!f->job && !f->awaiting)
+	if (!f->job && !f->awaiting && !f->call)
 		fx_free(f);
 }
 
@@ -95,6 +101,8 @@ void fx_cancel(efx *f)
 {
 	if (f->job)
 		ws_deploy_job_cancel(f->job);   /* its callback frees the effect */
+	if (f->call)
+		ws_outbound_cancel(f->call);    /* likewise */
 	if (!f->cancelled)
 		fx_end(f);
 }
@@ -359,6 +367,75 @@ static void deploy_start(efx *f)
 	}
 }
 
+/* Backup status (source http) ---------------------------------------------------- */
+
+static void backup_done(efx *f, long http_status, int64_t last_success, const char *error)
+{
+	erun *run = f->run;
+	em_backup_status st = { .checked_at = ws_clock_now(f->e->clock), .last_success = last_success,
+				.http_status = http_status, .url = f->backup_url, .error = error };
+	if (error)
+		ws_info("engine", "rollout %" PRId64 " tenant=%s: backup status %s: %s", run->id,
+			f->slug, f->backup_url ? f->backup_url : "-", error);
+	if (!backup_cache_put(&run->backups, f->dep_id, &st))
+		ws_warn("engine", "rollout %" PRId64 " tenant=%s: out of memory keeping the backup status",
+			run->id, f->slug);
+	fx_end(f);
+	engine_wake(run);
+}
+
+static void backup_cb(void *arg, const ws_outbound_res *res)
+{
+	efx *f = arg;
+	f->call = NULL;
+	if (f->cancelled) {
+		fx_free(f);
+		return;
+	}
+	char why[300];
+	int64_t at = EM_NONE;
+	if (res->reason != WS_OUT_OK) {
+		/* The outbound layer names the call ("GET URL: why"); the reason
+		 * built from this names the URL already. */
+		const char *err = res->error ? res->error : ws_outbound_reason_name(res->reason);
+		size_t ul = f->backup_url ? strlen(f->backup_url) : 0;
+		if (ul && strncmp(err, "GET ", 4) == 0 && strncmp(err + 4, f->backup_url, ul) == 0 &&
+		    strncmp(err + 4 + ul, ": ", 2) == 0)
+			err += 4 + ul + 2;
+		snprintf(why, sizeof(why), "%s", err);
+	} else if (res->status < 200 || res->status > 299) {
+		snprintf(why, sizeof(why), "HTTP %ld", res->status);
+	} else if (backup_status_parse(res->body, res->body_len, &at, why, sizeof(why)) == 0) {
+		backup_done(f, res->status, at, NULL);
+		return;
+	}
+	backup_done(f, res->status, EM_NONE, why);
+}
+
+static void backup_fetch(efx *f, const char *tmpl)
+{
+	if (!tmpl) {
+		backup_done(f, 0, EM_NONE, "the backup gate has no status url");
+		return;
+	}
+	if (!f->cluster) {
+		backup_done(f, 0, EM_NONE, "the tenant is not in the fleet");
+		return;
+	}
+	f->backup_url = backup_url_expand(tmpl, f->slug, f->cluster);
+	if (!f->backup_url) {
+		backup_done(f, 0, EM_NONE, "out of memory");
+		return;
+	}
+	static const char *const headers[] = { "Accept: application/json", NULL };
+	ws_outbound_req req = { .method = "GET", .url = f->backup_url, .headers = headers,
+				.timeout_ms = BACKUP_TIMEOUT_MS, .max_bytes = BACKUP_STATUS_MAX_BYTES };
+	if (ws_outbound_request(f->e->outbound, &req, backup_cb, f, &f->call) != 0) {
+		f->call = NULL;
+		backup_done(f, 0, EM_NONE, "cannot start the request");
+	}
+}
+
 /* Starting ---------------------------------------------------------------------- */
 
 void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind)
@@ -418,6 +495,9 @@ void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind)
 		} else {
 			probe_start(f);
 		}
+		break;
+	case EM_FX_BACKUP:
+		backup_fetch(f, w->s.backup_url);
 		break;
 	default:
 		fx_end(f);

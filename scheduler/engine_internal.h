@@ -7,6 +7,7 @@
 #define WAVESCHED_ENGINE_INTERNAL_H
 
 #include <jansson.h>
+#include "backup_gate.h"
 #include "engine_model.h"
 #include "wavesched/engine.h"
 #include "wavesched/executor.h"
@@ -32,6 +33,7 @@ struct erun {
 	 * of their outbox op in the queue, and in the call in flight. */
 	struct econt { efx *f; size_t op; } *qconts, *conts;
 	size_t n_qconts, cap_qconts, n_conts;
+	backup_cache *backups;   /* statuses fetched for its http backup gates */
 	bool closing;
 	char note[256];
 	erun *next;
@@ -56,6 +58,8 @@ struct efx {
 	ws_probe_target *target;  /* baseline or periodic probes, until removed */
 	ws_health_eval *eval;
 	ws_deploy_job *job;       /* a deploy call; its callback always comes */
+	ws_outbound_call *call;   /* a backup status GET; its callback always comes */
+	char *backup_url;         /* the status URL it asks */
 	int probes;
 	efx *next;
 };

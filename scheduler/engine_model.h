@@ -26,6 +26,8 @@ typedef struct em_settings {
 	int max_parallel_per_cluster;      /* 0: none */
 	bool backup_enabled;
 	int64_t backup_max_age_s;
+	ws_backup_source backup_source;    /* "source" absent: the catalog */
+	const char *backup_url;            /* the template, with source http */
 	ws_gate_health health;
 	int approval_min;
 	int max_failed;
@@ -44,7 +46,7 @@ typedef struct em_dep {
 	int64_t outbox_id;                 /* 0: none */
 	const char *outbox_key, *outbox_kind, *outbox_state;
 	int outbox_attempt;
-	int64_t backup_at;                 /* latest successful backup; EM_NONE */
+	int64_t backup_at;                 /* latest successful backup in the catalog; EM_NONE */
 	int64_t baseline_us;               /* median latency before the deploy; -1 */
 	double p90_s;                      /* past deploy times; < 0: none */
 } em_dep;
@@ -85,7 +87,22 @@ typedef enum {
 	EM_FX_BASELINE,    /* probes before the deploy; the deploy intent follows */
 	EM_FX_DEPLOY,      /* an executor call for the pending intent */
 	EM_FX_PROBE,       /* health probes (verification or soak) */
+	EM_FX_BACKUP,      /* a GET of the tenant's backup status (source http) */
 } em_fx;
+
+/*
+ * A tenant's backup status as last fetched for a gate with `source: http`
+ * (engine_fx.c, backup_gate.c): the decision judges it like a catalog row.
+ * A status answers for env->backup_status_ttl_s after it arrived; then the
+ * decision asks for a new one (the re-check).
+ */
+typedef struct em_backup_status {
+	int64_t checked_at;                /* schedule time the answer or failure came, us */
+	int64_t last_success;              /* us; EM_NONE when there is none to trust */
+	long http_status;                  /* 0: no HTTP answer */
+	const char *url;                   /* the URL asked */
+	const char *error;                 /* NULL, or what made the answer unusable */
+} em_backup_status;
 
 typedef struct em_env {
 	int64_t now;                       /* schedule time, us */
@@ -93,6 +110,9 @@ typedef struct em_env {
 	const ws_policy *policy;           /* NULL: moves are impossible */
 	int64_t deploy_estimate_s;         /* when a tenant has no history; default 15m */
 	int64_t backup_recheck_s;          /* how often a stale backup is looked at again */
+	int64_t backup_status_ttl_s;       /* how long a fetched status answers; <= 0: the recheck */
+	/* the fetched backup status of a deployment (source http); NULL: none */
+	const em_backup_status *(*backup)(void *arg, int64_t deployment_id);
 	/* the driver's effects, by deployment id */
 	em_fx (*fx)(void *arg, int64_t deployment_id);
 	void *fx_arg;
@@ -100,7 +120,7 @@ typedef struct em_env {
 
 /* What to do now. */
 typedef struct em_action {
-	enum { EM_START_BASELINE, EM_START_DEPLOY, EM_START_PROBE, EM_STOP_FX } kind;
+	enum { EM_START_BASELINE, EM_START_DEPLOY, EM_START_PROBE, EM_START_BACKUP, EM_STOP_FX } kind;
 	const em_dep *dep;
 	const em_wave *wave;
 } em_action;

@@ -333,17 +333,39 @@ static void handle_health(sim_http *h, ws_http_req *req, const char *slug)
 	free(body);
 }
 
+/*
+ * The backup status a gate with `source: http` reads.  The tenant's http_500
+ * and hang faults apply here as to health (a status service that fails or
+ * never answers is what the gate must survive); the backup fault says what
+ * a working service answers.
+ */
+/*
+ * The backup status a gate with `source: http` reads.  The tenant's http_500
+ * and hang faults apply here as to health (a status service that fails or
+ * never answers is what the gate must survive); the backup fault says what
+ * a working service answers.
+ */
 static void handle_backup(sim_http *h, ws_http_req *req, const char *slug)
 {
 	sim_tenant *t = tenant_or_404(h, req, slug);
 	if (!t)
 		return;
-	if (t->fault.backup == SIM_BACKUP_MISSING) {
-		reply_error(req, 404, "no_backup", "tenant \"%s\" has no successful backup", slug);
-		return;
+	const sim_fault *f = &t->fault;
+	if (f->hang) {
+		/* Never answered while the client waits; the body only matters
+		 * if simfleet stops first. */
+		char *body = strdup("{\"error\":{\"code\":\"hang\",\"message\":\"simulated hang\"}}");
+		if (!body)
+			return reply_error(req, 500, "internal", "out of memory");
+		return hold(h, req, 503, body, 0, true);
 	}
+	if (f->http_500)
+		return reply_error(req, 500, "internal", "simulated failure of the backup status of "
+				   "tenant \"%s\" (http_500)", slug);
+	if (f->backup == SIM_BACKUP_MISSING)
+		return reply_error(req, 404, "no_backup", "tenant \"%s\" has no successful backup", slug);
 	char ts[40];
-	sim_format_time(sim_clock_now_ms(&h->s->clock) - t->fault.backup_age_s * 1000, ts);
+	sim_format_time(sim_clock_now_ms(&h->s->clock) - f->backup_age_s * 1000, ts);
 	reply_json(req, 200, json_pack("{s:s, s:s}", "tenant", t->slug, "last_success", ts));
 }
 

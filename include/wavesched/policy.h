@@ -27,10 +27,26 @@ WS_API const char *ws_release_kind_name(ws_release_kind k);
 WS_API int ws_release_kind_parse(const char *s, ws_release_kind *out);
 WS_API const char *ws_failure_action_name(ws_failure_action a);
 
+/* Where the backup gate learns a tenant's last successful backup. */
+typedef enum {
+	WS_BACKUP_CATALOG = 0,         /* the backups table, fed by POST /v1/backups */
+	WS_BACKUP_HTTP = 1,            /* GET `url`, answering {"last_success": RFC3339} */
+} ws_backup_source;
+
+/*
+ * `backup: {max_age: 24h, source: http, url: "https://b.example/{slug}/status"}`.
+ * `url` is a template: {slug} (required) and {cluster} are replaced by the
+ * tenant's; it is required with `source: http` and refused otherwise.  A
+ * block that writes `source: catalog` drops an inherited url.
+ */
 typedef struct ws_gate_backup {
 	bool enabled;
 	int64_t max_age_s;
+	ws_backup_source source;       /* default catalog */
+	const char *url;               /* the template; NULL unless source is http */
 } ws_gate_backup;
+
+WS_API const char *ws_backup_source_name(ws_backup_source s);
 
 typedef struct ws_gate_health {
 	bool enabled;

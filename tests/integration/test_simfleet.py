@@ -242,6 +242,29 @@ class Backups(SimCase):
             self.assertEqual(r.status, 404)
             self.assertEqual(r.json["error"]["code"], "no_backup")
 
+    def test_backup_status_fails_like_health(self):
+        """A gate with `source: http` must survive a status service that
+        fails or never answers: the tenant's http_500 and hang faults apply
+        to its backup status too, and win over the backup fault."""
+        with self.sim() as sim:
+            sim.set_fault("e", http_500=True)
+            r = sim.request("GET", "/t/e/backup")
+            self.assertEqual(r.status, 500)
+            self.assertNotIn("last_success", r.json)
+            self.assertIn("http_500", r.json["error"]["message"])
+            sim.set_fault("f", http_500=True, backup="missing")
+            self.assertEqual(sim.request("GET", "/t/f/backup").status, 500)
+            sim.set_fault("g", hang=True, backup="stale")
+            with self.assertRaises(socket.timeout):
+                sim.request("GET", "/t/g/backup", timeout=0.5)
+            # other tenants answer; clearing the fault answers again
+            self.assertEqual(sim.request("GET", "/t/a/backup").status, 200)
+            self.assertEqual(sim.request("DELETE", "/_sim/faults/e").status // 100, 2)
+            r = sim.request("GET", "/t/e/backup")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json["tenant"], "e")
+            time.sleep(0.6)   # the sweep lets the abandoned request go
+
     def test_schedule_time_is_scaled_from_the_origin(self):
         origin = int(time.time()) - 10
         origin_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(origin))

@@ -52,6 +52,8 @@ typedef struct fixture {
 	ws_policy *policy;
 	json_t *doc;           /* the rollout rows being edited */
 	em_fx fx[8];           /* by deployment id (1..7) */
+	em_backup_status bs[8];   /* fetched backup statuses (source http), by deployment id */
+	bool has_bs[8];
 	em_decision d;
 	em_rollout *r;         /* the rows of the last decision (its actions point into them) */
 } fixture;
@@ -67,6 +69,23 @@ static em_fx fx_of(void *arg, int64_t id)
 {
 	fixture *f = arg;
 	return id > 0 && id < 8 ? f->fx[id] : EM_FX_NONE;
+}
+
+static const em_backup_status *backup_of(void *arg, int64_t id)
+{
+	fixture *f = arg;
+	return id > 0 && id < 8 && f->has_bs[id] ? &f->bs[id] : NULL;
+}
+
+/* A status fetched at `checked` (schedule time) for deployment `id`. */
+static void status(fixture *f, int id, const char *checked, long http, const char *last,
+		   const char *error)
+{
+	static const char *const urls[] = { NULL, "http://b/a/status", "http://b/b/status" };
+	f->has_bs[id] = true;
+	f->bs[id] = (em_backup_status){ .checked_at = T(checked), .http_status = http,
+					.last_success = last ? T(last) : EM_NONE,
+					.url = urls[id], .error = error };
 }
 
 static json_t *settings(void)
@@ -130,6 +149,14 @@ static json_t *wave0(fixture *f)
 	return json_array_get(json_object_get(f->doc, "waves"), 0);
 }
 
+/* The wave's backup gate reads `http://b/{slug}/status`. */
+static void use_http(fixture *f)
+{
+	json_t *b = json_object_get(json_object_get(wave0(f), "settings"), "backup");
+	json_object_set_new(b, "source", json_string("http"));
+	json_object_set_new(b, "url", json_string("http://b/{slug}/status"));
+}
+
 static json_t *dep_of(fixture *f, int i)
 {
 	return json_array_get(json_object_get(wave0(f), "deployments"), (size_t)i);
@@ -156,7 +183,7 @@ static const char *decide(fixture *f, const char *now)
 	assert_non_null(r);
 	em_env env = { .now = T(now), .fleet = f->fleet, .policy = f->policy,
 		       .deploy_estimate_s = f->policy->deploy_estimate_s, .backup_recheck_s = 300,
-		       .fx = fx_of, .fx_arg = f };
+		       .fx = fx_of, .backup = backup_of, .fx_arg = f };
 	em_decide(r, &env, &f->d);
 	f->r = r;
 	last = json_dumps(f->d.ops, JSON_COMPACT);
@@ -445,6 +472,119 @@ static void test_abort_skips_what_has_not_started(void **state)
 	assert_null(strstr(ops, "\"id\":1,"));
 }
 
+/* Source http: the wave's check waits until every undecided tenant's status
+ * has been fetched, then judges them all in one step. */
+static void test_http_backup_check_fetches_then_judges(void **state)
+{
+	fixture *f = *state;
+	use_http(f);
+	set(wave0(f), "state", json_string("backup_check"));
+	/* a catalog row is not what an http gate reads */
+	set(dep_of(f, 0), "backup_at", json_integer(T("2026-12-01T01:00:00Z")));
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 2);
+	assert_int_equal(f->d.act[0].kind, EM_START_BACKUP);
+	assert_int_equal(f->d.act[1].kind, EM_START_BACKUP);
+	assert_true(has(f->d.note, "wave 1 waits for 2 backup statuses"));
+	/* one GET in flight, the other answered: still nothing judged */
+	f->fx[1] = EM_FX_BACKUP;
+	status(f, 2, "2026-12-01T02:00:00Z", 500, NULL, "HTTP 500");
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	assert_true(has(f->d.note, "waits for 1 backup status"));
+	/* both in: a passes, b waits with the problem in its evidence */
+	f->fx[1] = EM_FX_NONE;
+	status(f, 1, "2026-12-01T02:00:01Z", 200, "2026-11-30T23:00:00Z", NULL);
+	const char *ops = decide(f, "2026-12-01T02:00:01Z");
+	assert_true(has(ops, "\"deployment\":1,\"evidence\":{\"max_age_s\":86400,"
+			     "\"completed_at\":\"2026-11-30T23:00:00Z\",\"age_s\":10801,\"source\":\"http\","
+			     "\"url\":\"http://b/a/status\",\"http_status\":200,"
+			     "\"last_success\":\"2026-11-30T23:00:00Z\",\"checked_at\":\"2026-12-01T02:00:01Z\"}"));
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"pass\""));
+	assert_true(has(ops, "\"id\":1,\"from\":\"scheduled\",\"to\":\"waiting_window\""));
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"wait\""));
+	assert_true(has(ops, "\"http_status\":500,\"last_success\":null"));
+	assert_true(has(ops, "\"error\":\"backup status http://b/b/status: HTTP 500\""));
+	assert_null(strstr(ops, "\"id\":2,\"from\":\"scheduled\""));
+	assert_true(has(ops, "\"from\":\"backup_check\",\"to\":\"deploying\""));
+	assert_int_equal(f->d.n_act, 0);
+}
+
+/* A fetched status answers until its time-to-live is over; then a new GET
+ * is the re-check.  An unusable answer at the end of the window skips the
+ * tenant with the problem as its reason. */
+static void test_http_backup_rechecked_then_skipped(void **state)
+{
+	fixture *f = *state;
+	use_http(f);
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("skipped"));
+	status(f, 2, "2026-12-01T02:00:00Z", 200, "2026-11-29T23:00:00Z", NULL);   /* 27 h: stale */
+	assert_string_equal(decide(f, "2026-12-01T02:01:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	assert_int_equal(f->d.wake, T("2026-12-01T02:05:00Z"));
+	/* the status has expired: fetched again (not while a GET is in flight) */
+	assert_string_equal(decide(f, "2026-12-01T02:05:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_BACKUP);
+	assert_int_equal(f->d.act[0].dep->id, 2);
+	f->fx[2] = EM_FX_BACKUP;
+	assert_string_equal(decide(f, "2026-12-01T02:05:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	f->fx[2] = EM_FX_NONE;
+	/* the window is over with a stale answer: skipped, saying so */
+	status(f, 2, "2026-12-01T03:59:00Z", 200, "2026-11-29T23:00:00Z", NULL);
+	const char *ops = decide(f, "2026-12-01T04:00:00Z");
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"fail\""));
+	assert_true(has(ops, "\"reason\":\"backup stale: http://b/b/status reports last_success "
+			     "2026-11-29T23:00:00Z (max_age 1d)\""));
+	/* a time in the future is not trusted */
+	status(f, 2, "2026-12-01T03:59:00Z", 200, "2026-12-01T05:00:00Z", NULL);
+	ops = decide(f, "2026-12-01T04:00:00Z");
+	assert_true(has(ops, "\"reason\":\"backup status http://b/b/status: last_success "
+			     "2026-12-01T05:00:00Z is in the future\""));
+	assert_true(has(ops, "\"error\":\"backup status http://b/b/status: last_success "
+			     "2026-12-01T05:00:00Z is in the future\""));
+	/* an error is the reason as it came */
+	status(f, 2, "2026-12-01T03:59:00Z", 200, NULL, "invalid last_success \"yesterday\" "
+	       "(expected RFC 3339)");
+	ops = decide(f, "2026-12-01T04:00:00Z");
+	assert_true(has(ops, "\"reason\":\"backup status http://b/b/status: invalid last_success "
+			     "\\\"yesterday\\\" (expected RFC 3339)\""));
+	/* a fresh answer before the end lets it through */
+	status(f, 2, "2026-12-01T03:00:00Z", 200, "2026-12-01T01:00:00Z", NULL);
+	ops = decide(f, "2026-12-01T03:00:00Z");
+	assert_true(has(ops, "\"id\":2,\"from\":\"scheduled\",\"to\":\"waiting_window\""));
+	/* a status that expired at the end of the window is fetched first */
+	status(f, 2, "2026-12-01T03:00:00Z", 500, NULL, "HTTP 500");
+	assert_string_equal(decide(f, "2026-12-01T04:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_BACKUP);
+}
+
+/* A GET whose answer nobody will judge is stopped; an abort does not wait
+ * for it. */
+static void test_http_backup_fetch_stops_when_unneeded(void **state)
+{
+	fixture *f = *state;
+	use_http(f);
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("waiting_window"));
+	f->fx[1] = EM_FX_BACKUP;      /* left over: the tenant has passed */
+	f->fx[2] = EM_FX_BACKUP;      /* wanted: b is still scheduled */
+	decide(f, "2026-12-01T01:00:00Z");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_STOP_FX);
+	assert_int_equal(f->d.act[0].dep->id, 1);
+	f->fx[1] = EM_FX_NONE;
+	set(f->doc, "state", json_string("aborted"));
+	const char *ops = decide(f, "2026-12-01T01:00:00Z");
+	assert_true(has(ops, "\"id\":2,\"from\":\"scheduled\",\"to\":\"skipped\""));
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_STOP_FX);
+	assert_int_equal(f->d.act[0].dep->id, 2);
+}
+
 static void test_rows_of_the_wrong_shape_are_refused(void **state)
 {
 	(void)state;
@@ -456,6 +596,16 @@ static void test_rows_of_the_wrong_shape_are_refused(void **state)
 				     "[{\"id\": 1, \"idx\": 1, \"state\": \"pending\", \"settings\": "
 				     "{\"failure\": {\"action\": \"explode\"}}}]}", why, sizeof(why)));
 	assert_string_equal(why, "wave 1: unknown failure action \"explode\"");
+	assert_null(em_rollout_parse("{\"id\": 1, \"state\": \"running\", \"release\": \"2\", \"waves\": "
+				     "[{\"id\": 1, \"idx\": 1, \"state\": \"pending\", \"settings\": "
+				     "{\"backup\": {\"enabled\": true, \"max_age_s\": 60, \"source\": \"s3\"}}}]}",
+				     why, sizeof(why)));
+	assert_string_equal(why, "wave 1: unknown backup source \"s3\"");
+	assert_null(em_rollout_parse("{\"id\": 1, \"state\": \"running\", \"release\": \"2\", \"waves\": "
+				     "[{\"id\": 1, \"idx\": 1, \"state\": \"pending\", \"settings\": "
+				     "{\"backup\": {\"enabled\": true, \"max_age_s\": 60, \"source\": \"http\"}}}]}",
+				     why, sizeof(why)));
+	assert_string_equal(why, "wave 1: backup gate with source http without url");
 }
 
 int main(void)
@@ -475,6 +625,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_probes_stop_when_their_purpose_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_then_decide_chains_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort_skips_what_has_not_started, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http_backup_check_fetches_then_judges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http_backup_rechecked_then_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http_backup_fetch_stops_when_unneeded, setup, teardown),
 		cmocka_unit_test(test_rows_of_the_wrong_shape_are_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -338,7 +338,7 @@ static void test_unknown_keys(void **state)
 		"timeout, consecutive_successes, max_consecutive_failures, max_latency_ms, "
 		"latency_regression)\n"
 		"p.yaml:15:29: unknown key \"restore\" in backup gate (expected one of: max_age, "
-		"require_restore_verified, source)\n"
+		"require_restore_verified, source, url)\n"
 		"p.yaml:16:18: unknown key \"minimum\" in approval gate (expected one of: min, roles)\n"
 		"p.yaml:17:37: unknown key \"window\" in metric (expected one of: name, query, min, "
 		"max, for)\n"
@@ -693,12 +693,100 @@ static void test_backup_gate(void **state)
 	/* inherited from defaults, the wave may add restore verification */
 	ws_policy *p = pt_parse_ok(PT_HEAD
 		"  release_kinds: [standard]\n"
-		"  defaults: {gates: {backup: {max_age: 24h, source: http}}}\n"
+		"  defaults: {gates: {backup: {max_age: 24h, source: http, url: \"http://b/{slug}\"}}}\n"
 		"  waves:\n"
 		"    - {name: a, select: {}, gates: {backup: {require_restore_verified: 7d}}}\n");
 	assert_true(p->waves[0].s.backup.enabled);
 	assert_int_equal(p->waves[0].s.backup.max_age_s, 86400);
+	assert_int_equal(p->waves[0].s.backup.source, WS_BACKUP_HTTP);
+	assert_string_equal(p->waves[0].s.backup.url, "http://b/{slug}");
 	policy_free(p);
+}
+
+static void test_backup_source(void **state)
+{
+	(void)state;
+	/* catalog by default, with no url */
+	ws_policy *p = pt_parse_ok(KINDS_STD
+		"    - {name: a, select: {}, gates: {backup: {max_age: 1h}}}\n"
+		"    - {name: b, select: {}, gates: {backup: {max_age: 1h, source: catalog}}}\n");
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(p->waves[i].s.backup.source, WS_BACKUP_CATALOG);
+		assert_null(p->waves[i].s.backup.url);
+	}
+	assert_string_equal(ws_backup_source_name(WS_BACKUP_CATALOG), "catalog");
+	assert_string_equal(ws_backup_source_name(WS_BACKUP_HTTP), "http");
+	policy_free(p);
+	/* wave-level overrides, field by field: a wave changes the url only,
+	 * another goes back to the catalog (dropping the url), a third turns
+	 * http on for itself */
+	p = pt_parse_ok(PT_HEAD
+		"  release_kinds: [standard]\n"
+		"  defaults: {gates: {backup: {max_age: 24h, source: http, url: \"https://b.example/{slug}/status\"}}}\n"
+		"  waves:\n"
+		"    - {name: a, select: {}}\n"
+		"    - {name: b, select: {}, gates: {backup: {url: \"http://o/{cluster}/{slug}\"}}}\n"
+		"    - {name: c, select: {}, gates: {backup: {source: catalog, max_age: 2h}}}\n"
+		"    - {name: d, select: {}, gates: {backup: {source: http}}}\n");
+	assert_int_equal(p->waves[0].s.backup.source, WS_BACKUP_HTTP);
+	assert_string_equal(p->waves[0].s.backup.url, "https://b.example/{slug}/status");
+	assert_int_equal(p->waves[1].s.backup.source, WS_BACKUP_HTTP);
+	assert_string_equal(p->waves[1].s.backup.url, "http://o/{cluster}/{slug}");
+	assert_int_equal(p->waves[1].s.backup.max_age_s, 86400);
+	assert_int_equal(p->waves[2].s.backup.source, WS_BACKUP_CATALOG);
+	assert_null(p->waves[2].s.backup.url);
+	assert_int_equal(p->waves[2].s.backup.max_age_s, 7200);
+	assert_int_equal(p->waves[3].s.backup.source, WS_BACKUP_HTTP);
+	assert_string_equal(p->waves[3].s.backup.url, "https://b.example/{slug}/status");
+	policy_free(p);
+	p = pt_parse_ok(KINDS_STD
+		"    - {name: a, select: {}, gates: {backup: {max_age: 1h, source: http, url: \"http://x/{slug}\"}}}\n"
+		"    - {name: b, select: {}}\n");
+	assert_int_equal(p->waves[0].s.backup.source, WS_BACKUP_HTTP);
+	assert_false(p->waves[1].s.backup.enabled);
+	assert_int_equal(p->waves[1].s.backup.source, WS_BACKUP_CATALOG);
+	policy_free(p);
+}
+
+static void test_backup_url_rules(void **state)
+{
+	(void)state;
+	pt_expect_errors(KINDS_STD
+		"    - {name: a, select: {}, gates: {backup: {max_age: 1h, source: http}}}\n"
+		"    - {name: b, select: {}, gates: {backup: {max_age: 1h, url: \"http://x/{slug}\"}}}\n"
+		"    - {name: c, select: {}, gates: {backup: {max_age: 1h, source: catalog, url: \"http://x/{slug}\"}}}\n"
+		"    - {name: d, select: {}, gates: {backup: {max_age: 1h, source: http, url: \"ftp://x/{slug}\"}}}\n"
+		"    - {name: e, select: {}, gates: {backup: {max_age: 1h, source: http, url: \"http://x/{tenant}\"}}}\n"
+		"    - {name: f, select: {}, gates: {backup: {max_age: 1h, source: http, url: \"http://x/status\"}}}\n"
+		"    - {name: g, select: {}, gates: {backup: {max_age: 1h, source: http, url: \"http://x/{slug} y\"}}}\n"
+		"    - {name: h, select: {}, gates: {backup: {max_age: 1h, source: http, url: [a]}}}\n"
+		"    - {name: i, select: {}, gates: {backup: {max_age: 1h, source: http, url: \"http://x/{slug}}\"}}}\n",
+		"p.yaml:8:67: missing required key \"url\" in backup gate (source: http reads a status URL "
+		"per tenant)\n"
+		"p.yaml:9:64: url is only used with source: http (this backup gate reads the catalog)\n"
+		"p.yaml:10:81: url is only used with source: http (this backup gate reads the catalog)\n"
+		"p.yaml:11:78: invalid backup url \"ftp://x/{slug}\" (expected http:// or https://)\n"
+		"p.yaml:12:78: invalid backup url \"http://x/{tenant}\" (unknown placeholder at offset 9; "
+		"expected {slug} or {cluster})\n"
+		"p.yaml:13:78: invalid backup url \"http://x/status\" (expected {slug}: the status is per "
+		"tenant)\n"
+		"p.yaml:14:78: invalid backup url \"http://x/{slug} y\" (blank or control character at "
+		"offset 15)\n"
+		"p.yaml:15:78: expected a string for \"url\", got a sequence\n"
+		"p.yaml:16:78: invalid backup url \"http://x/{slug}}\" (unknown placeholder at offset 15; "
+		"expected {slug} or {cluster})");
+	/* a url in defaults without http is reported once, at defaults */
+	pt_expect_errors(PT_HEAD
+		"  release_kinds: [standard]\n"
+		"  defaults: {gates: {backup: {max_age: 24h, url: \"http://b/{slug}\"}}}\n"
+		"  waves:\n"
+		"    - {name: a, select: {}}\n"
+		"    - {name: b, select: {}, gates: {backup: {max_age: 2h}}}\n",
+		"p.yaml:7:50: url is only used with source: http (this backup gate reads the catalog)");
+	/* an invalid source neither asks for a url nor refuses one */
+	pt_expect_errors(KINDS_STD
+		"    - {name: a, select: {}, gates: {backup: {max_age: 1h, source: s3, url: \"http://x/{slug}\"}}}\n",
+		"p.yaml:8:67: invalid backup source \"s3\" (expected catalog or http)");
 }
 
 static void test_approval_gate(void **state)
@@ -882,6 +970,8 @@ int main(void)
 		cmocka_unit_test(test_health_ranges),
 		cmocka_unit_test(test_health_timeout_inherited),
 		cmocka_unit_test(test_backup_gate),
+		cmocka_unit_test(test_backup_source),
+		cmocka_unit_test(test_backup_url_rules),
 		cmocka_unit_test(test_approval_gate),
 		cmocka_unit_test(test_future_gates),
 		cmocka_unit_test(test_deferral),
