@@ -413,7 +413,11 @@ static int evidence_verify(const char *path)
 	ydoc *doc = ydoc_parse(path, text, len, NULL, &d);
 	free(text);
 	if (!doc) {
-		print_diags(&d);
+		for (size_t i = 0; i < d.len; i++) {
+			char *msg = ws_diag_format(&d.items[i]);
+			fprintf(stderr, "wavectl: %s\n", msg ? msg : d.items[i].message);
+			free(msg);
+		}
 		ws_diags_free(&d);
 		return EXIT_REFUSED;
 	}
