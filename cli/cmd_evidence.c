@@ -461,7 +461,7 @@ static int evidence_verify(const char *path)
 	       n_approvals, n_calls);
 	printf("  %u gate result(s) included (the audit entries do not record gate results)\n",
 	       seq(gates) ? gates->len : 0);
-	printf("  the service's check of the whole log: ok, head %lld:%s\n", head_id,
+	printf("  the service's check of this stretch of the log: ok; the log's head then: %lld:%s\n", head_id,
 	       sval(head, "hash") ? sval(head, "hash") : "?");
 	printf("  to compare with the live log: wavectl audit verify --known %lld:%s\n", last_id, sval(last, "hash"));
 	free(v.full);

@@ -130,24 +130,45 @@ LANGUAGE sql STABLE AS $$
                               'hash', a.hash)
 $$;
 
--- One page of entries, oldest first.  p_object matches the object and
--- everything under it by path segment: "rollout/7" is rollout/7 and
--- rollout/7/wave/1, not rollout/70.  next_after_id is set when the page is
--- full (there may be more).
+-- "object" filters by path segment: "rollout/7" is rollout/7 and everything
+-- under it (rollout/7/wave/1), not rollout/70.  Under it means between
+-- "rollout/7/" and "rollout/70" bytewise ('/' and '0' are neighbours), a
+-- range this index serves whatever the database's collation; an evidence
+-- bundle of one rollout in a log of millions of entries reads its own.
+CREATE INDEX audit_log_object_bytes_idx ON audit_log (object text_pattern_ops, id);
+
+CREATE FUNCTION ws__audit_under(p_object text, p_prefix text) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_object = p_prefix OR (p_object ~>=~ (p_prefix || '/') AND p_object ~<~ (p_prefix || '0'))
+$$;
+
+-- One page of entries, oldest first; next_after_id is set when the page is
+-- full (there may be more).  The object filter has a query of its own so
+-- that its plan can use the index above.
 CREATE FUNCTION ws_audit_list(p_since timestamptz, p_actor text, p_object text, p_after_id bigint, p_limit integer)
 RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    WITH page AS (
-        SELECT a.* FROM audit_log a
-         WHERE (p_after_id IS NULL OR a.id > p_after_id)
-           AND (p_since IS NULL OR a.at >= p_since)
-           AND (p_actor IS NULL OR a.actor = p_actor)
-           AND (p_object IS NULL OR a.object = p_object OR starts_with(a.object, p_object || '/'))
-         ORDER BY a.id
-         LIMIT p_limit)
-    SELECT jsonb_build_object(
-        'entries', COALESCE((SELECT jsonb_agg(ws_audit_entry_doc(p) ORDER BY p.id) FROM page p), '[]'),
-        'next_after_id', CASE WHEN (SELECT count(*) FROM page) = p_limit THEN (SELECT max(id) FROM page) END)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_page audit_log[];
+BEGIN
+    IF p_object IS NULL THEN
+        v_page := ARRAY(SELECT a FROM audit_log a
+                         WHERE a.id > COALESCE(p_after_id, 0)
+                           AND (p_since IS NULL OR a.at >= p_since)
+                           AND (p_actor IS NULL OR a.actor = p_actor)
+                         ORDER BY a.id LIMIT p_limit);
+    ELSE
+        v_page := ARRAY(SELECT a FROM audit_log a
+                         WHERE (a.object = p_object OR (a.object ~>=~ (p_object || '/') AND a.object ~<~ (p_object || '0')))
+                           AND a.id > COALESCE(p_after_id, 0)
+                           AND (p_since IS NULL OR a.at >= p_since)
+                           AND (p_actor IS NULL OR a.actor = p_actor)
+                         ORDER BY a.id LIMIT p_limit);
+    END IF;
+    RETURN jsonb_build_object(
+        'entries', COALESCE((SELECT jsonb_agg(ws_audit_entry_doc(p) ORDER BY p.id) FROM unnest(v_page) p), '[]'),
+        'next_after_id', CASE WHEN cardinality(v_page) = p_limit THEN v_page[cardinality(v_page)].id END);
+END
 $$;
 
 -- ---- checking the chain --------------------------------------------------------------
@@ -171,10 +192,14 @@ $$;
 --              from an evidence bundle or an earlier check) that entry is
 --              gone from the end of the log; a chain alone cannot show a
 --              removed tail, since what is left is a valid chain.
+-- With p_from/p_to only that stretch is walked (its first entry checked
+-- against the entry before it), for evidence bundles; entries then counts
+-- the stretch, and head is still the newest entry of the log.
 -- A chain is unkeyed: whoever can write the table and rewrite every hash
 -- from some entry onwards leaves a valid chain, which only a head kept
 -- outside (the same p_known_* comparison) reveals.
-CREATE FUNCTION ws_audit_check(p_known_id bigint DEFAULT NULL, p_known_hash text DEFAULT NULL)
+CREATE FUNCTION ws_audit_check(p_known_id bigint DEFAULT NULL, p_known_hash text DEFAULT NULL,
+                               p_from bigint DEFAULT NULL, p_to bigint DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -190,8 +215,14 @@ BEGIN
     -- The newest entry as stored, whatever the walk finds: what an auditor
     -- records to compare with later.
     SELECT jsonb_build_object('id', a.id, 'hash', a.hash) INTO v_head FROM audit_log a ORDER BY a.id DESC LIMIT 1;
-    SELECT count(*) INTO v_count FROM audit_log;
-    FOR r IN SELECT * FROM audit_log ORDER BY id LOOP
+    SELECT count(*) INTO v_count FROM audit_log a WHERE a.id BETWEEN COALESCE(p_from, 0) AND COALESCE(p_to, 9223372036854775807);
+    IF p_from IS NOT NULL THEN
+        -- a stretch: its first entry must follow the entry stored before it
+        SELECT a.hash, a.id INTO v_prev, v_prev_id FROM audit_log a WHERE a.id < p_from ORDER BY a.id DESC LIMIT 1;
+        v_prev := COALESCE(v_prev, repeat('0', 64));
+    END IF;
+    FOR r IN SELECT * FROM audit_log a WHERE a.id BETWEEN COALESCE(p_from, 0) AND COALESCE(p_to, 9223372036854775807)
+              ORDER BY a.id LOOP
         IF r.hash IS DISTINCT FROM ws_audit_hash(r.prev_hash, r.id, r.at, r.actor, r.action, r.object, r.details) THEN
             SELECT a.id INTO v_other FROM audit_log a
              WHERE a.id <> r.id

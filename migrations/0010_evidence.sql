@@ -14,24 +14,26 @@
 -- entries form an unbroken stretch of the chain: an entry removed from the
 -- file, or two swapped, breaks a link the verifier follows.  The other
 -- entries' fields stay out (they may be about other tenants); their hashes
--- are checked by the service's walk of the whole chain, reported as
--- "check", and the head is there to compare with a later check (a removed
--- tail is only visible that way).
+-- are checked by the service's walk of that stretch of the chain (and its
+-- link to the entry before), reported as "check" with the log's head, to
+-- compare with a later check (a removed tail is only visible that way).
+-- The stretch, not the whole log: a bundle stays cheap in a large log.
 CREATE FUNCTION ws__evidence_audit(p_id bigint) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
-    WITH mine AS (
-        SELECT a.id FROM audit_log a
-         WHERE a.object = 'rollout/' || p_id OR starts_with(a.object, 'rollout/' || p_id || '/')),
-    span AS (SELECT min(id) AS lo, max(id) AS hi FROM mine)
-    SELECT jsonb_build_object(
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_obj text := 'rollout/' || p_id;
+    v_lo  bigint;
+    v_hi  bigint;
+BEGIN
+    SELECT min(a.id), max(a.id) INTO v_lo, v_hi FROM audit_log a WHERE ws__audit_under(a.object, v_obj);
+    RETURN jsonb_build_object(
         'entries', COALESCE((
-            SELECT jsonb_agg(CASE WHEN a.object = 'rollout/' || p_id OR starts_with(a.object, 'rollout/' || p_id || '/')
-                                  THEN ws_audit_entry_doc(a)
+            SELECT jsonb_agg(CASE WHEN ws__audit_under(a.object, v_obj) THEN ws_audit_entry_doc(a)
                                   ELSE jsonb_build_object('id', a.id, 'prev_hash', a.prev_hash, 'hash', a.hash) END
                              ORDER BY a.id)
-              FROM audit_log a, span s
-             WHERE a.id BETWEEN s.lo AND s.hi), '[]'),
-        'check', ws_audit_check())
+              FROM audit_log a WHERE a.id BETWEEN v_lo AND v_hi), '[]'),
+        'check', ws_audit_check(NULL, NULL, COALESCE(v_lo, 0), COALESCE(v_hi, 0)));
+END
 $$;
 
 -- The bundle, or NULL when the rollout does not exist.  Times are RFC 3339

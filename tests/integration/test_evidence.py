@@ -184,6 +184,10 @@ class Evidence(ServiceCase):
         self.assertEqual(set(links[0]), {"id", "prev_hash", "hash"})
         self.assertEqual(self.db.sql(f"SELECT object FROM audit_log WHERE id = {links[0]['id']}"), "release/18.1.1")
         self.assertTrue(doc["audit"]["check"]["ok"])
+        # the check covers the rollout's stretch of the log; the head is the log's
+        self.assertEqual(doc["audit"]["check"]["entries"], len(doc["audit"]["entries"]))
+        self.assertEqual(doc["audit"]["check"]["head"]["id"],
+                         int(self.db.sql("SELECT max(id) FROM audit_log")))
         self.assertIn('"took_ms": 1.50', self.bundle_text)    # numbers as the database keeps them
         self.assertIn('"age_s": 3600.50', self.bundle_text)
 
@@ -334,6 +338,24 @@ class Evidence(ServiceCase):
         doc["audit"]["check"] = {"ok": False, "first_broken": {"id": 1, "reason": "edited",
                                                                 "message": "audit entry 1: hash does not match"}}
         self.refused(dump(doc), "the service found the audit log broken when it made this bundle")
+
+    def test_bundle_of_a_tampered_log(self):
+        """The link in the middle of the rollout's entries edited in the
+        database: the service's check in the bundle names it, and the
+        offline verifier refuses the bundle."""
+        link = next(e for e in self.doc()["audit"]["entries"] if "actor" not in e)
+        self.db.sql("DROP TABLE IF EXISTS audit_copy; CREATE TABLE audit_copy AS SELECT * FROM audit_log")
+        self.addCleanup(self.db.sql, "SET session_replication_role = replica; DELETE FROM audit_log; "
+                        "INSERT INTO audit_log SELECT * FROM audit_copy; DROP TABLE audit_copy")
+        self.db.sql("SET session_replication_role = replica; "
+                    f"UPDATE audit_log SET actor = 'mallory' WHERE id = {link['id']}")
+        r = self.svc.request("GET", f"/v1/rollouts/{self.rid}/evidence", token=self.viewer)
+        self.assertEqual(r.status, 200, r)
+        check = r.json["audit"]["check"]
+        self.assertFalse(check["ok"])
+        self.assertEqual((check["first_broken"]["id"], check["first_broken"]["reason"]), (int(link["id"]), "edited"))
+        self.refused(r.body.decode(), "the service found the audit log broken when it made this bundle: "
+                     f"audit entry {link['id']}: hash does not match its fields (edited)")
 
     def test_not_a_bundle(self):
         self.refused("{\"format\": \"something else\"}", "not an evidence bundle")
