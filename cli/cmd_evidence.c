@@ -48,6 +48,7 @@ typedef struct vctx {
 	long long rollout;
 	char object[64];        /* "rollout/ID" */
 	const ynode **full;     /* the whole audit entries, in file order */
+	const ynode **sorted;   /* the same, by (object, action, id) */
 	size_t n_full;
 	char problem[1024];
 } vctx;
@@ -171,6 +172,21 @@ static bool check_policy_and_plans(vctx *v, const ynode *root, int *n_plans)
 	return true;
 }
 
+/* Whole entries ordered by (object, action, id), so that the entries of
+ * one object and action are found by binary search: a rollout of many
+ * tenants has many executor calls to look up. */
+static int by_object_action(const void *a, const void *b)
+{
+	const ynode *x = *(const ynode *const *)a, *y = *(const ynode *const *)b;
+	int c = strcmp(sval(x, "object"), sval(y, "object"));
+	if (!c)
+		c = strcmp(sval(x, "action"), sval(y, "action"));
+	long long i = 0, j = 0;
+	ival(x, "id", &i);
+	ival(y, "id", &j);
+	return c ? c : (i > j) - (i < j);
+}
+
 /* The hash of a whole entry, recomputed with `id` in place of its own. */
 static bool entry_hash(vctx *v, const ynode *e, long long id, char out[65])
 {
@@ -247,19 +263,37 @@ static bool check_chain(vctx *v, const ynode *entries, size_t *n_links)
 		prev_id = id;
 		prev_hash = h;
 	}
+	v->sorted = calloc(v->n_full ? v->n_full : 1, sizeof(*v->sorted));
+	if (!v->sorted)
+		return fail(v, "out of memory");
+	memcpy(v->sorted, v->full, v->n_full * sizeof(*v->sorted));
+	qsort(v->sorted, v->n_full, sizeof(*v->sorted), by_object_action);
 	return true;
 }
 
-/* The first whole entry with this action and object (and actor, when
- * given) for which match() holds, or NULL. */
+/* The first whole entry (in id order) with this action and object, and
+ * actor when given, for which match() holds, or NULL. */
 typedef bool (*entry_match)(vctx *v, const ynode *entry, const ynode *thing);
 static const ynode *find_entry(vctx *v, const char *action, const char *object, const char *actor,
 			       entry_match match, const ynode *thing)
 {
-	for (size_t i = 0; i < v->n_full; i++) {
-		const ynode *e = v->full[i];
-		if (eq(sval(e, "action"), action) && eq(sval(e, "object"), object) &&
-		    (!actor || eq(sval(e, "actor"), actor)) && (!match || match(v, e, thing)))
+	size_t lo = 0, hi = v->n_full;
+	while (lo < hi) {   /* the first entry not before (object, action) */
+		size_t mid = lo + (hi - lo) / 2;
+		const ynode *e = v->sorted[mid];
+		int c = strcmp(sval(e, "object"), object);
+		if (!c)
+			c = strcmp(sval(e, "action"), action);
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < v->n_full; i++) {
+		const ynode *e = v->sorted[i];
+		if (!eq(sval(e, "object"), object) || !eq(sval(e, "action"), action))
+			break;
+		if ((!actor || eq(sval(e, "actor"), actor)) && (!match || match(v, e, thing)))
 			return e;
 	}
 	return NULL;
@@ -442,6 +476,7 @@ static int evidence_verify(const char *path)
 	if (!ok) {
 		fprintf(stderr, "wavectl: %s: %s\n", path, v.problem);
 		free(v.full);
+		free(v.sorted);
 		ydoc_free(doc);
 		return EXIT_REFUSED;
 	}
@@ -465,6 +500,7 @@ static int evidence_verify(const char *path)
 	       sval(head, "hash") ? sval(head, "hash") : "?");
 	printf("  to compare with the live log: wavectl audit verify --known %lld:%s\n", last_id, sval(last, "hash"));
 	free(v.full);
+	free(v.sorted);
 	ydoc_free(doc);
 	return 0;
 }

@@ -70,10 +70,12 @@ static bool json_number(const char *s)
 	return *p == '\0';
 }
 
-/* jsonb's key order (lengthCompareJsonbStringValue). */
-static int key_cmp(const void *a, const void *b)
+/* jsonb's key order (lengthCompareJsonbStringValue), on the indexes of a
+ * mapping's pairs. */
+static int key_cmp(const void *a, const void *b, void *map)
 {
-	const ynode *x = *(const ynode *const *)a, *y = *(const ynode *const *)b;
+	const ynode *m = map;
+	const ynode *x = m->keys[*(const uint32_t *)a], *y = m->keys[*(const uint32_t *)b];
 	if (x->value_len != y->value_len)
 		return x->value_len < y->value_len ? -1 : 1;
 	return memcmp(x->value, y->value, x->value_len);
@@ -115,34 +117,32 @@ static int node_text(FILE *out, const ydoc *doc, const ynode *n, int depth, ws_d
 		fputc(']', out);
 		return 0;
 	}
-	/* A mapping: sort (key, value) index pairs by the key.  ydoc has
-	 * refused duplicate keys already, so the order is total. */
-	const ynode **keys = n->len ? malloc(n->len * sizeof(*keys)) : NULL;
-	if (n->len && !keys)
+	/* A mapping: its pairs in key order.  ydoc has refused duplicate keys
+	 * already, so the order is total. */
+	uint32_t *order = n->len ? malloc(n->len * sizeof(*order)) : NULL;
+	if (n->len && !order)
 		return WS_ENOMEM;
 	for (uint32_t i = 0; i < n->len; i++) {
 		if (n->keys[i]->kind != YNODE_SCALAR || !n->keys[i]->quoted) {
 			ws_diag_add(d, name, n->keys[i]->line, n->keys[i]->column, "an object key must be a string");
-			free(keys);
+			free(order);
 			return WS_EINVAL;
 		}
-		keys[i] = n->keys[i];
+		order[i] = i;
 	}
-	qsort(keys, n->len, sizeof(*keys), key_cmp);
+	qsort_r(order, n->len, sizeof(*order), key_cmp, (void *)n);
 	fputc('{', out);
 	int rc = 0;
 	for (uint32_t i = 0; i < n->len && !rc; i++) {
+		const ynode *k = n->keys[order[i]];
 		if (i)
 			fputs(", ", out);
-		ws_audit_json_string(out, keys[i]->value, keys[i]->value_len);
+		ws_audit_json_string(out, k->value, k->value_len);
 		fputs(": ", out);
-		uint32_t k = 0;
-		while (n->keys[k] != keys[i])
-			k++;
-		rc = node_text(out, doc, n->items[k], depth + 1, d);
+		rc = node_text(out, doc, n->items[order[i]], depth + 1, d);
 	}
 	fputc('}', out);
-	free(keys);
+	free(order);
 	return rc;
 }
 
