@@ -7,7 +7,8 @@
  * PostgreSQL hashed), the links between entries, the policy's and the
  * plans' sha256 from their texts; and then it checks that what the bundle
  * says happened -- the rollout's creation, each approval, each executor
- * call and its result -- is what the audit entries recorded.  The file is
+ * call and its result, the state of the rollout, of each wave and each
+ * deployment -- is what the audit entries recorded.  The file is
  * read with ydoc, which keeps numbers as written (jsonb printed them that
  * way and the hashes cover that text).
  *
@@ -35,8 +36,9 @@ static const char usage_evidence[] =
 	"verify  offline: recomputes every audit entry's hash from its fields and\n"
 	"        follows the links between them, checks the policy's and the plans'\n"
 	"        sha256 against their texts, and checks that the rollout's creation,\n"
-	"        its approvals and its executor calls are the ones the audit entries\n"
-	"        recorded.  Prints a summary, or names the first problem.\n"
+	"        its approvals, its executor calls and the states of the rollout, its\n"
+	"        waves and deployments are the ones the audit entries recorded.\n"
+	"        Prints a summary, or names the first problem.\n"
 	"\n"
 	"Exit codes: 0 done (verify: the bundle is consistent), 1 refused, or the\n"
 	"bundle has a problem, 2 usage error, 3 service unreachable.\n";
@@ -402,6 +404,85 @@ static bool result_matches(vctx *v, const ynode *e, const ynode *call)
 	return eq(sval(det, "key"), sval(call, "idempotency_key")) && same_json(v, ynode_get(det, "result"), res);
 }
 
+/* The state the newest transition entry of `object` moved it to (details
+ * "to"; `action_prefix` such as "deployment." tells transitions from the
+ * other entries about the same object), `initial` when there is none;
+ * *entry gets that entry's id (0 for none). */
+static const char *last_state(vctx *v, const char *object, const char *action_prefix, const char *initial,
+			      long long *entry)
+{
+	size_t lo = 0, hi = v->n_full;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(sval(v->sorted[mid], "object"), object) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	const char *to = initial;
+	long long best = 0;
+	for (size_t i = lo; i < v->n_full && eq(sval(v->sorted[i], "object"), object); i++) {
+		const ynode *e = v->sorted[i];
+		const char *t = sval(ynode_get(e, "details"), "to");
+		long long id = 0;
+		if (t && strncmp(sval(e, "action"), action_prefix, strlen(action_prefix)) == 0 && ival(e, "id", &id) &&
+		    id > best) {
+			best = id;
+			to = t;
+		}
+	}
+	*entry = best;
+	return to;
+}
+
+static bool state_matches(vctx *v, const char *what, const char *state, const char *object,
+			  const char *action_prefix, const char *initial)
+{
+	long long entry = 0;
+	const char *want = last_state(v, object, action_prefix, initial, &entry);
+	if (eq(state, want))
+		return true;
+	if (entry)
+		return fail(v, "%s: state %s, but its last audit entry (%lld) moved it to %s", what,
+			    state ? state : "missing", entry, want);
+	return fail(v, "%s: state %s, but no audit entry moved it from %s", what, state ? state : "missing", want);
+}
+
+/* The states the bundle shows are where the audited transitions left the
+ * rollout, each wave and each deployment: every transition is audited in
+ * its transaction (ws_engine_tx, ws_rollout_command). */
+static bool check_states(vctx *v, const ynode *root, int *n_states)
+{
+	char what[160], object[160];
+	if (!state_matches(v, v->object, sval(ynode_get(root, "rollout"), "state"), v->object, "rollout.", "planned"))
+		return false;
+	int n = 1;
+	const ynode *waves = ynode_get(root, "waves"), *deps = ynode_get(root, "deployments");
+	for (uint32_t i = 0; i < waves->len; i++) {
+		long long idx = 0;
+		ival(waves->items[i], "index", &idx);
+		snprintf(what, sizeof(what), "wave %lld", idx);
+		snprintf(object, sizeof(object), "%s/wave/%lld", v->object, idx);
+		if (!state_matches(v, what, sval(waves->items[i], "state"), object, "wave.", "pending"))
+			return false;
+		n++;
+	}
+	if (!seq(deps))
+		return fail(v, "deployments: a list is required");
+	for (uint32_t i = 0; i < deps->len; i++) {
+		const char *tenant = sval(deps->items[i], "tenant");
+		if (!tenant)
+			return fail(v, "deployments[%u]: tenant is required", i);
+		snprintf(what, sizeof(what), "deployment of %.80s", tenant);
+		snprintf(object, sizeof(object), "%s/tenant/%.80s", v->object, tenant);
+		if (!state_matches(v, what, sval(deps->items[i], "state"), object, "deployment.", "scheduled"))
+			return false;
+		n++;
+	}
+	*n_states = n;
+	return true;
+}
+
 /* Each call to an executor: its intent and, once done, its result are
  * what the audit entries recorded. */
 static bool check_calls(vctx *v, const ynode *root, int *n_calls)
@@ -459,14 +540,15 @@ static int evidence_verify(const char *path)
 	vctx v = { .doc = doc };
 	const ynode *root = ydoc_root(doc), *audit = ynode_get(root, "audit");
 	const ynode *check = ynode_get(audit, "check");
-	int n_plans = 0, n_approvals = 0, n_calls = 0;
+	int n_plans = 0, n_approvals = 0, n_calls = 0, n_states = 0;
 	size_t n_links = 0;
 	bool ok = is_map(root) && eq(sval(root, "format"), "wavesched-evidence/1");
 	if (!ok)
 		fail(&v, "not an evidence bundle (format wavesched-evidence/1)");
 	ok = ok && check_policy_and_plans(&v, root, &n_plans) &&
 	     check_chain(&v, ynode_get(audit, "entries"), &n_links) && check_creation(&v, root) &&
-	     check_approvals(&v, root, &n_approvals) && check_calls(&v, root, &n_calls);
+	     check_approvals(&v, root, &n_approvals) && check_calls(&v, root, &n_calls) &&
+	     check_states(&v, root, &n_states);
 	if (ok && !(is_map(check) && ynode_get(check, "ok") && !ynode_get(check, "ok")->quoted &&
 		    strcmp(ynode_get(check, "ok")->value, "true") == 0)) {
 		const char *msg = sval(ynode_get(check, "first_broken"), "message");
@@ -494,6 +576,8 @@ static int evidence_verify(const char *path)
 	       n_links);
 	printf("  the rollout's creation, %d approval(s) and %d executor call(s) match the audit entries\n",
 	       n_approvals, n_calls);
+	printf("  the states of the rollout, its waves and deployments (%d) are where the audited transitions left them\n",
+	       n_states);
 	printf("  %u gate result(s) included (the audit entries do not record gate results)\n",
 	       seq(gates) ? gates->len : 0);
 	printf("  the service's check of this stretch of the log: ok; the log's head then: %lld:%s\n", head_id,

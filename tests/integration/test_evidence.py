@@ -222,6 +222,7 @@ class Evidence(ServiceCase):
         self.assertIn("1 approval(s) and 1 executor call(s) match the audit entries", out.stdout)
         self.assertIn("2 gate result(s) included", out.stdout)
         self.assertIn("linked through 1 other entries", out.stdout)
+        self.assertIn("the states of the rollout, its waves and deployments (4) are where", out.stdout)
         last = self.entries(self.doc())[-1]
         self.assertIn(f"wavectl audit verify --known {last['id']}:{last['hash']}", out.stdout)
         # The line it prints checks against the live log.
@@ -298,6 +299,25 @@ class Evidence(ServiceCase):
         doc["executor_calls"][0]["result"]["status"] = Raw("500")
         self.refused(dump(doc), f"executor call {doc['executor_calls'][0]['id']} (deploy of {self.slug}): "
                      "its result is not the one the audit entries recorded")
+
+    def test_states(self):
+        doc = self.doc()
+        dep = next(d for d in doc["deployments"] if d["tenant"] == self.slug)
+        healthy = next(e for e in self.entries(doc, "deployment.healthy"))
+        dep["state"] = "failed"
+        self.refused(dump(doc), f"deployment of {self.slug}: state failed, but its last audit entry "
+                     f"({healthy['id']}) moved it to healthy")
+        doc = self.doc()
+        other = next(d for d in doc["deployments"] if d["tenant"] != self.slug)
+        other["state"] = "healthy"
+        self.refused(dump(doc), f"deployment of {other['tenant']}: state healthy, but no audit entry moved it "
+                     "from scheduled")
+        doc = self.doc()
+        doc["rollout"]["state"] = "completed"
+        self.refused(dump(doc), f"rollout/{self.rid}: state completed, but its last audit entry")
+        doc = self.doc()
+        doc["waves"][0]["state"] = "passed"
+        self.refused(dump(doc), "wave 1: state passed, but its last audit entry", "moved it to deploying")
 
     def test_entry_removed(self):
         doc = self.doc()
