@@ -43,6 +43,10 @@ static const char usage_main[] =
 	"  rollout list | show ID | plan ID  rollouts, their waves, tenants and plans\n"
 	"  rollout start|pause|resume|abort ID [--reason R]\n"
 	"  rollout approve|reject ID --wave N [--comment C]\n"
+	"  audit verify [--known ID:HASH]    check the audit log's hash chain\n"
+	"  audit list [--since T] [--actor A] [--object O]   audit entries, oldest first\n"
+	"  evidence ID > bundle.json         the evidence bundle of a rollout\n"
+	"  evidence verify FILE              offline: check an evidence bundle\n"
 	"\n"
 	"Exit codes: 0 success, 1 refused or invalid, 2 usage error, 3 service unreachable.\n"
 	"Run `wavectl COMMAND --help` for a command's options.\n";
@@ -80,6 +84,10 @@ int main(int argc, char **argv)
 		rc = cmd_release(argc - 1, argv + 1);
 	else if (strcmp(cmd, "rollout") == 0)
 		rc = cmd_rollout(argc - 1, argv + 1);
+	else if (strcmp(cmd, "audit") == 0)
+		rc = cmd_audit(argc - 1, argv + 1);
+	else if (strcmp(cmd, "evidence") == 0)
+		rc = cmd_evidence(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "wavectl: unknown command \"%s\"\n%s", cmd, usage_main);
 		rc = EXIT_USAGE;

@@ -408,6 +408,9 @@ static const route routes[] = {
 	{ "GET", "/v1/rollouts/{id}/plans", true, WS_PERM_READ_FLEET, h_rollout_plans },
 	{ "POST", "/v1/rollouts/{id}/approve", true, WS_PERM_READ_TENANT, h_rollout_approve },
 	{ "POST", "/v1/rollouts/{id}/reject", true, WS_PERM_READ_TENANT, h_rollout_reject },
+	{ "GET", "/v1/rollouts/{id}/evidence", true, WS_PERM_READ_FLEET, h_rollout_evidence },
+	{ "GET", "/v1/audit", true, WS_PERM_READ_FLEET, h_audit_list },
+	{ "GET", "/v1/audit/verify", true, WS_PERM_READ_FLEET, h_audit_verify },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -104,6 +104,11 @@ void h_rollout_resume(api_call *c);
 void h_rollout_abort(api_call *c);
 void h_rollout_approve(api_call *c);
 void h_rollout_reject(api_call *c);
+/* api_audit.c */
+void h_audit_list(api_call *c);
+void h_audit_verify(api_call *c);
+/* api_evidence.c */
+void h_rollout_evidence(api_call *c);
 /* Answers a failed statement of our SQL functions: WSE02/WSE03/WSE07 and
  * unique violations 409, WSE04 422, WSE05 404, WSE06 403 (with the
  * function's message; a DETAIL that is a JSON array becomes "details"),

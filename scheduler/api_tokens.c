@@ -203,11 +203,11 @@ void h_token_revoke(api_call *c)
 		reply_error(c, 404, "not_found", "no such token", NULL);
 		return;
 	}
-	const char *params[] = { c->param };
-	/* Revoking twice keeps the first revocation time. */
+	const char *params[] = { c->param, c->actor };
+	/* Revoking twice keeps the first revocation time; ws_token_revoke
+	 * (0007) audits the first one in the same transaction. */
 	api_query(c->api->d.pool,
-	          "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) "
-	          "WHERE id = $1::uuid RETURNING " TOKEN_COLUMNS,
-	          1, params, token_revoke_done, c);
+	          "SELECT " TOKEN_COLUMNS " FROM ws_token_revoke($1::uuid, $2)",
+	          2, params, token_revoke_done, c);
 }
 
