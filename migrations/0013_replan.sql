@@ -351,3 +351,21 @@ LANGUAGE sql STABLE AS $$
               FROM approvals_withdrawn a WHERE a.rollout_id = p_rollout), '[]'))
     END
 $$;
+
+-- The evidence bundle (0010) gains the approvals a re-plan withdrew: they
+-- are decisions people took, and their audit rows are in the bundle.
+ALTER FUNCTION ws_rollout_evidence(bigint) RENAME TO ws__rollout_evidence_0010;
+CREATE FUNCTION ws_rollout_evidence(p_id bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT e || jsonb_build_object('approvals_withdrawn', COALESCE((
+               SELECT jsonb_agg(jsonb_build_object('id', a.id, 'wave', a.wave_idx, 'wave_name', a.wave_name,
+                                                   'actor', a.actor, 'role', a.role, 'decision', a.decision,
+                                                   'comment', a.comment, 'at', ws__rfc3339(a.at),
+                                                   'plan_version', a.plan_version,
+                                                   'withdrawn_at', ws__rfc3339(a.withdrawn_at),
+                                                   'withdrawn_by', a.withdrawn_by, 'reason', a.reason)
+                                ORDER BY a.id)
+                 FROM approvals_withdrawn a WHERE a.rollout_id = p_id), '[]'))
+      FROM ws__rollout_evidence_0010(p_id) e
+     WHERE e IS NOT NULL
+$$;

@@ -6,6 +6,7 @@ moves, the audit row and the refusals are checked.
 """
 import json
 import os
+import tempfile
 
 from wsharness import SOURCE_ROOT, ServiceCase, example_fleet, main, wavectl
 
@@ -182,6 +183,21 @@ class Replan(ServiceCase):
         d3 = r.json["diff"]
         self.assertEqual((d3["added"], d3["removed"], d3["moved"], d3["approvals_withdrawn"]), ([], [], [], []))
         self.assertEqual(d3["unchanged"], len(slugs))
+
+        # The evidence bundle carries every plan version with its diff and
+        # the withdrawn approval, and verifies offline.
+        bundle = self.req("GET", f"/v1/rollouts/{rid}/evidence", self.plat)
+        self.assertEqual(bundle.status, 200, bundle)
+        doc = bundle.json
+        self.assertEqual([p["version"] for p in doc["plans"]], [1, 2, 3])
+        self.assertEqual(doc["plans"][1]["diff"], diff)
+        self.assertEqual([(a["actor"], a["wave_name"]) for a in doc["approvals_withdrawn"]],
+                         [("token:appr", "shared-high")])
+        with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
+            f.write(bundle.body)
+        self.addCleanup(os.unlink, f.name)
+        r = wavectl("evidence", "verify", f.name)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_a_tenant_left_out_keeps_a_cancelled_window(self):
         self.addCleanup(self.put_fleet, example_fleet())
