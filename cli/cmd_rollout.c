@@ -20,6 +20,7 @@
 static const char usage_rollout[] =
 	"usage: wavectl rollout create --release VERSION --policy NAME [--start RFC3339]\n"
 	"                              [--kind standard|urgent] [--dry-run] [--format text|json]\n"
+	"                              [--justification WHY --change-ref CHG]   (break-glass policies)\n"
 	"       wavectl rollout list\n"
 	"       wavectl rollout show ID [--format text|json]     (also: status ID)\n"
 	"       wavectl rollout plan ID [--version N] [--format text|json]\n"
@@ -31,7 +32,9 @@ static const char usage_rollout[] =
 	"create   plans RELEASE with the stored policy against the service's fleet\n"
 	"         and, unless --dry-run, stores the rollout (state planned) with that\n"
 	"         plan frozen; prints the plan and the rollout id.  --start defaults\n"
-	"         to now; the release kind is the release's own.\n"
+	"         to now; the release kind is the release's own.  A policy with\n"
+	"         break_glass (soft blackouts overridden) needs --justification and\n"
+	"         --change-ref; the rollout then opens a review (wavectl review).\n"
 	"list     every rollout, oldest first.\n"
 	"show     one rollout: its waves with state and approvals, and each tenant\n"
 	"         with state, window (UTC), attempt and latest gate results.\n"
@@ -181,10 +184,13 @@ static int rollout_create(int argc, char **argv)
 		{ "kind", required_argument, NULL, 'k' },
 		{ "format", required_argument, NULL, 'F' },
 		{ "dry-run", no_argument, NULL, 'n' },
+		{ "justification", required_argument, NULL, 'j' },
+		{ "change-ref", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *release = NULL, *policy = NULL, *start = NULL, *kind = NULL, *format = "text";
+	const char *justification = NULL, *change_ref = NULL;
 	bool dry = false;
 	int o;
 	optind = 1;
@@ -196,13 +202,15 @@ static int rollout_create(int argc, char **argv)
 		case 'k': kind = optarg; break;
 		case 'F': format = optarg; break;
 		case 'n': dry = true; break;
+		case 'j': justification = optarg; break;
+		case 'c': change_ref = optarg; break;
 		case 'h': fputs(usage_rollout, stdout); return 0;
 		default: fputs(usage_rollout, stderr); return EXIT_USAGE;
 		}
 	}
-	if (optind != argc || !release || !policy || !format_ok(format)) {
-		fprintf(stderr, "wavectl: rollout create needs --release and --policy (and --format text|json)\n%s",
-			usage_rollout);
+	if (optind != argc || !release || !policy || !format_ok(format) || (!justification != !change_ref)) {
+		fprintf(stderr, "wavectl: rollout create needs --release and --policy (and --format text|json; "
+				"--justification and --change-ref go together)\n%s", usage_rollout);
 		return EXIT_USAGE;
 	}
 	int64_t t;
@@ -215,6 +223,9 @@ static int rollout_create(int argc, char **argv)
 		json_object_set_new(req, "start", json_string(start));
 	if (kind)
 		json_object_set_new(req, "kind", json_string(kind));
+	if (justification && !dry)
+		json_object_set_new(req, "break_glass", json_pack("{s:s, s:s}", "justification", justification,
+								  "change_ref", change_ref));
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	response r;

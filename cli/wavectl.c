@@ -47,6 +47,7 @@ static const char usage_main[] =
 	"  audit list [--since T] [--actor A] [--object O]   audit entries, oldest first\n"
 	"  evidence ID > bundle.json         the evidence bundle of a rollout\n"
 	"  evidence verify FILE              offline: check an evidence bundle\n"
+	"  review list [--state S] | close ID --comment C   break-glass reviews\n"
 	"\n"
 	"Exit codes: 0 success, 1 refused or invalid, 2 usage error, 3 service unreachable.\n"
 	"Run `wavectl COMMAND --help` for a command's options.\n";
@@ -88,6 +89,8 @@ int main(int argc, char **argv)
 		rc = cmd_audit(argc - 1, argv + 1);
 	else if (strcmp(cmd, "evidence") == 0)
 		rc = cmd_evidence(argc - 1, argv + 1);
+	else if (strcmp(cmd, "review") == 0)
+		rc = cmd_review(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "wavectl: unknown command \"%s\"\n%s", cmd, usage_main);
 		rc = EXIT_USAGE;

@@ -260,6 +260,16 @@ static void db_metrics(ws_metrics *m, json_t *snap)
 			     (double)json_integer_value(json_object_get(audit, "length")));
 	ws_metrics_gauge_set(m, "wavesched_audit_chain_head_id", "Id of the newest audit row.", "",
 			     (double)json_integer_value(json_object_get(audit, "head_id")));
+	json_t *rv = json_object_get(snap, "reviews");
+	if (rv) {
+		static const char *const rstates[] = { "open", "overdue", "closed" };
+		for (size_t k = 0; k < 3; k++) {
+			snprintf(labels, sizeof(labels), "state=\"%s\"", rstates[k]);
+			ws_metrics_gauge_set(m, "wavesched_reviews",
+					     "Break-glass reviews by state (overdue: open past its due time).", labels,
+					     (double)json_integer_value(json_object_get(rv, rstates[k])));
+		}
+	}
 	ws_metrics_gauge_set(m, "wavesched_events_unpublished", "Events recorded but not yet published.", "",
 			     (double)json_integer_value(json_object_get(snap, "events_unpublished")));
 }
@@ -406,6 +416,8 @@ static const route routes[] = {
 	{ "POST", "/v1/rollouts/{id}/abort", true, WS_PERM_FLEET_WRITE, h_rollout_abort },
 	{ "POST", "/v1/rollouts/{id}/replan", true, WS_PERM_FLEET_WRITE, h_rollout_replan },
 	{ "GET", "/v1/rollouts/{id}/plans", true, WS_PERM_READ_FLEET, h_rollout_plans },
+	{ "GET", "/v1/reviews", true, WS_PERM_READ_FLEET, h_review_list },
+	{ "POST", "/v1/reviews/{id}/close", true, WS_PERM_READ_FLEET, h_review_close },
 	{ "POST", "/v1/rollouts/{id}/approve", true, WS_PERM_READ_TENANT, h_rollout_approve },
 	{ "POST", "/v1/rollouts/{id}/reject", true, WS_PERM_READ_TENANT, h_rollout_reject },
 	{ "GET", "/v1/rollouts/{id}/evidence", true, WS_PERM_READ_FLEET, h_rollout_evidence },

@@ -79,6 +79,9 @@ void h_tenant(api_call *c);
 void h_token_create(api_call *c);
 void h_token_list(api_call *c);
 void h_token_revoke(api_call *c);
+/* api_reviews.c */
+void h_review_list(api_call *c);
+void h_review_close(api_call *c);
 /* api_policies.c */
 void h_policy_create(api_call *c);
 void h_policy_validate(api_call *c);
@@ -140,6 +143,9 @@ typedef struct rollout_new {
 	long long replan_id;
 	int replan_version;
 	const char *reason;
+	/* break_glass of the request: both set for a break-glass policy. */
+	const char *bg_justification;
+	const char *bg_change_ref;
 } rollout_new;
 void rollout_commit(api_call *c, const rollout_new *n);
 /* The {id} of /v1/rollouts/{id}/...: decimal, positive, at most 18 digits. */

@@ -39,6 +39,9 @@ typedef struct policy_job {
 	long long policy_id;
 	bool create;              /* not a dry run: keep the plan and wave settings */
 	bool kind_given;
+	char *bg_justification;   /* break_glass of the request (create) */
+	char *bg_change_ref;
+	bool policy_break_glass;  /* the policy overrides soft blackouts */
 	long long replan_id;      /* a re-plan of this rollout (api_replan.c) */
 	int replan_version;
 	char *reason;
@@ -62,6 +65,8 @@ static void job_free(policy_job *j)
 	free(j->text);
 	free(j->release);
 	free(j->reason);
+	free(j->bg_justification);
+	free(j->bg_change_ref);
 	free(j->name);
 	free(j->description);
 	free(j->summary);
@@ -86,6 +91,7 @@ static void job_work_cb(uv_work_t *w)
 	j->name = strdup(p->name);
 	j->description = p->description ? strdup(p->description) : NULL;
 	j->summary = policy_summary(p);
+	j->policy_break_glass = p->break_glass;
 	ws_sha256_hex(j->text, j->len, j->sha);
 	if (j->kind == JOB_PLAN) {
 		ws_plan_input in = {
@@ -198,6 +204,20 @@ static void job_after_cb(uv_work_t *w, int status)
 			reply_error(c, 503, "unavailable", "out of memory", NULL);
 			return;
 		}
+		if (j->create && !j->replan_id && j->policy_break_glass != (j->bg_justification != NULL)) {
+			/* Break-glass is a decision someone answers for: the request
+			 * says so, with why and under which change (issue 6). */
+			json_t *details = json_array();
+			if (j->policy_break_glass)
+				field_error(details, "break_glass", "break_glass: policy %s overrides soft blackouts "
+					    "(break_glass: true): give {\"justification\", \"change_ref\"}", j->name);
+			else
+				field_error(details, "break_glass", "break_glass: policy %s does not override blackouts; "
+					    "leave break_glass out", j->name);
+			job_free(j);
+			reply_error(c, 422, "validation_failed", "the rollout request is invalid", details);
+			return;
+		}
 		if (j->create) {
 			rollout_new n = {
 				.release = j->release, .kind = j->rkind, .policy_id = j->policy_id,
@@ -205,6 +225,7 @@ static void job_after_cb(uv_work_t *w, int status)
 				.policy_sha = j->policy_sha, .plan_text = j->plan_text, .plan = j->plan_doc,
 				.settings = j->settings, .generation = j->snap->generation, .start = j->start,
 				.replan_id = j->replan_id, .replan_version = j->replan_version, .reason = j->reason,
+				.bg_justification = j->bg_justification, .bg_change_ref = j->bg_change_ref,
 			};
 			if (j->replan_id)
 				rollout_replan_commit(c, &n);
@@ -456,9 +477,9 @@ void h_rollout_create(api_call *c)
 	json_t *val;
 	json_object_foreach(in, key, val) {
 		if (strcmp(key, "release") && strcmp(key, "policy") && strcmp(key, "start") &&
-		    strcmp(key, "kind") && strcmp(key, "policy_version"))
+		    strcmp(key, "kind") && strcmp(key, "policy_version") && strcmp(key, "break_glass"))
 			ws_diag_add(&d, NULL, 0, 0, "unknown field \"%s\" (expected one of: release, "
-				    "policy, policy_version, start, kind)", key);
+				    "policy, policy_version, start, kind, break_glass)", key);
 	}
 	const char *release = json_string_value(json_object_get(in, "release"));
 	const char *policy = json_string_value(json_object_get(in, "policy"));
@@ -477,6 +498,27 @@ void h_rollout_create(api_call *c)
 		ws_diag_add(&d, NULL, 0, 0, "\"kind\" must be standard or urgent");
 	if (pv && (!json_is_integer(pv) || json_integer_value(pv) < 1))
 		ws_diag_add(&d, NULL, 0, 0, "\"policy_version\" must be a positive integer");
+	json_t *bg = json_object_get(in, "break_glass");
+	const char *bg_why = NULL, *bg_ref = NULL;
+	if (bg) {
+		bg_why = json_string_value(json_object_get(bg, "justification"));
+		bg_ref = json_string_value(json_object_get(bg, "change_ref"));
+		const char *k;
+		json_t *v;
+		if (!json_is_object(bg))
+			ws_diag_add(&d, NULL, 0, 0, "\"break_glass\" must be an object {\"justification\", \"change_ref\"}");
+		json_object_foreach(bg, k, v) {
+			if (strcmp(k, "justification") && strcmp(k, "change_ref"))
+				ws_diag_add(&d, NULL, 0, 0, "unknown field \"break_glass.%s\" (expected justification, "
+					    "change_ref)", k);
+		}
+		if (json_is_object(bg) && (!bg_why || strlen(bg_why) < 10 || strlen(bg_why) > 4000))
+			ws_diag_add(&d, NULL, 0, 0, "\"break_glass.justification\" must say why soft blackouts must be "
+				    "overridden (10 to 4000 characters)");
+		if (json_is_object(bg) && (!bg_ref || !*bg_ref || strlen(bg_ref) > 200))
+			ws_diag_add(&d, NULL, 0, 0, "\"break_glass.change_ref\" must be the change reference "
+				    "(1 to 200 characters)");
+	}
 	if (d.len) {
 		json_decref(in);
 		reply_error(c, 422, "validation_failed", "the rollout request is invalid", diags_json(&d));
@@ -492,6 +534,12 @@ void h_rollout_create(api_call *c)
 	j->release = strdup(release);
 	j->rkind = rk;
 	j->kind_given = kind != NULL;
+	if (bg_why && bg_ref && (!(j->bg_justification = strdup(bg_why)) || !(j->bg_change_ref = strdup(bg_ref)))) {
+		job_free(j);
+		json_decref(in);
+		reply_error(c, 503, "unavailable", "out of memory", NULL);
+		return;
+	}
 	j->create = !query_flag(c, "dry_run");
 	j->start = t;
 	char verbuf[24] = "";

@@ -228,12 +228,22 @@ void rollout_commit(api_call *c, const rollout_new *n)
 	snprintf(policy_id, sizeof(policy_id), "%lld", n->policy_id);
 	snprintf(generation, sizeof(generation), "%lld", (long long)n->generation);
 	ws_time_format(n->start, 0, true, start, sizeof(start));
+	char window[24];
+	snprintf(window, sizeof(window), "%llu",
+		 (unsigned long long)(c->api->d.config ? c->api->d.config->review_window_ms / 1000 : 86400));
 	const char *params[] = { n->release, ws_release_kind_name(n->kind), policy_id, n->policy_sha,
-				 n->plan_text, settings, generation, c->actor, start };
-	api_query(c->api->d.pool,
-		  "SELECT ws_rollout_create($1, $2, $3::bigint, $4, $5, $6::jsonb, $7::bigint, $8,"
-		  " $9::timestamptz)::text",
-		  9, params, commit_done, k);
+				 n->plan_text, settings, generation, c->actor, start,
+				 n->bg_justification, n->bg_change_ref, window };
+	if (n->bg_justification)
+		api_query(c->api->d.pool,
+			  "SELECT ws_rollout_create_break_glass($1, $2, $3::bigint, $4, $5, $6::jsonb, $7::bigint, $8,"
+			  " $9::timestamptz, $10, $11, $12::bigint)::text",
+			  12, params, commit_done, k);
+	else
+		api_query(c->api->d.pool,
+			  "SELECT ws_rollout_create($1, $2, $3::bigint, $4, $5, $6::jsonb, $7::bigint, $8,"
+			  " $9::timestamptz)::text",
+			  9, params, commit_done, k);
 	free(settings);
 }
 

@@ -72,6 +72,8 @@ static int apply(ws_config *c, const char *key, const char *val)
 		set_str(&c->outbound_deny, val);
 	else if (strcmp(key, "lease_ttl") == 0)
 		return parse_ms(val, &c->lease_ttl_ms);
+	else if (strcmp(key, "review_window") == 0)
+		return parse_ms(val, &c->review_window_ms);
 	else if (strcmp(key, "rate_limit") == 0)
 		return ws_ratelimit_parse(val, &c->rate_limit);
 	else if (strcmp(key, "rate_burst") == 0) {
@@ -105,7 +107,7 @@ static int apply(ws_config *c, const char *key, const char *val)
 
 static const char *const keys[] = {
 	"listen", "database_url", "redis_url", "log_format", "log_level", "outbound_allow",
-	"outbound_deny", "lease_ttl", "rate_limit", "rate_burst", "migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
+	"outbound_deny", "lease_ttl", "review_window", "rate_limit", "rate_burst", "migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
 	"max_body_bytes", "max_header_bytes",
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -124,6 +126,7 @@ int ws_config_load(ws_config *c, const char *path, ws_diags *d)
 	c->shutdown_grace_ms = 10000;
 	c->time_scale = 1.0;
 	c->lease_ttl_ms = 10000;
+	c->review_window_ms = 24ull * 3600 * 1000;
 	c->rate_limit = 50;
 	c->rate_burst = 100;
 	int rc = 0;

@@ -27,6 +27,7 @@ typedef struct ws_config {
 	double time_scale;           /* serve --time-scale; default 1 */
 	int64_t time_origin_us;      /* serve --time-origin; 0 = the process start */
 	uint64_t lease_ttl_ms;       /* WAVESCHED_LEASE_TTL: the leader's lease; default 10 s */
+	uint64_t review_window_ms;   /* WAVESCHED_REVIEW_WINDOW: a break-glass review's time to close; default 24h */
 	double rate_limit;           /* WAVESCHED_RATE_LIMIT: requests per second per token; 0 = off; default 50/s */
 	unsigned rate_burst;         /* WAVESCHED_RATE_BURST: at once; default 100 */
 } ws_config;

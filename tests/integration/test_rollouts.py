@@ -360,7 +360,11 @@ class Rollouts(ServiceCase):
         for tok in (self.viewer, self.appr, self.north):
             self.create(token=tok, expect=403)
         self.assertEqual(self.db.sql("SELECT count(*) FROM rollouts WHERE state <> 'aborted'"), "0")
-        r = self.create(policy="urgent-security", release="17.0.5-hotfix", token=self.sec)
+        # break-glass needs its justification and change reference
+        r = self.create(policy="urgent-security", release="17.0.5-hotfix", token=self.sec, expect=422)
+        self.assertEqual([d["field"] for d in r.json["error"]["details"]], ["break_glass"])
+        r = self.create(policy="urgent-security", release="17.0.5-hotfix", token=self.sec,
+                        break_glass={"justification": "CVE-2026-1234 exploited in the wild", "change_ref": "CHG-1"})
         self.assertEqual(r.json["plan"]["release"], "17.0.5-hotfix")
 
     # ---- approvals ------------------------------------------------------------------
