@@ -599,6 +599,34 @@ static void test_command_output_cap(void **state)
 	world_done(&w);
 }
 
+/* Output that is not UTF-8 -- a Latin-1 message, a NUL, a character cut by
+ * the reason's tail -- still ends in the evidence and the reason, as valid
+ * UTF-8 (U+FFFD for what is not), instead of being dropped by jansson. */
+static void test_command_output_not_utf8(void **state)
+{
+	(void)state;
+	world w;
+	world_init(&w, NULL);
+	ws_executor *e = command(&w, "printf 'caf\\351 \\000 ok\\n\\342\\202\\254'; "
+				     "printf 'y%.0s' $(seq 199); exit 4");
+	ws_deploy_call c = call_for("acme");
+	outcome o;
+	run(&w, e, &c, &o);
+	assert_false(o.ok);
+	char ys[200];
+	memset(ys, 'y', 199);
+	ys[199] = '\0';
+	char expect[512];
+	snprintf(expect, sizeof(expect), "command sh exited with status 4: %s", ys);
+	assert_string_equal(o.reason, expect);
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "reason")), expect);
+	snprintf(expect, sizeof(expect), "caf\xEF\xBF\xBD \xEF\xBF\xBD ok\n\xE2\x82\xAC%s", ys);
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "output")), expect);
+	outcome_free(&o);
+	ws_executor_free(e);
+	world_done(&w);
+}
+
 /* Alive and not a zombie waiting to be reaped. */
 static bool process_running(pid_t pid)
 {
@@ -703,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_kubernetes_failures),
 		cmocka_unit_test(test_command_success_and_failure),
 		cmocka_unit_test(test_command_output_cap),
+		cmocka_unit_test(test_command_output_not_utf8),
 		cmocka_unit_test(test_command_timeout_kills_group),
 		cmocka_unit_test(test_cancel),
 	};
