@@ -22,6 +22,7 @@ SCALE = 20000                 # a day in 4.3 s
 OLD = "17.0.3"
 RELEASE = "17.0.4"
 DIGEST = "sha256:" + "cd" * 32
+DEPLOY_TOKEN = "deploy-s3cret"
 
 FLEET = """\
 apiVersion: wavesched/v1
@@ -81,6 +82,7 @@ spec:
 """
 
 WAVES = {"a1": 0, "a2": 0, "b1": 1, "b2": 1}
+MOVING = ("deploying", "verifying", "rolling_back")
 
 
 def rfc3339(t):
@@ -98,9 +100,14 @@ class ExecutorCase(unittest.TestCase):
         self.origin = int(time.time())
         clock = ["--time-scale", str(SCALE), "--time-origin", rfc3339(self.origin)]
         self.db = h.Database()
+        # The deployers require a bearer token: kubernetes sends $WS_DEPLOY_TOKEN
+        # (token_env), and deploy-client reads $SIMFLEET_TOKEN, which the
+        # command inherits from the service.
         self.svc = h.Service(self.db.url, args=clock,
                              extra_env={"WAVESCHED_OUTBOUND_ALLOW": "127.0.0.0/8",
-                                        "WAVESCHED_LEASE_TTL": "3s"})
+                                        "WAVESCHED_LEASE_TTL": "3s",
+                                        "WS_DEPLOY_TOKEN": DEPLOY_TOKEN,
+                                        "SIMFLEET_TOKEN": DEPLOY_TOKEN})
         self.sim = None
         try:
             self.svc.wait_ready()
@@ -108,13 +115,15 @@ class ExecutorCase(unittest.TestCase):
             self.platform = self.svc.token("platform", name="alice")
             backup_token = self.svc.token("platform", name="backup-job")
             self.sim = SimFleet(self.tmp, fleet=FLEET, scenario=self.faults,
-                                env={"WS_BACKUP_TOKEN": backup_token},
+                                env={"WS_BACKUP_TOKEN": backup_token,
+                                     "SIMFLEET_TOKEN": DEPLOY_TOKEN},
                                 converge_ms=self.converge_ms,
                                 service=f"http://127.0.0.1:{self.svc.port}",
                                 token_env="WS_BACKUP_TOKEN", backup_interval="6h",
                                 time_scale=SCALE, time_origin=rfc3339(self.origin))
             self.sim.__enter__()
-            fleet = fleet_for_sim(FLEET, self.sim.url, executor=self.executor)
+            fleet = fleet_for_sim(FLEET, self.sim.url, executor=self.executor,
+                                  token_env="WS_DEPLOY_TOKEN")
             r = self.svc.request("PUT", "/v1/fleet", token=self.admin, body=fleet,
                                  headers={"Content-Type": "application/yaml"})
             self.assertEqual(r.status, 200, r)
@@ -144,7 +153,9 @@ class ExecutorCase(unittest.TestCase):
         return self.origin + (time.time() - self.origin) * SCALE
 
     def play(self, ends):
-        """Creates and starts the rollout, waits until it is in one of `ends`."""
+        """Creates and starts the rollout, waits until it is in one of `ends`
+        with no tenant still moving (a rollout halts before its wave's
+        rollbacks end)."""
         r = self.svc.request("POST", "/v1/rollouts", token=self.platform,
                              body={"release": RELEASE, "policy": "executors",
                                    "start": rfc3339(self.now() + 60)})
@@ -156,7 +167,8 @@ class ExecutorCase(unittest.TestCase):
         deadline = time.time() + 240
         while time.time() < deadline:
             ro = self.rollout(rid)
-            if ro["state"] in ends:
+            moving = [x for x in self.tenants(ro).values() if x["state"] in MOVING]
+            if ro["state"] in ends and not moving:
                 return rid, ro
             time.sleep(0.2)
         self.fail(f"rollout {rid} still {ro['state']} after 240 s:\n{json.dumps(ro)[:3000]}\n"
@@ -169,6 +181,13 @@ class ExecutorCase(unittest.TestCase):
 
     def tenants(self, ro):
         return {t["slug"]: t for w in ro["waves"] for t in w["tenants"]}
+
+    def deployment(self, slug):
+        """The Deployment simfleet's Kubernetes API keeps for `slug`."""
+        r = self.sim.request("GET", f"/apis/apps/v1/namespaces/odoo/deployments/{slug}",
+                             headers={"Authorization": f"Bearer {DEPLOY_TOKEN}"})
+        self.assertEqual(r.status, 200, r)
+        return r.json
 
     def outbox(self, rid):
         """{key: {"kind", "attempt", "state", "slug", "result"}} of the rollout's intents,
@@ -233,10 +252,40 @@ class KubernetesRollout(ExecutorCase):
             self.assertEqual((last["method"], last["status"]), ("GET", 200))
             self.assertIn("updated 2/2, available 2/2", last["state"])
             # The Deployment the simulator keeps carries the new image.
-            d = self.sim.request("GET", f"/apis/apps/v1/namespaces/odoo/deployments/{slug}").json
+            d = self.deployment(slug)
             self.assertEqual(d["spec"]["template"]["spec"]["containers"][0]["image"],
                              f"registry.example/odoo:{RELEASE}")
             self.assertEqual(d["status"]["observedGeneration"], d["metadata"]["generation"])
+
+
+class KubernetesRollsBack(ExecutorCase):
+    """a1 turns unhealthy on the new version and the first wave rolls back:
+    both Deployments are patched back to the previous image, under new keys."""
+    executor = "kubernetes"
+    faults = {"tenants": {"a1": {"unhealthy_after_version": RELEASE}}}
+    first_failure = "{max_failed: 0, action: rollback_wave}"
+
+    def test_rollback_patches_the_previous_image(self):
+        rid, ro = self.play(("completed", "halted", "aborted", "rolled_back"))
+        self.assertEqual(ro["state"], "rolled_back", json.dumps(ro)[:3000])
+        t = self.tenants(ro)
+        self.assertEqual((t["a1"]["state"], t["a2"]["state"]), ("rolled_back", "rolled_back"))
+        rows = self.outbox(rid)
+        self.assertEqual(sorted(rows), sorted(f"{rid}/{s}/{n}" for s in ("a1", "a2") for n in (1, 2)))
+        self.assert_each_key_called_once(rid, rows)
+        sim = self.sim.tenants()
+        for slug in ("a1", "a2"):
+            self.assertEqual(sim[slug]["version"], OLD, slug)
+            back = rows[f"{rid}/{slug}/2"]
+            self.assertEqual((back["kind"], back["state"]), ("rollback", "done"))
+            self.assertEqual(back["result"]["image"], f"registry.example/odoo:{OLD}")
+            self.assertTrue(back["result"]["rollback"])
+            d = self.deployment(slug)
+            self.assertEqual(d["spec"]["template"]["spec"]["containers"][0]["image"],
+                             f"registry.example/odoo:{OLD}")
+            self.assertEqual(d["metadata"]["generation"], 3)   # created, patched, patched back
+        for slug in ("b1", "b2"):
+            self.assertEqual(sim[slug]["version"], OLD, slug)
 
 
 class KubernetesNeverConverges(ExecutorCase):
