@@ -402,8 +402,12 @@ static void excerpt(const char *body, size_t len, char *buf, size_t size)
 		return;
 	}
 	size_t o = utf8_clean(body, n, true, buf);
-	if (len > n)
+	if (len > n) {
 		memcpy(buf + o, "...", 4);
+		return;
+	}
+	while (o > 0 && buf[o - 1] == ' ')   /* the final newline of a command's output */
+		buf[--o] = '\0';
 }
 
 static json_t *record_request(ws_deploy_job *j, const char *method, const char *url,

@@ -568,6 +568,7 @@ static void test_command_success_and_failure(void **state)
 	assert_false(o.ok);
 	assert_non_null(strstr(o.reason, "command sh exited with status 3: "));
 	assert_non_null(strstr(o.reason, "table locked"));
+	assert_int_not_equal(o.reason[strlen(o.reason) - 1], ' ');   /* no final newline kept */
 	assert_int_equal(json_integer_value(json_object_get(o.evidence, "exit_status")), 3);
 	outcome_free(&o);
 	ws_executor_free(e);
