@@ -11,6 +11,7 @@ that the engine committed with the intent's result.
 """
 import datetime
 import json
+import signal
 import tempfile
 import time
 import unittest
@@ -32,12 +33,12 @@ clusters:
     hosting: shared
     region: eu-west
     max_parallel: 2
-    deploy: {executor: webhook, url: "http://127.0.0.1:9/deploy"}
+    deploy: {executor: webhook, url: "http://127.0.0.1:9/deploy", timeout: DEPLOY_TIMEOUT}
   - name: beta
     hosting: shared
     region: eu-west
     max_parallel: 2
-    deploy: {executor: webhook, url: "http://127.0.0.1:9/deploy"}
+    deploy: {executor: webhook, url: "http://127.0.0.1:9/deploy", timeout: DEPLOY_TIMEOUT}
 tenants:
 """ + "".join(f"""\
   - slug: {slug}
@@ -96,6 +97,8 @@ class ExecutorCase(unittest.TestCase):
     converge_ms = 20
     first_failure = "{max_failed: 0, action: halt}"
     first_parallel = 2
+    # Schedule time: 30m is 90 ms at SCALE, so the engine's 2 s floor applies.
+    deploy_timeout = "30m"
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="ws-executors-")
@@ -116,7 +119,8 @@ class ExecutorCase(unittest.TestCase):
             self.admin = self.svc.token("admin", name="admin")
             self.platform = self.svc.token("platform", name="alice")
             backup_token = self.svc.token("platform", name="backup-job")
-            self.sim = SimFleet(self.tmp, fleet=FLEET, scenario=self.faults,
+            fleet = FLEET.replace("DEPLOY_TIMEOUT", self.deploy_timeout)
+            self.sim = SimFleet(self.tmp, fleet=fleet, scenario=self.faults,
                                 env={"WS_BACKUP_TOKEN": backup_token,
                                      "SIMFLEET_TOKEN": DEPLOY_TOKEN},
                                 converge_ms=self.converge_ms,
@@ -124,7 +128,7 @@ class ExecutorCase(unittest.TestCase):
                                 token_env="WS_BACKUP_TOKEN", backup_interval="6h",
                                 time_scale=SCALE, time_origin=rfc3339(self.origin))
             self.sim.__enter__()
-            fleet = fleet_for_sim(FLEET, self.sim.url, executor=self.executor,
+            fleet = fleet_for_sim(fleet, self.sim.url, executor=self.executor,
                                   token_env="WS_DEPLOY_TOKEN")
             r = self.svc.request("PUT", "/v1/fleet", token=self.admin, body=fleet,
                                  headers={"Content-Type": "application/yaml"})
@@ -159,6 +163,9 @@ class ExecutorCase(unittest.TestCase):
         """Creates and starts the rollout, waits until it is in one of `ends`
         with no tenant still moving (a rollout halts before its wave's
         rollbacks end)."""
+        return self.wait(self.begin(), ends)
+
+    def begin(self):
         r = self.svc.request("POST", "/v1/rollouts", token=self.platform,
                              body={"release": RELEASE, "policy": "executors",
                                    "start": rfc3339(self.now() + 60)})
@@ -167,6 +174,9 @@ class ExecutorCase(unittest.TestCase):
         r = self.svc.request("POST", f"/v1/rollouts/{rid}/start", token=self.platform,
                              body={"reason": "executors suite"})
         self.assertEqual(r.status, 200, r)
+        return rid
+
+    def wait(self, rid, ends):
         deadline = time.time() + 240
         while time.time() < deadline:
             ro = self.rollout(rid)
@@ -178,7 +188,11 @@ class ExecutorCase(unittest.TestCase):
                   f"{self.svc.log()[-4000:]}")
 
     def rollout(self, rid):
-        r = self.svc.request("GET", f"/v1/rollouts/{rid}", token=self.admin)
+        try:
+            r = self.svc.request("GET", f"/v1/rollouts/{rid}", token=self.admin)
+        except OSError as e:
+            self.fail(f"GET /v1/rollouts/{rid}: {e}; the service's exit status: "
+                      f"{self.svc.proc.poll()}\n{self.svc.log()[-6000:]}")
         self.assertEqual(r.status, 200, r)
         return r.json
 
@@ -206,17 +220,26 @@ class ExecutorCase(unittest.TestCase):
                 return rows
             time.sleep(0.2)
 
-    def assert_each_key_called_once(self, rid, rows):
-        """Every intent reached the simulator exactly once under its key, and
-        nothing else did."""
+    def assert_each_key_called_once(self, rid, rows, reissued=(), maybe_reissued=()):
+        """Every intent reached the simulator exactly once under its key and
+        deployed once, and nothing else did.  After a crash: twice for the
+        keys whose deploy was in flight (`reissued`), once or twice for those
+        the dead process had called (`maybe_reissued`: their result may not
+        have been committed)."""
         calls = self.sim.calls()
         self.assertEqual(sorted(calls["calls"]), sorted(rows), "keys seen by the simulator")
         for key, row in rows.items():
             self.assertEqual(key, f"{rid}/{row['slug']}/{row['attempt']}")
-            self.assertEqual(calls["calls"][key], 1, f"calls under {key}")
+            n = calls["calls"][key]
+            if key in reissued:
+                self.assertEqual(n, 2, f"calls under {key}, in flight at the crash")
+            elif key in maybe_reissued:
+                self.assertIn(n, (1, 2), f"calls under {key}, called before the crash")
+            else:
+                self.assertEqual(n, 1, f"calls under {key}")
             self.assertEqual(calls["deploys"][key], 1, f"deploys under {key}")
 
-    def assert_completed(self, rid, ro):
+    def assert_completed(self, rid, ro, reissued=(), maybe_reissued=()):
         self.assertEqual(ro["state"], "completed", json.dumps(ro)[:3000])
         t = self.tenants(ro)
         self.assertEqual({s: x["state"] for s, x in t.items()}, dict.fromkeys(WAVES, "healthy"))
@@ -229,8 +252,35 @@ class ExecutorCase(unittest.TestCase):
         self.assertEqual(sorted(r["slug"] for r in rows.values()), sorted(WAVES))
         for r in rows.values():
             self.assertEqual((r["kind"], r["attempt"], r["state"]), ("deploy", 1, "done"), r)
-        self.assert_each_key_called_once(rid, rows)
+        self.assert_each_key_called_once(rid, rows, reissued, maybe_reissued)
         return rows
+
+
+class CrashMidDeploy:
+    """kill -9 of the service while a deploy is in flight (the simulator
+    takes a second to converge): the restarted service re-issues the pending
+    intent under the same key, the simulator counts a second call and does
+    not deploy again, and the rollout completes."""
+    converge_ms = 1000
+    deploy_timeout = "2d"          # 8.6 s: the converge time fits
+
+    def test_reissued_after_kill_9_with_the_same_key(self):
+        rid = self.begin()
+        deadline = time.time() + 120
+        pending = []
+        while not pending and time.time() < deadline:
+            pending = [k for k, st in self.sim.calls()["states"].items() if st == "pending"]
+            time.sleep(0.02)
+        self.assertTrue(pending, "no deploy in flight to crash into")
+        self.svc.proc.send_signal(signal.SIGKILL)
+        self.svc.proc.wait()
+        # Calls the dead process started after the look above (a command it
+        # spawned posts a moment later): they may be re-issued too.
+        time.sleep(0.5)
+        before = self.sim.calls()["calls"]
+        self.svc.start()
+        rid, ro = self.wait(rid, ("completed", "halted", "aborted"))
+        self.assert_completed(rid, ro, reissued=pending, maybe_reissued=before)
 
 
 # Kubernetes -------------------------------------------------------------------
@@ -259,6 +309,10 @@ class KubernetesRollout(ExecutorCase):
             self.assertEqual(d["spec"]["template"]["spec"]["containers"][0]["image"],
                              f"registry.example/odoo:{RELEASE}")
             self.assertEqual(d["status"]["observedGeneration"], d["metadata"]["generation"])
+
+
+class KubernetesCrash(CrashMidDeploy, ExecutorCase):
+    executor = "kubernetes"
 
 
 class KubernetesRollsBack(ExecutorCase):
@@ -383,6 +437,10 @@ class CommandFails(ExecutorCase):
         calls = self.sim.calls()
         self.assertEqual(calls["calls"][key], 1)
         self.assertEqual(calls["states"][key], "failed")
+
+
+class CommandCrash(CrashMidDeploy, ExecutorCase):
+    executor = "command"
 
 
 class CommandRollsBack(ExecutorCase):
