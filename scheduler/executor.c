@@ -103,6 +103,12 @@ WS_API char *ws_executor_expand(const char *tmpl, const char *const *names,
 	if (!fp)
 		return NULL;
 	for (const char *s = tmpl; *s; s++) {
+		/* "{{" and "}}" are literal braces, as in Python's str.format:
+		 * a command's shell script may need ${VAR}. */
+		if ((s[0] == '{' || s[0] == '}') && s[1] == s[0]) {
+			fputc(*s++, fp);
+			continue;
+		}
 		if (*s != '{') {
 			fputc(*s, fp);
 			continue;
@@ -118,7 +124,8 @@ WS_API char *ws_executor_expand(const char *tmpl, const char *const *names,
 			if (strlen(names[i]) == n && strncmp(names[i], s + 1, n) == 0)
 				break;
 		if (!names[i]) {
-			snprintf(err, errsz, "unknown placeholder \"{%.*s}\" in \"%s\"", (int)n, s + 1, tmpl);
+			snprintf(err, errsz, "unknown placeholder \"{%.*s}\" in \"%s\" (a literal brace "
+				 "is written {{ or }})", (int)n, s + 1, tmpl);
 			goto fail;
 		}
 		const char *v = values[i] ? values[i] : "";
@@ -893,9 +900,13 @@ static void command_start(ws_deploy_job *j)
 		}
 		json_array_append_new(argv_ev, json_string(argv[i]));
 	}
+	/* The command gets the service's environment (its PATH, HOME, the
+	 * credentials a deploy tool needs) but not the service's own settings:
+	 * WAVESCHED_DATABASE_URL may carry a password, and no deploy script
+	 * needs the control plane's database or Redis. */
 	size_t m = 0;
 	for (size_t i = 0; i < n_env; i++)
-		if (strncmp(environ[i], "WAVESCHED_IDEMPOTENCY_KEY=", 26) != 0)
+		if (strncmp(environ[i], "WAVESCHED_", 10) != 0)
 			env[m++] = environ[i];
 	env[m++] = key_env;
 	env[m] = NULL;

@@ -214,7 +214,11 @@ static void test_expand(void **state)
 	assert_string_equal(s, "acme-r1/acme 1");
 	free(s);
 	assert_null(ws_executor_expand("x/{tenant}", names, values, false, err, sizeof(err)));
-	assert_string_equal(err, "unknown placeholder \"{tenant}\" in \"x/{tenant}\"");
+	assert_string_equal(err, "unknown placeholder \"{tenant}\" in \"x/{tenant}\" (a literal "
+				 "brace is written {{ or }})");
+	s = ws_executor_expand("echo ${{HOME}} {{{slug}}} }", names, values, false, err, sizeof(err));
+	assert_string_equal(s, "echo ${HOME} {acme} }");
+	free(s);
 	assert_null(ws_executor_expand("x/{slug", names, values, false, err, sizeof(err)));
 	assert_string_equal(err, "unclosed \"{\" in \"x/{slug\"");
 }
@@ -232,12 +236,14 @@ static void test_settings_checked(void **state)
 		  "cluster c1: kubernetes deploy settings need \"image\"" },
 		{ "{\"executor\": \"kubernetes\", \"api_url\": \"http://k\", \"namespace\": \"{tenant}\","
 		  " \"deployment\": \"d\", \"container\": \"c\", \"image\": \"i\"}",
-		  "cluster c1: deploy \"namespace\": unknown placeholder \"{tenant}\" in \"{tenant}\"" },
+		  "cluster c1: deploy \"namespace\": unknown placeholder \"{tenant}\" in \"{tenant}\""
+		  " (a literal brace is written {{ or }})" },
 		{ "{\"executor\": \"command\", \"argv\": []}",
 		  "cluster c1: command deploy settings need a non-empty \"argv\"" },
 		{ "{\"executor\": \"command\", \"argv\": [\"x\", 3]}", "cluster c1: argv[1] is not a string" },
 		{ "{\"executor\": \"webhook\", \"url\": \"http://x\", \"status_url\": \"http://x/{bad}\"}",
-		  "cluster c1: deploy \"status_url\": unknown placeholder \"{bad}\" in \"http://x/{bad}\"" },
+		  "cluster c1: deploy \"status_url\": unknown placeholder \"{bad}\" in \"http://x/{bad}\""
+		  " (a literal brace is written {{ or }})" },
 		{ "{\"executor\": \"webhook\", \"url\": \"http://x\", \"timeout\": \"soon\"}",
 		  "cluster c1: deploy \"timeout\" \"soon\" is not a duration" },
 		{ "{\"executor\": \"ftp\"}", "cluster c1: unknown executor \"ftp\"" },
@@ -547,8 +553,13 @@ static void test_command_success_and_failure(void **state)
 	(void)state;
 	world w;
 	world_init(&w, NULL);
+	/* The service's own settings stay out of the command's environment;
+	 * the rest (a deploy tool's credentials) goes through. */
+	setenv("WAVESCHED_DATABASE_URL", "postgresql://ws:secret@db/ws", 1);
+	setenv("WAVESCHED_IDEMPOTENCY_KEY", "stale", 1);
 	ws_executor *e = command(&w, "echo deploying $1 $2 from $3 key $4; "
-				     "echo env=$WAVESCHED_IDEMPOTENCY_KEY >&2");
+				     "echo env=$WAVESCHED_IDEMPOTENCY_KEY >&2; "
+				     "echo db=${{WAVESCHED_DATABASE_URL-unset}} tok=$WS_TEST_DEPLOY_TOKEN");
 	ws_deploy_call c = call_for("acme");
 	outcome o;
 	run(&w, e, &c, &o);
@@ -557,6 +568,9 @@ static void test_command_success_and_failure(void **state)
 	const char *out = json_string_value(json_object_get(o.evidence, "output"));
 	assert_non_null(strstr(out, "deploying acme 17.0.4 from 17.0.3 key r1/acme/1\n"));
 	assert_non_null(strstr(out, "env=r1/acme/1\n"));
+	assert_non_null(strstr(out, "db=unset tok=s3cret\n"));
+	unsetenv("WAVESCHED_DATABASE_URL");
+	unsetenv("WAVESCHED_IDEMPOTENCY_KEY");
 	assert_true(json_is_false(json_object_get(o.evidence, "output_truncated")));
 	assert_int_equal(json_integer_value(json_object_get(o.evidence, "exit_status")), 0);
 	assert_string_equal(json_string_value(json_array_get(json_object_get(o.evidence, "argv"), 4)), "acme");
