@@ -220,6 +220,17 @@ class ExecutorCase(unittest.TestCase):
                 return rows
             time.sleep(0.2)
 
+    def audited(self, key):
+        """The executor's evidence as the audit log keeps it (what the
+        evidence bundle shows): the details of the intent's outbox.done or
+        outbox.failed entry."""
+        q = ("SELECT coalesce(json_agg(json_build_object('action', action, 'details', details)"
+             " ORDER BY id), '[]') FROM audit_log WHERE action IN ('outbox.done', 'outbox.failed')"
+             f" AND details ->> 'key' = '{key}'")
+        rows = json.loads(self.db.sql(q))
+        self.assertEqual(len(rows), 1, rows)
+        return rows[0]
+
     def assert_each_key_called_once(self, rid, rows, reissued=(), maybe_reissued=()):
         """Every intent reached the simulator exactly once under its key and
         deployed once, and nothing else did.  After a crash: twice for the
@@ -406,6 +417,9 @@ class CommandRollout(ExecutorCase):
             self.assertEqual(ev["output"],
                              f"tenant {slug} version {RELEASE} key {key}: deploy done\n")
             self.assertFalse(ev["output_truncated"])
+            a = self.audited(key)
+            self.assertEqual(a["action"], "outbox.done")
+            self.assertEqual(a["details"]["result"], ev)
 
 
 class CommandFails(ExecutorCase):
@@ -434,6 +448,9 @@ class CommandFails(ExecutorCase):
         self.assertEqual(ev["output"],
                          f"simfleet: tenant a2 version {RELEASE} key {key}: deploy failed\n")
         self.assertIn("exited with status 1", ev["reason"])
+        a = self.audited(key)
+        self.assertEqual(a["action"], "outbox.failed")
+        self.assertEqual(a["details"]["result"]["output"], ev["output"])
         calls = self.sim.calls()
         self.assertEqual(calls["calls"][key], 1)
         self.assertEqual(calls["states"][key], "failed")
