@@ -360,6 +360,26 @@ class KubernetesRollsBack(ExecutorCase):
             self.assertEqual(sim[slug]["version"], OLD, slug)
 
 
+class KubernetesProgressDeadline(ExecutorCase):
+    """The Deployment reports ProgressDeadlineExceeded (simfleet's
+    deploy_fail): the tenant fails at once, with Kubernetes's message."""
+    executor = "kubernetes"
+    faults = {"tenants": {"a2": {"deploy_fail": True}}}
+
+    def test_progress_deadline_fails_the_tenant(self):
+        rid, ro = self.play(("completed", "halted", "aborted"))
+        self.assertEqual(ro["state"], "halted", json.dumps(ro)[:3000])
+        t = self.tenants(ro)
+        self.assertEqual(t["a2"]["state"], "failed")
+        url = f"{self.sim.url}/apis/apps/v1/namespaces/odoo/deployments/a2"
+        self.assertEqual(t["a2"]["state_reason"],
+                         f"deploy failed: kubernetes deployment {url}: progress deadline exceeded")
+        self.assertEqual(self.sim.tenants()["a2"]["version"], OLD)
+        rows = self.outbox(rid)
+        self.assertEqual(rows[f"{rid}/a2/1"]["state"], "failed")
+        self.assertEqual(self.sim.calls()["calls"][f"{rid}/a2/1"], 1)
+
+
 class KubernetesNeverConverges(ExecutorCase):
     """Deployments accepted but never rolled out within the deploy time-out
     (the simulator converges after 10 minutes): the first wave's tenants fail
