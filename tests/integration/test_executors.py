@@ -11,13 +11,15 @@ that the engine committed with the intent's result.
 """
 import datetime
 import json
+import os
 import signal
+import subprocess
 import tempfile
 import time
 import unittest
 
 import wsharness as h
-from simfleet import SimFleet, fleet_for_sim
+from simfleet import SIMFLEET, SimFleet, fleet_for_sim
 
 SCALE = 20000                 # a day in 4.3 s
 OLD = "17.0.3"
@@ -515,6 +517,24 @@ class CommandRollsBack(ExecutorCase):
             self.assertEqual(argv[argv.index("--previous-version") + 1], RELEASE)
             self.assertEqual(ev["output"],
                              f"tenant {slug} version {OLD} key {rid}/{slug}/2: deploy done\n")
+
+
+class DeployClientKey(unittest.TestCase):
+    """deploy-client without --key takes the key the command executor puts
+    in its environment, so a fleet's own argv deduplicates too."""
+
+    def test_key_from_the_environment(self):
+        tmp = tempfile.mkdtemp(prefix="ws-executors-")
+        with SimFleet(tmp, fleet=FLEET.replace("DEPLOY_TIMEOUT", "30m"), converge_ms=10) as sim:
+            env = dict(os.environ, WAVESCHED_IDEMPOTENCY_KEY="7/b1/1")
+            argv = [SIMFLEET, "deploy-client", "--url", sim.url, "--tenant", "b1",
+                    "--version", RELEASE]
+            for _ in range(2):
+                r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout, f"tenant b1 version {RELEASE} key 7/b1/1: deploy done\n")
+            calls = sim.calls()
+            self.assertEqual((calls["calls"], calls["deploys"]), ({"7/b1/1": 2}, {"7/b1/1": 1}))
 
 
 if __name__ == "__main__":
