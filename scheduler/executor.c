@@ -26,6 +26,7 @@ extern char **environ;
 
 #define EX_MAX_REQUESTS 50        /* evidence: the first request and the latest polls */
 #define EX_EXCERPT 200            /* bytes of a remote answer quoted in a reason */
+#define EX_EXCERPT_BUF (3 * EX_EXCERPT + 8)   /* each byte may become U+FFFD, and "..." */
 #define EX_PIPE_GRACE_MS 2000     /* output still open after the command exited */
 
 typedef enum { EX_WEBHOOK, EX_KUBERNETES, EX_COMMAND } ex_kind;
@@ -102,6 +103,12 @@ WS_API char *ws_executor_expand(const char *tmpl, const char *const *names,
 	if (!fp)
 		return NULL;
 	for (const char *s = tmpl; *s; s++) {
+		/* "{{" and "}}" are literal braces, as in Python's str.format:
+		 * a command's shell script may need ${VAR}. */
+		if ((s[0] == '{' || s[0] == '}') && s[1] == s[0]) {
+			fputc(*s++, fp);
+			continue;
+		}
 		if (*s != '{') {
 			fputc(*s, fp);
 			continue;
@@ -117,7 +124,8 @@ WS_API char *ws_executor_expand(const char *tmpl, const char *const *names,
 			if (strlen(names[i]) == n && strncmp(names[i], s + 1, n) == 0)
 				break;
 		if (!names[i]) {
-			snprintf(err, errsz, "unknown placeholder \"{%.*s}\" in \"%s\"", (int)n, s + 1, tmpl);
+			snprintf(err, errsz, "unknown placeholder \"{%.*s}\" in \"%s\" (a literal brace "
+				 "is written {{ or }})", (int)n, s + 1, tmpl);
 			goto fail;
 		}
 		const char *v = values[i] ? values[i] : "";
@@ -332,17 +340,81 @@ static void job_finish(ws_deploy_job *j, bool ok, const char *fmt, ...)
 
 /* ---- HTTP --------------------------------------------------------------- */
 
+/* Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF) at s, within n bytes; 0 when there
+ * is none, or when s is a NUL. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp, min;
+	if (s[0] < 0x80)
+		return s[0] ? 1 : 0;
+	if ((s[0] & 0xE0) == 0xC0)
+		len = 2, cp = s[0] & 0x1Fu, min = 0x80;
+	else if ((s[0] & 0xF0) == 0xE0)
+		len = 3, cp = s[0] & 0x0Fu, min = 0x800;
+	else if ((s[0] & 0xF8) == 0xF0)
+		len = 4, cp = s[0] & 0x07u, min = 0x10000;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3Fu);
+	}
+	return cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0 : len;
+}
+
+/* Copies n bytes of what a remote or a command wrote into out (room for
+ * 3 * n + 1 bytes) as valid UTF-8: every byte that is not part of a
+ * well-formed sequence, and every NUL, becomes U+FFFD.  Reasons and evidence
+ * are JSON strings, and jansson refuses a string that is not UTF-8 -- a
+ * Latin-1 error message must not make the deploy's evidence vanish.
+ * `one_line` turns line breaks into spaces.  Returns the length written. */
+static size_t utf8_clean(const char *s, size_t n, bool one_line, char *out)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t o = 0;
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq(u + i, n - i);
+		if (k == 0) {
+			memcpy(out + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		if (one_line && (u[i] == '\n' || u[i] == '\r')) {
+			out[o++] = ' ';
+		} else {
+			memcpy(out + o, u + i, k);
+			o += k;
+		}
+		i += k;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* Up to EX_EXCERPT bytes of `body` on one line, cut on a character
+ * boundary, in buf (EX_EXCERPT_BUF bytes). */
 static void excerpt(const char *body, size_t len, char *buf, size_t size)
 {
 	size_t n = len < EX_EXCERPT ? len : EX_EXCERPT;
-	if (n >= size)
-		n = size - 1;
-	size_t o = 0;
-	for (size_t i = 0; i < n && o + 1 < size; i++)
-		buf[o++] = body[i] == '\n' || body[i] == '\r' ? ' ' : body[i];
-	buf[o] = '\0';
-	if (len > n && o + 4 < size)
-		strcat(buf, "...");
+	while (n > 0 && n < len && ((unsigned char)body[n] & 0xC0) == 0x80)
+		n--;
+	if (size < EX_EXCERPT_BUF) {
+		buf[0] = '\0';
+		return;
+	}
+	size_t o = utf8_clean(body, n, true, buf);
+	if (len > n) {
+		memcpy(buf + o, "...", 4);
+		return;
+	}
+	while (o > 0 && buf[o - 1] == ' ')   /* the final newline of a command's output */
+		buf[--o] = '\0';
 }
 
 static json_t *record_request(ws_deploy_job *j, const char *method, const char *url,
@@ -422,7 +494,7 @@ static json_t *parse_object(ws_deploy_job *j, const char *what, const char *meth
 	json_error_t err;
 	json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
 	if (!doc) {
-		char ex[EX_EXCERPT + 8];
+		char ex[EX_EXCERPT_BUF];
 		excerpt(r->body, r->body_len, ex, sizeof(ex));
 		job_finish(j, false, "%s %s %s: the answer is not JSON (%s at line %d): \"%s\"", what,
 			   method, url, err.text, err.line, ex);
@@ -446,7 +518,7 @@ static bool answer_ok(ws_deploy_job *j, const char *what, const char *method, co
 		return false;
 	}
 	if (r->status < 200 || r->status > 299) {
-		char ex[EX_EXCERPT + 8];
+		char ex[EX_EXCERPT_BUF];
 		excerpt(r->body, r->body_len, ex, sizeof(ex));
 		job_finish(j, false, "%s %s %s answered HTTP %ld: %s", what, method, url, r->status, ex);
 		return false;
@@ -750,14 +822,19 @@ static void command_decide(ws_deploy_job *j)
 	json_object_set_new(j->evidence, "exit_status", json_integer(j->exit_status));
 	if (j->term_signal)
 		json_object_set_new(j->evidence, "signal", json_integer(j->term_signal));
-	json_object_set_new(j->evidence, "output", json_string(j->output ? j->output : ""));
+	char *clean = malloc(3 * j->output_len + 1);
+	size_t clean_len = clean ? utf8_clean(j->output ? j->output : "", j->output_len, false, clean) : 0;
+	json_object_set_new(j->evidence, "output", json_stringn(clean ? clean : "", clean_len));
+	free(clean);
 	json_object_set_new(j->evidence, "output_truncated", json_boolean(j->truncated));
 	if (j->finished)
 		return;   /* timed out or cancelled: already decided */
 	const char *argv0 = json_string_value(json_array_get(json_object_get(j->settings, "argv"), 0));
-	char tail[EX_EXCERPT + 8] = "";
+	char tail[EX_EXCERPT_BUF] = "";
 	if (j->output_len) {
 		size_t from = j->output_len > EX_EXCERPT ? j->output_len - EX_EXCERPT : 0;
+		for (int k = 0; k < 3 && from > 0 && ((unsigned char)j->output[from] & 0xC0) == 0x80; k++)
+			from++;   /* start on a character, not inside one */
 		excerpt(j->output + from, j->output_len - from, tail, sizeof(tail));
 	}
 	if (j->term_signal)
@@ -823,9 +900,13 @@ static void command_start(ws_deploy_job *j)
 		}
 		json_array_append_new(argv_ev, json_string(argv[i]));
 	}
+	/* The command gets the service's environment (its PATH, HOME, the
+	 * credentials a deploy tool needs) but not the service's own settings:
+	 * WAVESCHED_DATABASE_URL may carry a password, and no deploy script
+	 * needs the control plane's database or Redis. */
 	size_t m = 0;
 	for (size_t i = 0; i < n_env; i++)
-		if (strncmp(environ[i], "WAVESCHED_IDEMPOTENCY_KEY=", 26) != 0)
+		if (strncmp(environ[i], "WAVESCHED_", 10) != 0)
 			env[m++] = environ[i];
 	env[m++] = key_env;
 	env[m] = NULL;

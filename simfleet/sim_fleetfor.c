@@ -35,7 +35,8 @@ static const char fleet_for_usage[] =
 	"  webhook     url URL/deploy, status_url URL/deploy/status?key={key}\n"
 	"  kubernetes  api_url URL, namespace odoo, deployment {slug}, container odoo,\n"
 	"              image registry.example/odoo:{version}\n"
-	"  command     argv: this simfleet's deploy-client against URL\n"
+	"  command     argv: this simfleet's deploy-client against URL, passing the\n"
+	"              engine's idempotency key ({key})\n"
 	"--token-env NAME adds token_env: NAME to webhook and kubernetes deploys.\n"
 	"--format json prints the same fleet as JSON (the service and wavectl accept both).\n";
 
@@ -63,10 +64,12 @@ static json_t *deploy_for(const char *executor, const char *base, const char *to
 			      base, "namespace", "odoo", "deployment", "{slug}", "container", "odoo",
 			      "image", "registry.example/odoo:{version}");
 	} else {
-		d = json_pack("{s:s, s:[s, s, s, s, s, s, s, s, s, s, s]}", "executor", "command", "argv",
-			      self, "deploy-client", "--url", base, "--tenant", "{slug}", "--version",
-			      "{version}", "--previous-version", "{previous_version}",
-			      "--quiet");
+		/* Not --quiet: the line deploy-client prints is what the engine
+		 * keeps as the command's output in the deploy's evidence. */
+		d = json_pack("{s:s, s:[s, s, s, s, s, s, s, s, s, s, s, s]}", "executor", "command",
+			      "argv", self, "deploy-client", "--url", base, "--tenant", "{slug}",
+			      "--version", "{version}", "--previous-version", "{previous_version}",
+			      "--key", "{key}");
 	}
 	if (d && token_env && strcmp(executor, "command") != 0)
 		json_object_set_new(d, "token_env", json_string(token_env));
@@ -280,8 +283,9 @@ static int client_run(const char *base, const char *tenant, const char *version,
 		}
 		if (done || failed) {
 			if (!quiet || failed)
-				fprintf(failed ? stderr : stdout, "%stenant %s version %s: deploy %s\n",
-					failed ? "simfleet: " : "", tenant, version, failed ? "failed" : "done");
+				fprintf(failed ? stderr : stdout, "%stenant %s version %s key %s: deploy %s\n",
+					failed ? "simfleet: " : "", tenant, version, key,
+					failed ? "failed" : "done");
 			rc = done ? 0 : EXIT_FAILED;
 			goto out;
 		}
@@ -341,8 +345,9 @@ int sim_deploy_client_main(int argc, char **argv)
 			      "                [--timeout 60s] [--quiet]\n"
 			      "\nPosts a deploy to the simulator at URL and waits until it is done\n"
 			      "(exit 0) or failed (1); 3 when the simulator cannot be reached.\n"
-			      "Without --key each call gets a key of its own (the command executor\n"
-			      "has none to pass on).  The bearer token is read from $SIMFLEET_TOKEN\n"
+			      "The idempotency key is --key, else $WAVESCHED_IDEMPOTENCY_KEY (set by\n"
+			      "wavesched's command executor), else a key of its own for this run.\n"
+			      "The bearer token is read from $SIMFLEET_TOKEN\n"
 			      "or the variable --token-env names.\n", stdout);
 			return 0;
 		case ':':
@@ -356,6 +361,13 @@ int sim_deploy_client_main(int argc, char **argv)
 	if (!url || !tenant || !version || optind != argc) {
 		fprintf(stderr, "simfleet: deploy-client needs --url, --tenant and --version\n");
 		return EXIT_USAGE;
+	}
+	/* The command executor also gives its key in the environment: a
+	 * deploy-client run from an argv without --key {key} still deduplicates. */
+	if (!key) {
+		const char *env_key = getenv("WAVESCHED_IDEMPOTENCY_KEY");
+		if (env_key && *env_key)
+			key = env_key;
 	}
 	char own_key[256];
 	if (!key) {

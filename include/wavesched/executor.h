@@ -21,7 +21,9 @@
  *               ProgressDeadlineExceeded fails at once.
  *   command     uv_spawn the argv template ({slug} {version}
  *               {previous_version} {key}) in a process group of its own, with
- *               WAVESCHED_IDEMPOTENCY_KEY in the environment; exit 0 = success.
+ *               the service's environment minus its own WAVESCHED_* settings
+ *               (the database URL may hold a password), plus
+ *               WAVESCHED_IDEMPOTENCY_KEY; exit 0 = success.
  *               stdout and stderr are captured together, at most
  *               WS_EXECUTOR_MAX_OUTPUT bytes (truncation is noted).  At the
  *               time-out the whole process group is killed (SIGKILL).
@@ -101,7 +103,8 @@ WS_API int ws_executor_run(ws_executor *e, const ws_deploy_call *call, ws_deploy
 WS_API void ws_deploy_job_cancel(ws_deploy_job *j);
 
 /* Expands {name} placeholders of `tmpl` from the NULL-terminated pairs
- * `names`/`values` (values URL-encoded when `urlencode`).  Returns a new
+ * `names`/`values` (values URL-encoded when `urlencode`); "{{" and "}}" are
+ * literal braces.  Returns a new
  * string, or NULL with the offending placeholder in `err` when a name is
  * unknown or a brace is unclosed. */
 WS_API char *ws_executor_expand(const char *tmpl, const char *const *names,

@@ -214,7 +214,11 @@ static void test_expand(void **state)
 	assert_string_equal(s, "acme-r1/acme 1");
 	free(s);
 	assert_null(ws_executor_expand("x/{tenant}", names, values, false, err, sizeof(err)));
-	assert_string_equal(err, "unknown placeholder \"{tenant}\" in \"x/{tenant}\"");
+	assert_string_equal(err, "unknown placeholder \"{tenant}\" in \"x/{tenant}\" (a literal "
+				 "brace is written {{ or }})");
+	s = ws_executor_expand("echo ${{HOME}} {{{slug}}} }", names, values, false, err, sizeof(err));
+	assert_string_equal(s, "echo ${HOME} {acme} }");
+	free(s);
 	assert_null(ws_executor_expand("x/{slug", names, values, false, err, sizeof(err)));
 	assert_string_equal(err, "unclosed \"{\" in \"x/{slug\"");
 }
@@ -232,12 +236,14 @@ static void test_settings_checked(void **state)
 		  "cluster c1: kubernetes deploy settings need \"image\"" },
 		{ "{\"executor\": \"kubernetes\", \"api_url\": \"http://k\", \"namespace\": \"{tenant}\","
 		  " \"deployment\": \"d\", \"container\": \"c\", \"image\": \"i\"}",
-		  "cluster c1: deploy \"namespace\": unknown placeholder \"{tenant}\" in \"{tenant}\"" },
+		  "cluster c1: deploy \"namespace\": unknown placeholder \"{tenant}\" in \"{tenant}\""
+		  " (a literal brace is written {{ or }})" },
 		{ "{\"executor\": \"command\", \"argv\": []}",
 		  "cluster c1: command deploy settings need a non-empty \"argv\"" },
 		{ "{\"executor\": \"command\", \"argv\": [\"x\", 3]}", "cluster c1: argv[1] is not a string" },
 		{ "{\"executor\": \"webhook\", \"url\": \"http://x\", \"status_url\": \"http://x/{bad}\"}",
-		  "cluster c1: deploy \"status_url\": unknown placeholder \"{bad}\" in \"http://x/{bad}\"" },
+		  "cluster c1: deploy \"status_url\": unknown placeholder \"{bad}\" in \"http://x/{bad}\""
+		  " (a literal brace is written {{ or }})" },
 		{ "{\"executor\": \"webhook\", \"url\": \"http://x\", \"timeout\": \"soon\"}",
 		  "cluster c1: deploy \"timeout\" \"soon\" is not a duration" },
 		{ "{\"executor\": \"ftp\"}", "cluster c1: unknown executor \"ftp\"" },
@@ -547,8 +553,13 @@ static void test_command_success_and_failure(void **state)
 	(void)state;
 	world w;
 	world_init(&w, NULL);
+	/* The service's own settings stay out of the command's environment;
+	 * the rest (a deploy tool's credentials) goes through. */
+	setenv("WAVESCHED_DATABASE_URL", "postgresql://ws:secret@db/ws", 1);
+	setenv("WAVESCHED_IDEMPOTENCY_KEY", "stale", 1);
 	ws_executor *e = command(&w, "echo deploying $1 $2 from $3 key $4; "
-				     "echo env=$WAVESCHED_IDEMPOTENCY_KEY >&2");
+				     "echo env=$WAVESCHED_IDEMPOTENCY_KEY >&2; "
+				     "echo db=${{WAVESCHED_DATABASE_URL-unset}} tok=$WS_TEST_DEPLOY_TOKEN");
 	ws_deploy_call c = call_for("acme");
 	outcome o;
 	run(&w, e, &c, &o);
@@ -557,6 +568,9 @@ static void test_command_success_and_failure(void **state)
 	const char *out = json_string_value(json_object_get(o.evidence, "output"));
 	assert_non_null(strstr(out, "deploying acme 17.0.4 from 17.0.3 key r1/acme/1\n"));
 	assert_non_null(strstr(out, "env=r1/acme/1\n"));
+	assert_non_null(strstr(out, "db=unset tok=s3cret\n"));
+	unsetenv("WAVESCHED_DATABASE_URL");
+	unsetenv("WAVESCHED_IDEMPOTENCY_KEY");
 	assert_true(json_is_false(json_object_get(o.evidence, "output_truncated")));
 	assert_int_equal(json_integer_value(json_object_get(o.evidence, "exit_status")), 0);
 	assert_string_equal(json_string_value(json_array_get(json_object_get(o.evidence, "argv"), 4)), "acme");
@@ -568,6 +582,7 @@ static void test_command_success_and_failure(void **state)
 	assert_false(o.ok);
 	assert_non_null(strstr(o.reason, "command sh exited with status 3: "));
 	assert_non_null(strstr(o.reason, "table locked"));
+	assert_int_not_equal(o.reason[strlen(o.reason) - 1], ' ');   /* no final newline kept */
 	assert_int_equal(json_integer_value(json_object_get(o.evidence, "exit_status")), 3);
 	outcome_free(&o);
 	ws_executor_free(e);
@@ -594,6 +609,34 @@ static void test_command_output_cap(void **state)
 	assert_int_equal(strlen(json_string_value(json_object_get(o.evidence, "output"))),
 			 WS_EXECUTOR_MAX_OUTPUT);
 	assert_true(json_is_true(json_object_get(o.evidence, "output_truncated")));
+	outcome_free(&o);
+	ws_executor_free(e);
+	world_done(&w);
+}
+
+/* Output that is not UTF-8 -- a Latin-1 message, a NUL, a character cut by
+ * the reason's tail -- still ends in the evidence and the reason, as valid
+ * UTF-8 (U+FFFD for what is not), instead of being dropped by jansson. */
+static void test_command_output_not_utf8(void **state)
+{
+	(void)state;
+	world w;
+	world_init(&w, NULL);
+	ws_executor *e = command(&w, "printf 'caf\\351 \\000 ok\\n\\342\\202\\254'; "
+				     "printf 'y%.0s' $(seq 199); exit 4");
+	ws_deploy_call c = call_for("acme");
+	outcome o;
+	run(&w, e, &c, &o);
+	assert_false(o.ok);
+	char ys[200];
+	memset(ys, 'y', 199);
+	ys[199] = '\0';
+	char expect[512];
+	snprintf(expect, sizeof(expect), "command sh exited with status 4: %s", ys);
+	assert_string_equal(o.reason, expect);
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "reason")), expect);
+	snprintf(expect, sizeof(expect), "caf\xEF\xBF\xBD \xEF\xBF\xBD ok\n\xE2\x82\xAC%s", ys);
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "output")), expect);
 	outcome_free(&o);
 	ws_executor_free(e);
 	world_done(&w);
@@ -703,6 +746,7 @@ int main(void)
 		cmocka_unit_test(test_kubernetes_failures),
 		cmocka_unit_test(test_command_success_and_failure),
 		cmocka_unit_test(test_command_output_cap),
+		cmocka_unit_test(test_command_output_not_utf8),
 		cmocka_unit_test(test_command_timeout_kills_group),
 		cmocka_unit_test(test_cancel),
 	};
