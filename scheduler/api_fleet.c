@@ -5,6 +5,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "api_internal.h"
+#include "wavesched/executor.h"
 #include "wavesched/log.h"
 #include "wavesched/window.h"
 
@@ -202,6 +203,25 @@ static void fleet_put_work_cb(uv_work_t *w)
 	ws_fleet *f = fleet_parse("body", p->body, p->len, &p->diags);
 	if (!f) {
 		p->status = upload_failure_status(p->body, p->len);
+		return;
+	}
+	/* The executors' own check of their settings (templates and their
+	 * placeholders): a typo is refused at import, not when a tenant's
+	 * deploy starts.  It touches neither the loop nor the network. */
+	bool deploy_ok = true;
+	for (size_t i = 0; i < f->n_clusters; i++) {
+		const ws_cluster *cl = &f->clusters[i];
+		if (!cl->deploy)
+			continue;
+		ws_executor *e = ws_executor_new(NULL, NULL, cl->name, cl->deploy, &p->diags);
+		if (e)
+			ws_executor_free(e);
+		else
+			deploy_ok = false;
+	}
+	if (!deploy_ok) {
+		fleet_free(f);
+		p->status = 422;
 		return;
 	}
 	json_t *canon = fleet_to_json(f);

@@ -116,6 +116,16 @@ class FleetApi(ServiceCase):
         self.assertTrue(any("Mars/Olympus" in m for m in msgs), msgs)
         self.assertTrue(any("hq-finance -> integration-hub -> hq-finance" in m for m in msgs), msgs)
         self.assertEqual(self.db.dump_data(), before)
+        # a deploy template with an unknown placeholder: refused at import,
+        # named by its cluster, not at the tenant's deploy
+        bad3 = example_fleet().replace(
+            'deploy: {executor: webhook, url: "http://127.0.0.1:9100/deploy"}',
+            'deploy: {executor: webhook, url: "http://127.0.0.1:9100/deploy", status_url: "http://127.0.0.1:9100/s/{tenant}"}', 1)
+        r3 = self.import_fleet(bad3)
+        self.assertEqual(r3.status, 422, r3)
+        msgs = [d["message"] for d in r3.json["error"]["details"]]
+        self.assertTrue(any("dedicated-hq" in m and "{tenant}" in m for m in msgs), msgs)
+        self.assertEqual(self.db.dump_data(), before)
 
     def test_malformed_documents_get_400_with_position(self):
         r = self.import_fleet("apiVersion: wavesched/v1\nkind: Fleet\ntenants: [\n  {slug: a\n")
