@@ -38,6 +38,9 @@ ROUTES_C = os.path.join(SOURCE_ROOT, "scheduler", "api.c")
 TOOLS = os.path.join(SOURCE_ROOT, "tests", "tools")
 REDOCLY = os.path.join(TOOLS, "node_modules", ".bin", "redocly")
 REDOCLY_CONFIG = os.path.join(SOURCE_ROOT, "redocly.yaml")
+DOCS_PAGE = os.path.join(SOURCE_ROOT, "docs", "api.md")
+TABLE_BEGIN = "<!-- table: made by roles_table() in tests/integration/test_openapi.py -->"
+TABLE_END = "<!-- end of table -->"
 
 ROLES = ["admin", "platform", "security", "approver", "tenant", "viewer"]
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -90,6 +93,22 @@ def operations(doc):
         for method in METHODS:
             if method in item:
                 yield method.upper(), path, item[method]
+
+
+def roles_table(doc):
+    """The operations-and-roles table of docs/api.md, made from the document."""
+    lines = ["| operation | summary | " + " | ".join(ROLES) + " |",
+             "|---|---|" + "---|" * len(ROLES)]
+    for method, path, op in operations(doc):
+        if op.get("security") == []:
+            cells = ["any"] * len(ROLES)
+        else:
+            scoped = op.get("x-wavesched-tenant-scoped")
+            cells = [("own" if role == "tenant" and scoped else "yes") if role in op["x-wavesched-roles"] else "-"
+                     for role in ROLES]
+        note = " (planned)" if op.get("x-wavesched-planned") else ""
+        lines.append(f"| `{method} {path}`{note} | {op['summary']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def redocly_env():
@@ -284,6 +303,13 @@ class OpenApi(ServiceCase):
             self.assertIn("admin", roles, f"{method} {path}: admin may do everything")
             if op.get("x-wavesched-tenant-scoped"):
                 self.assertIn("tenant", roles, f"{method} {path}")
+
+    def test_docs_table_is_the_document(self):
+        with open(DOCS_PAGE) as f:
+            page = f.read()
+        begin, end = page.index(TABLE_BEGIN) + len(TABLE_BEGIN) + 1, page.index(TABLE_END)
+        self.assertEqual(page[begin:end], roles_table(self.doc),
+                         "docs/api.md's table is stale: paste roles_table() of test_openapi.py")
 
     # ---- the role matrix --------------------------------------------------
 
