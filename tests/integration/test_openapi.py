@@ -404,21 +404,37 @@ class OpenApi(ServiceCase):
     # ---- tenant isolation -------------------------------------------------
 
     def test_tenant_reads_of_other_tenants_are_404(self):
+        """Every tenant-scoped read with a path parameter, driven by the
+        document: another tenant's object answers exactly as a missing one."""
         tenant = self.tokens["tenant"]
-        pairs = [(f"/v1/tenants/{OTHER}", "/v1/tenants/no-such-tenant"),
-                 (f"/v1/tenants/{OTHER}/backups", "/v1/tenants/no-such-tenant/backups"),
-                 (f"/v1/tenants/{OTHER}/windows", "/v1/tenants/no-such-tenant/windows"),
-                 (f"/v1/tenants/{OTHER}/windows.ics", "/v1/tenants/no-such-tenant/windows.ics"),
-                 (f"/v1/rollouts/{self.other_rollout}", f"/v1/rollouts/{MISSING_ROLLOUT}")]
-        for other, missing in pairs:
-            with self.subTest(path=other):
-                # The viewer sees it: the tenant's 404 is the scope, not absence.
-                self.assertEqual(self.svc.request("GET", other, token=self.tokens["viewer"]).status, 200)
-                r = self.svc.request("GET", other, token=tenant)
+        other = {"{slug}": OTHER, "{id}": str(self.other_rollout)}
+        missing = {"{slug}": "no-such-tenant", "{id}": MISSING_ROLLOUT}
+        checked = set()
+        for method, opath, op in operations(self.doc):
+            if not op.get("x-wavesched-tenant-scoped") or "{" not in opath or not self.routed(method, opath):
+                continue
+            with self.subTest(op=f"{method} {opath}"):
+                theirs, absent = opath, opath
+                for k in other:
+                    theirs, absent = theirs.replace(k, other[k]), absent.replace(k, missing[k])
+                self.assertNotIn("{", theirs, f"no other tenant's value for {opath}")
+                # The viewer sees it: the tenant's 404 is its scope, not absence.
+                self.assertEqual(self.svc.request(method, theirs, token=self.tokens["viewer"]).status, 200)
+                r = self.svc.request(method, theirs, token=tenant)
                 self.assertEqual(r.status, 404, r)
-                m = self.svc.request("GET", missing, token=tenant)
+                m = self.svc.request(method, absent, token=tenant)
                 self.assertEqual(m.status, 404, m)
                 self.assertEqual(r.body, m.body, "another tenant's object must look exactly like a missing one")
+                checked.add(opath)
+        self.assertTrue({"/v1/tenants/{slug}", "/v1/tenants/{slug}/backups", "/v1/tenants/{slug}/windows",
+                         "/v1/tenants/{slug}/windows.ics", "/v1/rollouts/{id}"} <= checked, checked)
+
+    def test_tenant_readable_operations_are_scoped(self):
+        """Whatever a tenant token may read is filtered to its tenants (or
+        it would read other tenants' data)."""
+        for method, path, op in operations(self.doc):
+            if method == "GET" and op.get("security") != [] and "tenant" in op["x-wavesched-roles"]:
+                self.assertTrue(op.get("x-wavesched-tenant-scoped"), f"{method} {path}")
 
     def test_tenant_lists_are_filtered(self):
         tenant, viewer = self.tokens["tenant"], self.tokens["viewer"]
