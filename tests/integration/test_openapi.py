@@ -141,7 +141,7 @@ class OpenApi(ServiceCase):
         cls.raw, cls.doc = load_doc()
         cls.routes = parse_routes()
         svc = cls.svc
-        cls.created = []   # (operation, status, body) of the set-up's writes, checked against the schemas
+        cls.created = []   # (method, path, response) of the set-up's writes, checked against the schemas
 
         def write(method, path, opath, body, ctype="application/json", expect=(200, 201)):
             r = svc.request(method, path, token=cls.admin, body=body, headers={"Content-Type": ctype})
