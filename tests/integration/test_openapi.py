@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 from wsharness import SOURCE_ROOT, ServiceCase, example_fleet, main
@@ -138,6 +139,9 @@ class OpenApi(ServiceCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        if jsonschema is None:
+            print("test_openapi: python jsonschema is not installed: answers are NOT checked against the "
+                  "schemas", file=sys.stderr)
         cls.raw, cls.doc = load_doc()
         cls.routes = parse_routes()
         svc = cls.svc
