@@ -42,15 +42,15 @@ void h_review_list(api_call *c)
 
 void h_review_close(api_call *c)
 {
-	size_t n = strlen(c->param);
-	if (n == 0 || n > 18 || strspn(c->param, "0123456789") != n || strspn(c->param, "0") == n) {
-		reply_error(c, 404, "not_found", "no such review", NULL);
-		return;
-	}
 	if (c->who.role == WS_ROLE_VIEWER || c->who.role == WS_ROLE_TENANT) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "role %s may not close reviews", ws_role_name(c->who.role));
 		reply_error(c, 403, "forbidden", msg, NULL);
+		return;
+	}
+	size_t n = strlen(c->param);
+	if (n == 0 || n > 18 || strspn(c->param, "0123456789") != n || strspn(c->param, "0") == n) {
+		reply_error(c, 404, "not_found", "no such review", NULL);
 		return;
 	}
 	json_t *in = body_json_object(c);
