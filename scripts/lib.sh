@@ -38,6 +38,18 @@ ws_install_deps() {
 		--no-install-recommends "${missing[@]}" >/dev/null || ws_die "apt-get install failed"
 }
 
+# ws_test_tools: npm ci in tests/tools when its lock file is not the one
+# installed (a stamp of its sha256 in node_modules).
+ws_test_tools() {
+	local dir="$WS_ROOT/tests/tools" sum
+	sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+	[ "$(cat "$dir/node_modules/.ws-lock-sha256" 2>/dev/null)" = "$sum" ] && return 0
+	command -v npm >/dev/null || ws_die "npm is missing: the test tools need Node.js 20.19+ and npm"
+	ws_say "installing the test tools (npm ci in tests/tools)"
+	npm ci --prefix "$dir" --no-audit --no-fund >/dev/null || ws_die "npm ci in tests/tools failed"
+	echo "$sum" >"$dir/node_modules/.ws-lock-sha256"
+}
+
 # ws_build DIR [meson options...]: configure once, then compile.
 ws_build() {
 	local dir=$1
