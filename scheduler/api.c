@@ -258,6 +258,7 @@ static const route routes[] = {
 	{ "POST", "/v1/rollouts/{id}/abort", true, WS_PERM_FLEET_WRITE, h_rollout_abort },
 	{ "POST", "/v1/rollouts/{id}/approve", true, WS_PERM_READ_TENANT, h_rollout_approve },
 	{ "POST", "/v1/rollouts/{id}/reject", true, WS_PERM_READ_TENANT, h_rollout_reject },
+	{ "GET", "/v1/events", true, WS_PERM_READ_TENANT, h_events },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

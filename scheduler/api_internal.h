@@ -15,6 +15,7 @@
 struct ws_api {
 	ws_api_deps d;
 	size_t pending;
+	struct ws_events *events;   /* ws_api_set_events (events.h); NULL: not served */
 };
 
 typedef struct api_call api_call;
@@ -100,6 +101,8 @@ void h_rollout_resume(api_call *c);
 void h_rollout_abort(api_call *c);
 void h_rollout_approve(api_call *c);
 void h_rollout_reject(api_call *c);
+/* api_events.c */
+void h_events(api_call *c);
 /* Answers a failed statement of our SQL functions: WSE02/WSE03/WSE07 and
  * unique violations 409, WSE04 422, WSE05 404, WSE06 403 (with the
  * function's message; a DETAIL that is a JSON array becomes "details"),
