@@ -17,6 +17,14 @@ CREATE UNIQUE INDEX events_seq_idx ON events (seq);
 CREATE INDEX events_rollout_seq_idx ON events (rollout_id, seq) WHERE seq IS NOT NULL;
 CREATE INDEX events_tenant_seq_idx ON events (tenant, seq) WHERE seq IS NOT NULL AND tenant IS NOT NULL;
 
+-- Which database an event comes from: a random name made once.  Two
+-- deployments may share a Redis; a reader ignores messages of the other.
+CREATE TABLE events_origin (
+    one    boolean PRIMARY KEY DEFAULT true CHECK (one),
+    origin text NOT NULL
+);
+INSERT INTO events_origin (origin) VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 16));
+
 -- Whatever inserts events, the publisher is woken once per statement (the
 -- functions of 0003-0006 also notify; PostgreSQL folds the duplicates of
 -- one transaction into one notification).
@@ -31,12 +39,13 @@ CREATE TRIGGER events_inserted AFTER INSERT ON events
     FOR EACH STATEMENT EXECUTE FUNCTION ws__events_inserted();
 
 -- The JSON every reader gets: {"id": seq, "at", "kind", "rollout", "tenant",
--- "payload"} (rollout and tenant null when the event has none).
+-- "payload", "origin"} (rollout and tenant null when the event has none).
 CREATE FUNCTION ws__event_doc(p_seq bigint, p_at timestamptz, p_kind text, p_rollout bigint,
                               p_tenant text, p_payload jsonb) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('id', p_seq, 'at', ws__rfc3339(p_at), 'kind', p_kind,
-                              'rollout', p_rollout, 'tenant', p_tenant, 'payload', p_payload)::text
+                              'rollout', p_rollout, 'tenant', p_tenant, 'payload', p_payload,
+                              'origin', (SELECT o.origin FROM events_origin o))::text
 $$;
 
 -- Stamps up to p_limit unstamped events, oldest id first, and returns them
@@ -94,8 +103,9 @@ LANGUAGE sql STABLE AS $$
      LIMIT LEAST(GREATEST(p_limit, 1), 10000)
 $$;
 
--- The highest stamped seq (0 when none): where a live reader starts.
-CREATE FUNCTION ws_events_top() RETURNS bigint
+-- The highest stamped seq (0 when none): where a live reader starts; and
+-- the origin its Redis messages carry.
+CREATE FUNCTION ws_events_top(OUT top bigint, OUT origin text)
 LANGUAGE sql STABLE AS $$
-    SELECT COALESCE(max(seq), 0) FROM events
+    SELECT COALESCE((SELECT max(e.seq) FROM events e), 0), (SELECT o.origin FROM events_origin o)
 $$;

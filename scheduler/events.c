@@ -48,6 +48,7 @@ struct ws_events {
 
 	/* hub */
 	int64_t last;            /* highest seq delivered; -1 until known */
+	char origin[40];         /* events_origin of our database */
 	bool fetching, fetch_again;
 	bool subscribed;
 	unsigned ticks;
@@ -493,7 +494,8 @@ static void hub_fetch_cb(void *arg, const PGresult *res, const ws_pg_err *err)
 	ev->fetch_again = false;
 	if (ev->last < 0) {
 		ev->last = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		ws_debug(EV_SUBSYS, "live events start after seq %" PRId64, ev->last);
+		snprintf(ev->origin, sizeof(ev->origin), "%s", PQgetvalue(res, 0, 1));
+		ws_debug(EV_SUBSYS, "live events start after seq %" PRId64 " (origin %s)", ev->last, ev->origin);
 	} else if (hub_rows(ev, res, true) == EV_PAGE) {
 		again = true;
 	}
@@ -514,7 +516,7 @@ static void hub_fetch(ws_events *ev)
 	}
 	int rc;
 	if (ev->last < 0) {
-		rc = ws_pg_query(ev->pool, "SELECT ws_events_top()", 0, NULL, hub_fetch_cb, ev);
+		rc = ws_pg_query(ev->pool, "SELECT top, origin FROM ws_events_top()", 0, NULL, hub_fetch_cb, ev);
 	} else {
 		char after[24];
 		snprintf(after, sizeof(after), "%" PRId64, ev->last);
@@ -539,6 +541,11 @@ static void hub_message_cb(void *arg, const char *payload, size_t len)
 	json_t *id = json_object_get(doc, "id");
 	json_t *rollout = json_object_get(doc, "rollout");
 	json_t *tenant = json_object_get(doc, "tenant");
+	json_t *origin = json_object_get(doc, "origin");
+	if (json_is_string(origin) && strcmp(json_string_value(origin), ev->origin) != 0) {
+		json_decref(doc);
+		return;   /* another deployment sharing this Redis */
+	}
 	if (!json_is_integer(id) || json_integer_value(id) < 1 || !(json_is_integer(rollout) || json_is_null(rollout)) ||
 	    !(json_is_string(tenant) || json_is_null(tenant))) {
 		ws_warn(EV_SUBSYS, "channel %s: ignoring a message that is not an event (%.80s%s): %s",
