@@ -285,5 +285,83 @@ class EventsWithoutRedis(EventsBase):
         self.assertIn("lost the subscription", self.svc.log())
 
 
+# `wavectl rollout status --watch` on a rollout the engine plays on the
+# simulated fleet (test_engine.py's set-up), its output not a terminal.
+from test_engine import RELEASE, EngineCase   # noqa: E402
+
+WATCHED = """apiVersion: wavesched/v1
+kind: WavePolicy
+metadata: {name: watched}
+spec:
+  release_kinds: [standard]
+  unmatched: skip
+  schedule: {respect_windows: false, slot: 30m}
+  defaults:
+    soak: 10m
+    gates:
+      backup: {max_age: 24h}
+      health: {interval: 30s, timeout: 5s, consecutive_successes: 3, max_consecutive_failures: 3,
+               max_latency_ms: 2000, latency_regression: 1.5}
+      approval: {min: 0}
+    failure: {max_failed: 0, action: halt}
+  waves:
+    - name: training
+      select: {labels: {env: training}}
+    - name: staging
+      select: {labels: {env: staging}}
+"""
+
+
+class WatchCase(EngineCase):
+    def setUp(self):
+        super().setUp()
+        r = self.svc.request("POST", "/v1/policies", token=self.platform, body=WATCHED,
+                             headers={"Content-Type": "application/yaml"})
+        self.assertIn(r.status, (200, 201), r)
+        self.policy_name = "watched"
+
+    def watch(self):
+        """Creates and starts a rollout under `rollout status --watch`."""
+        rid = self.create_rollout(start_in=0)
+        env = dict(os.environ, WAVESCHED_URL=f"http://127.0.0.1:{self.svc.port}", WAVESCHED_TOKEN=self.admin)
+        proc = subprocess.Popen([h.WAVECTL, "rollout", "status", str(rid), "--watch"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.start(rid)
+        try:
+            out, err = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            self.fail(f"--watch did not end:\n{out}\n{err}\n{self.rollout(rid)}")
+        return rid, proc.returncode, out, err
+
+
+class WatchCompletes(WatchCase):
+    def test_watch_until_completed(self):
+        rid, rc, out, err = self.watch()
+        self.assertEqual(rc, 0, out + err)
+        lines = out.splitlines()
+        self.assertRegex(lines[-1], rf"^\S+ rollout {rid}: completed$")
+        for slug in ("training-a", "training-b"):
+            self.assertIn(f"tenant {slug} (wave 1): healthy", out)
+        self.assertRegex(out, r"wave 1 +training +\[#{20}\] +2/2 +healthy +passed")
+        self.assertNotIn("\033", out, "no terminal codes when stdout is not a terminal")
+        # the status without --watch agrees
+        r = h.wavectl("rollout", "status", str(rid), token=self.admin, url=f"http://127.0.0.1:{self.svc.port}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"rollout {rid}: completed", r.stdout)
+        self.assertRegex(r.stdout, r"wave 1 +training +passed +2/2 +healthy")
+
+
+class WatchHalts(WatchCase):
+    faults = {"tenants": {"training-a": {"unhealthy_after_version": RELEASE}}}
+
+    def test_watch_exits_1_when_halted(self):
+        rid, rc, out, err = self.watch()
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("tenant training-a (wave 1): failed", out)
+        self.assertRegex(out.splitlines()[-1], rf"rollout {rid}: halted")
+
+
 if __name__ == "__main__":
     h.main()
