@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -193,12 +194,18 @@ class Events(EventsBase):
     processes = 2
 
     def test_order_resume_and_fan_out(self):
-        # A live client of the second process; the rollout goes through the first.
+        # A live client of each process; the rollout goes through the first.
+        # One of them is not the leader (which stamps): its events come
+        # through Redis.
         live = Stream(self.svcs[1], self.admin)
+        other = Stream(self.svcs[0], self.admin)
         self.assertEqual(live.headers["content-type"], "text/event-stream")
+        self.assertEqual(live.headers["cache-control"], "no-store")
         rid = self.create()
         self.approve_and_start(rid)
         got = live.until(lambda e: e["rollout"] == rid and is_state("rollout.state", "approved")(e))
+        self.assertEqual(other.until(lambda e: e["id"] == got[-1]["id"]), got)
+        other.close()
         mine = [e for e in got if e["rollout"] == rid]
         kinds = [e["kind"] for e in mine]
         self.assertEqual(kinds[0], "rollout.created", kinds)
@@ -283,6 +290,17 @@ class EventsWithoutRedis(EventsBase):
         self.assertEqual([e["id"] for e in got], [s for s, _, _ in self.db_events()][:len(got)])
         self.assertEqual([e["id"] for e in got], list(range(got[0]["id"], got[0]["id"] + len(got))))
         self.assertIn("lost the subscription", self.svc.log())
+
+    def test_zz_sigterm_ends_streams(self):
+        # Last of the class: the service drains with a client connected.
+        stream = Stream(self.svc, self.admin)
+        self.svc.proc.send_signal(signal.SIGTERM)
+        with self.assertRaises(EOFError):
+            stream.next_raw()   # ended, not left hanging until the grace period
+        stream.close()
+        self.svc.proc.wait(timeout=30)
+        self.assertEqual(self.svc.proc.returncode, 0)
+        self.assertIn("ended 1 event streams for shutdown", self.svc.log())
 
 
 # `wavectl rollout status --watch` on a rollout the engine plays on the
