@@ -44,6 +44,9 @@ struct ws_events {
 
 	/* publisher */
 	bool stamping, stamp_again;
+	bool republishing;
+	int64_t unpublished_from;  /* lowest seq Redis may not have had; 0: none */
+	int64_t stamped_top;       /* highest seq this process stamped */
 	uint64_t publish_errors;
 
 	/* hub */
@@ -608,14 +611,96 @@ static void heartbeat_cb(uv_timer_t *t)
 
 static void stamp(ws_events *ev);
 
+typedef struct pub_req {
+	ws_events *ev;
+	int64_t seq;
+} pub_req;
+
+static void mark_unpublished(ws_events *ev, int64_t seq)
+{
+	if (!ev->unpublished_from || seq < ev->unpublished_from)
+		ev->unpublished_from = seq;
+}
+
 static void publish_cb(void *arg, void *reply, const char *err)
 {
-	ws_events *ev = arg;
+	pub_req *pr = arg;
+	ws_events *ev = pr->ev;
 	(void)reply;
-	if (err && ev->publish_errors++ == 0)
-		ws_warn(EV_SUBSYS, "PUBLISH %s: %s (events stay in PostgreSQL; readers catch up from there)",
-			WS_EVENTS_CHANNEL, err);
+	if (err) {
+		mark_unpublished(ev, pr->seq);
+		if (ev->publish_errors++ == 0)
+			ws_warn(EV_SUBSYS, "PUBLISH %s: %s (events stay in PostgreSQL and are published when Redis is back)",
+				WS_EVENTS_CHANNEL, err);
+	}
+	free(pr);
 }
+
+/* PUBLISHes rows (seq, tenant, rollout, doc) in order; returns the seq of
+ * the first one that could not be sent, or 0. */
+static int64_t publish_rows(ws_events *ev, const PGresult *res)
+{
+	int n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		pub_req *pr = ws_redis_get_state(ev->pub) == WS_REDIS_UP ? malloc(sizeof(*pr)) : NULL;
+		if (!pr)
+			return seq;
+		*pr = (pub_req){ .ev = ev, .seq = seq };
+		const char *argv[] = { "PUBLISH", WS_EVENTS_CHANNEL, PQgetvalue(res, i, 3) };
+		size_t argvlen[] = { 7, strlen(WS_EVENTS_CHANNEL), (size_t)PQgetlength(res, i, 3) };
+		if (ws_redis_command(ev->pub, 3, argv, argvlen, publish_cb, pr) != 0) {
+			free(pr);
+			return seq;
+		}
+	}
+	return 0;
+}
+
+static void republish(ws_events *ev);
+
+static void republish_cb(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	ws_events *ev = arg;
+	ev->republishing = false;
+	if (ev->stopping || err)
+		return;   /* the next timer tries again */
+	int n = PQntuples(res);
+	int64_t failed = publish_rows(ev, res);
+	if (failed) {
+		ev->unpublished_from = failed;
+		return;
+	}
+	if (n == 0) {
+		ev->unpublished_from = 0;
+		return;
+	}
+	int64_t upto = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
+	ws_info(EV_SUBSYS, "published events %" PRId64 "..%" PRId64 " that Redis missed", ev->unpublished_from,
+		upto);
+	/* Stamped after this read began: still to do. */
+	ev->unpublished_from = upto < ev->stamped_top ? upto + 1 : 0;
+	if (ev->unpublished_from)
+		republish(ev);
+}
+
+/* Publishes, in order, what was stamped while Redis could not take it:
+ * PostgreSQL kept it, and consumers of the channel get it late but whole. */
+static void republish(ws_events *ev)
+{
+	if (ev->stopping || !ev->leader || ev->republishing || !ev->unpublished_from ||
+	    ws_redis_get_state(ev->pub) != WS_REDIS_UP)
+		return;
+	char after[24];
+	snprintf(after, sizeof(after), "%" PRId64, ev->unpublished_from - 1);
+	const char *params[] = { after };
+	if (ws_pg_query(ev->pool,
+			"SELECT seq, tenant, rollout, doc FROM ws_events_since($1::bigint, " EV_PAGE_TEXT ", NULL, NULL)",
+			1, params, republish_cb, ev) == 0)
+		ev->republishing = true;
+}
+
+static void stamp(ws_events *ev);
 
 static void stamp_cb(void *arg, const PGresult *res, const ws_pg_err *err)
 {
@@ -630,19 +715,20 @@ static void stamp_cb(void *arg, const PGresult *res, const ws_pg_err *err)
 	bool again = ev->stamp_again;
 	ev->stamp_again = false;
 	int n = PQntuples(res);
-	for (int i = 0; i < n; i++) {
-		if (ws_redis_get_state(ev->pub) != WS_REDIS_UP)
-			break;
-		const char *argv[] = { "PUBLISH", WS_EVENTS_CHANNEL, PQgetvalue(res, i, 3) };
-		size_t argvlen[] = { 7, strlen(WS_EVENTS_CHANNEL), (size_t)PQgetlength(res, i, 3) };
-		if (ws_redis_command(ev->pub, 3, argv, argvlen, publish_cb, ev) != 0)
-			break;
+	if (n) {
+		int64_t first = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		ev->stamped_top = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
+		/* Behind older unpublished ones, these wait their turn: Redis
+		 * consumers get events in seq order. */
+		int64_t failed = ev->unpublished_from ? first : publish_rows(ev, res);
+		if (failed)
+			mark_unpublished(ev, failed);
+		republish(ev);
+		ws_debug(EV_SUBSYS, "stamped %d events up to seq %" PRId64, n, ev->stamped_top);
 	}
 	/* This process's own clients need not wait for Redis. */
 	if (n && ev->last >= 0)
 		hub_rows(ev, res, false);
-	if (n)
-		ws_debug(EV_SUBSYS, "stamped %d events up to seq %s", n, PQgetvalue(res, n - 1, 0));
 	if (again || n == EV_PAGE)
 		stamp(ev);
 }
@@ -663,6 +749,7 @@ static void stamp(ws_events *ev)
 static void pub_timer_cb(uv_timer_t *t)
 {
 	stamp(t->data);
+	republish(t->data);
 }
 
 static void notify_cb(void *arg, const char *channel, const char *payload)

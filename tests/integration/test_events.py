@@ -11,11 +11,13 @@ process reaches a client of another; with Redis stopped events still come
 import http.client
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -272,12 +274,26 @@ class EventsWithoutRedis(EventsBase):
         live = Stream(self.svc, self.admin)
         rid = self.create()
         got = live.until(lambda e: e["rollout"] == rid and e["kind"] == "rollout.created")
+        scheduled = []
+        got += live.until(lambda e: e["kind"] == "deployment.scheduled" and scheduled.append(e) is None
+                          and len(scheduled) == 2)
+        before_stop = got[-1]["id"]
 
         self.redis_cmd("stop")
         self.approve_and_start(rid)   # committed while Redis is down
         got += live.until(lambda e: e["rollout"] == rid and is_state("rollout.state", "approved")(e))
 
         self.redis_cmd("start")
+        # A consumer of the channel itself, there before the service is back.
+        sock = self.redis_url[len("unix://"):].split("?")[0]
+        sub = subprocess.Popen(["redis-cli", "-s", sock, "SUBSCRIBE", "wavesched:events"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.addCleanup(sub.stdout.close)
+        self.addCleanup(sub.wait)
+        self.addCleanup(sub.kill)
+        sub_lines = queue.Queue()
+        threading.Thread(target=lambda: [sub_lines.put(l.strip()) for l in sub.stdout], daemon=True).start()
+        self.assertEqual([sub_lines.get(timeout=10) for _ in range(3)], ["subscribe", "wavesched:events", "1"])
         deadline = time.time() + 20
         while time.time() < deadline and self.svc.request("GET", "/readyz").json["checks"].get("redis") != "up":
             time.sleep(0.2)
@@ -291,12 +307,28 @@ class EventsWithoutRedis(EventsBase):
         self.assertEqual([e["id"] for e in got], list(range(got[0]["id"], got[0]["id"] + len(got))))
         self.assertIn("lost the subscription", self.svc.log())
 
+        # What was stamped while Redis was down is published when it is
+        # back, in order, before what came after.
+        down = [e["id"] for e in got if e["id"] > before_stop]
+        published = []
+        while not published or published[-1] < got[-1]["id"]:
+            try:
+                msg = [sub_lines.get(timeout=20) for _ in range(3)]
+            except queue.Empty:
+                self.fail(f"not all published within 20 s: {published}, events {down}")
+            self.assertEqual(msg[:2], ["message", "wavesched:events"])
+            published.append(json.loads(msg[2])["id"])
+        self.assertEqual(published, sorted(published))
+        self.assertTrue(set(e["id"] for e in got if e["id"] >= down[0]) <= set(published),
+                        (down, published))
+
     def test_zz_sigterm_ends_streams(self):
         # Last of the class: the service drains with a client connected.
         stream = Stream(self.svc, self.admin)
         self.svc.proc.send_signal(signal.SIGTERM)
         with self.assertRaises(EOFError):
-            stream.next_raw()   # ended, not left hanging until the grace period
+            for _ in range(100):   # ended, not left hanging until the grace period
+                stream.next_raw()
         stream.close()
         self.svc.proc.wait(timeout=30)
         self.assertEqual(self.svc.proc.returncode, 0)
