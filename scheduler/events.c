@@ -310,43 +310,48 @@ static void backlog_query(ev_client *cl);
 static void backlog_done_cb(void *arg, const PGresult *res, const ws_pg_err *err)
 {
 	ev_client *cl = arg;
-	cl->inflight = false;
-	if (cl->ended) {
-		client_free(cl);
-		return;
-	}
+	/* cl->inflight stays set until the end: a write that fails ends the
+	 * client, which must not free it under our feet. */
+	int n = 0;
+	bool more = false;
+	ws_event **out = NULL;
+	size_t n_out = 0;
+	if (cl->ended)
+		goto done;
 	if (err) {
 		ws_warn(EV_SUBSYS, "request=%" PRIu64 " backlog after seq %" PRId64 ": %s", cl->id, cl->seam.last,
 			err->message);
 		client_end(cl, "backlog query failed");
-		return;
+		goto done;
 	}
-	int n = PQntuples(res);
-	for (int i = 0; i < n; i++) {
+	n = PQntuples(res);
+	for (int i = 0; i < n && !cl->ended; i++) {
 		int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 		if (!ws_seam_backlog_row(&cl->seam, seq))
 			continue;
 		size_t len;
 		char *frame = ws_sse_frame(seq, PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), &len);
-		bool ok = frame && client_write(cl, frame, len);
-		free(frame);
-		if (!ok) {
+		if (!frame)
 			client_end(cl, "out of memory");
-			return;
-		}
+		else
+			client_write(cl, frame, len);
+		free(frame);
 	}
-	ws_event **out;
-	size_t n_out;
-	if (ws_seam_backlog_done(&cl->seam, n == EV_PAGE, &out, &n_out)) {
-		backlog_query(cl);
-		return;
-	}
+	if (cl->ended)
+		goto done;
+	more = ws_seam_backlog_done(&cl->seam, n == EV_PAGE, &out, &n_out);
 	for (size_t i = 0; i < n_out; i++) {
 		if (!cl->ended && ws_event_matches(out[i], &cl->f))
 			client_write(cl, out[i]->frame, out[i]->frame_len);
 		ws_event_unref(out[i]);
 	}
 	free(out);
+done:
+	cl->inflight = false;
+	if (cl->ended)
+		client_free(cl);
+	else if (more)
+		backlog_query(cl);
 }
 
 static void backlog_query(ev_client *cl)

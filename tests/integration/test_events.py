@@ -46,8 +46,15 @@ spec:
 class Stream:
     """One SSE connection: events as (id, doc) pairs, comments skipped."""
 
-    def __init__(self, svc, token, query="", last_event_id=None, timeout=10):
+    def __init__(self, svc, token, query="", last_event_id=None, timeout=10, rcvbuf=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=timeout)
+        if rcvbuf:
+            # a client that reads slowly: the service's output piles up
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            sock.connect(("127.0.0.1", svc.port))
+            self.conn.sock = sock
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
@@ -333,6 +340,44 @@ class EventsWithoutRedis(EventsBase):
         self.svc.proc.wait(timeout=30)
         self.assertEqual(self.svc.proc.returncode, 0)
         self.assertIn("ended 1 event streams for shutdown", self.svc.log())
+
+
+class EventsNoRedis(EventsBase):
+    """No Redis configured: PostgreSQL carries everything."""
+
+    def test_live_and_backlog_without_redis(self):
+        live = Stream(self.svc, self.admin)
+        rid = self.create()
+        self.approve_and_start(rid)
+        got = live.until(lambda e: e["rollout"] == rid and is_state("rollout.state", "approved")(e))
+        self.assertEqual([e["id"] for e in got], [s for s, _, _ in self.db_events()][:len(got)])
+        live.close()
+
+    def test_slow_client_is_cut_and_resumes(self):
+        # About 9 MB of events: more than the 1 MiB a stream may have unsent
+        # plus what the kernel buffers.
+        self.db.sql("INSERT INTO events (kind, payload) SELECT 'test.bulk', "
+                    "jsonb_build_object('n', g, 'pad', repeat('x', 1500)) FROM generate_series(1, 6000) g")
+        deadline = time.time() + 60
+        while self.db.sql("SELECT count(*) FROM events WHERE seq IS NULL") != "0":
+            self.assertLess(time.time(), deadline, "events not stamped")
+            time.sleep(0.2)
+        top = int(self.db.sql("SELECT max(seq) FROM events"))
+        slow = Stream(self.svc, self.admin, "?since=0", rcvbuf=4096)
+        time.sleep(3)   # not reading
+        got = []
+        with self.assertRaises(EOFError):
+            while True:
+                got.append(slow.next()["id"])
+        slow.close()
+        self.assertLess(len(got), top, "the stream was cut before the end")
+        self.assertEqual(got, list(range(1, len(got) + 1)))
+        self.assertIn("client reads too slowly", self.svc.log())
+        # It resumes where it was cut, and gets the rest.
+        resumed = Stream(self.svc, self.admin, last_event_id=got[-1])
+        rest = [e["id"] for e in resumed.until(lambda e: e["id"] == top, limit=top)]
+        resumed.close()
+        self.assertEqual(got + rest, list(range(1, top + 1)))
 
 
 # `wavectl rollout status --watch` on a rollout the engine plays on the
