@@ -350,8 +350,36 @@ class EventsNoRedis(EventsBase):
         rid = self.create()
         self.approve_and_start(rid)
         got = live.until(lambda e: e["rollout"] == rid and is_state("rollout.state", "approved")(e))
-        self.assertEqual([e["id"] for e in got], [s for s, _, _ in self.db_events()][:len(got)])
+        self.assertEqual([e["id"] for e in got],
+                         [s for s, _, _ in self.db_events() if s >= got[0]["id"]][:len(got)])
+        self.assertEqual(got[0]["kind"], "rollout.created")
         live.close()
+
+    def test_late_commit_is_not_missed(self):
+        # Event ids are drawn at INSERT: a transaction that commits late has
+        # a smaller id than events already delivered.  Its seq is still
+        # after theirs, so a client resuming from them gets it.
+        late = subprocess.Popen([h.tool("psql"), self.db.url, "-XAtq", "-v", "ON_ERROR_STOP=1"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(late.stdout.close)
+        self.addCleanup(late.wait)
+        late.stdin.write("BEGIN;\nINSERT INTO events (kind) VALUES ('test.late') RETURNING id;\n")
+        late.stdin.flush()
+        late_id = int(late.stdout.readline().split()[0])
+        early_seq = None
+        early_id = int(self.db.sql("INSERT INTO events (kind) VALUES ('test.early') RETURNING id").split()[0])
+        deadline = time.time() + 20
+        while not early_seq:
+            self.assertLess(time.time(), deadline, "not stamped")
+            early_seq = self.db.sql(f"SELECT seq FROM events WHERE id = {early_id}")
+            time.sleep(0.1)
+        self.assertLess(late_id, early_id)
+        stream = Stream(self.svc, self.admin, last_event_id=early_seq)
+        late.stdin.write("COMMIT;\n")
+        late.stdin.close()
+        e = stream.until(lambda e: e["kind"] == "test.late")[-1]
+        stream.close()
+        self.assertEqual(e["id"], int(early_seq) + 1)
 
     def test_slow_client_is_cut_and_resumes(self):
         # About 9 MB of events: more than the 1 MiB a stream may have unsent
