@@ -423,8 +423,12 @@ static int follow_once(watch *w, const char *base, const char *token)
 		rc = report_error(&r);
 	} else if (cc != CURLE_OK) {
 		if (!w->tty)
-			fprintf(stderr, "wavectl: event stream: %s; resuming\n", curl_easy_strerror(cc));
+			fprintf(stderr, "wavectl: event stream: %s; resuming after event %lld\n", curl_easy_strerror(cc),
+				w->last_id);
 		rc = EXIT_UNREACHABLE;
+	} else if (!w->tty) {
+		/* The service ended it (a restart, a slow read): not an error. */
+		fprintf(stderr, "wavectl: the event stream ended; resuming after event %lld\n", w->last_id);
 	}
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(h);

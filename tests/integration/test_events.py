@@ -443,27 +443,47 @@ class WatchCase(EngineCase):
         self.assertIn(r.status, (200, 201), r)
         self.policy_name = "watched"
 
-    def watch(self):
-        """Creates and starts a rollout under `rollout status --watch`."""
-        rid = self.create_rollout(start_in=0)
+    def watch(self, restart=False):
+        """Creates and starts a rollout under `rollout status --watch`; with
+        `restart`, the service restarts once the rollout runs and the watch
+        must resume where it was."""
+        rid = self.create_rollout(start_in=2 * 86400 if restart else 0)   # 2 days: ~9 s
         env = dict(os.environ, WAVESCHED_URL=f"http://127.0.0.1:{self.svc.port}", WAVESCHED_TOKEN=self.admin)
         proc = subprocess.Popen([h.WAVECTL, "rollout", "status", str(rid), "--watch"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.stdout.close)
+        lines = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True)
+        reader.start()
         self.start(rid)
+        out = []
+        if restart:
+            while not out or not out[-1].rstrip().endswith(f"rollout {rid}: running"):
+                out.append(lines.get(timeout=60))
+            self.svc.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(self.svc.proc.wait(timeout=30), 0)
+            self.svc.start()
         try:
-            out, err = proc.communicate(timeout=180)
+            proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate()
-            self.fail(f"--watch did not end:\n{out}\n{err}\n{self.rollout(rid)}")
-        return rid, proc.returncode, out, err
+            proc.wait()
+            self.fail(f"--watch did not end:\n{''.join(out)}\n{self.rollout(rid)}")
+        reader.join(10)
+        while not lines.empty():
+            out.append(lines.get())
+        return rid, proc.returncode, "".join(out), proc.stderr.read()
 
 
 class WatchCompletes(WatchCase):
     def test_watch_until_completed(self):
-        rid, rc, out, err = self.watch()
+        rid, rc, out, err = self.watch(restart=True)
         self.assertEqual(rc, 0, out + err)
+        self.assertIn("resuming", err)   # the stream dropped with the service
         lines = out.splitlines()
+        # resumed after the last event seen: no change is told twice
+        self.assertEqual(len([l for l in lines if l.endswith(f"rollout {rid}: running")]), 1, out)
         self.assertRegex(lines[-1], rf"^\S+ rollout {rid}: completed$")
         for slug in ("training-a", "training-b"):
             self.assertIn(f"tenant {slug} (wave 1): healthy", out)
