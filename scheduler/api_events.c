@@ -65,6 +65,13 @@ void h_events(api_call *c)
 		f.tenants = c->who.tenants;
 		f.n_tenants = c->who.n_tenants;
 	}
+	if (strcmp(ws_http_req_method(c->req), "HEAD") == 0) {
+		/* A stream with no body would hold the connection for nothing. */
+		ws_http_add_header(c->req, "Cache-Control", "no-store");
+		ws_http_respond(c->req, 200, "text/event-stream", "", 0);
+		call_finish(c);
+		return;
+	}
 	/* From here the hub answers the request, even when it refuses it. */
 	ws_events_attach(ev, c->req, since, &f);
 	call_finish(c);

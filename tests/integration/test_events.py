@@ -271,6 +271,8 @@ class Events(EventsBase):
             self.assertEqual(r.json["error"]["code"], "validation_failed")
         r = self.svc.request("GET", "/v1/events")
         self.assertEqual(r.status, 401, r)
+        r = self.svc.request("HEAD", "/v1/events", token=self.admin)
+        self.assertEqual((r.status, r.headers["content-type"], r.body), (200, "text/event-stream", b""))
 
 
 class EventsWithoutRedis(EventsBase):
