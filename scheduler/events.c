@@ -683,6 +683,7 @@ static void republish_cb(void *arg, const PGresult *res, const ws_pg_err *err)
 	int64_t upto = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
 	ws_info(EV_SUBSYS, "published events %" PRId64 "..%" PRId64 " that Redis missed", ev->unpublished_from,
 		upto);
+	ev->publish_errors = 0;   /* the next outage is worth a warning again */
 	/* Stamped after this read began: still to do. */
 	ev->unpublished_from = upto < ev->stamped_top ? upto + 1 : 0;
 	if (ev->unpublished_from)

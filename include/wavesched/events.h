@@ -10,7 +10,8 @@
  *
  * Publisher (the engine leader only): woken by NOTIFY ws_events and a slow
  * timer, stamps what is unstamped, PUBLISHes each event's JSON on the Redis
- * channel `wavesched:events` (when Redis is up; PostgreSQL stays the record).
+ * channel `wavesched:events`.  PostgreSQL stays the record: what Redis could
+ * not take is published, in seq order, when it is back.
  *
  * Hub (every serve process): one Redis subscription fans out to the
  * process's SSE clients.  The hub delivers seqs strictly in order: a Redis
