@@ -22,7 +22,8 @@ static const char usage_rollout[] =
 	"                              [--kind standard|urgent] [--dry-run] [--format text|json]\n"
 	"                              [--justification WHY --change-ref CHG]   (break-glass policies)\n"
 	"       wavectl rollout list\n"
-	"       wavectl rollout show ID [--format text|json]     (also: status ID)\n"
+	"       wavectl rollout show ID [--format text|json]\n"
+	"       wavectl rollout status ID [--watch]\n"
 	"       wavectl rollout plan ID [--version N] [--format text|json]\n"
 	"       wavectl rollout start|pause|resume|abort ID [--reason R]\n"
 	"       wavectl rollout approve|reject ID --wave N [--comment C]\n"
@@ -38,6 +39,8 @@ static const char usage_rollout[] =
 	"list     every rollout, oldest first.\n"
 	"show     one rollout: its waves with state and approvals, and each tenant\n"
 	"         with state, window (UTC), attempt and latest gate results.\n"
+	"status   per wave: state, tenants healthy/total, window; --watch follows the\n"
+	"         rollout live until it ends (exit 0 completed, 1 halted/aborted/rolled back).\n"
 	"plan     the frozen plan of a rollout (the current version, or --version N).\n"
 	"start    approves a planned rollout so the engine starts it; pause, resume\n"
 	"         and abort change a running rollout; --reason is recorded.\n"
@@ -49,6 +52,8 @@ static const char usage_rollout[] =
 	"         --start defaults to the later of the old start and now.\n"
 	"\n"
 	"Exit codes: 0 done, 1 refused or invalid, 2 usage error, 3 service unreachable.\n";
+
+/* watch.c: `rollout status ID [--watch]`. */
 
 int api_json(const char *method, const char *path, json_t *body, json_t **out)
 {
@@ -565,8 +570,10 @@ int cmd_rollout(int argc, char **argv)
 		return rollout_create(argc, argv);
 	if (strcmp(sub, "list") == 0)
 		return rollout_list(argc, argv);
-	if (strcmp(sub, "show") == 0 || strcmp(sub, "status") == 0)
+	if (strcmp(sub, "show") == 0)
 		return rollout_read(argc, argv, false);
+	if (strcmp(sub, "status") == 0)
+		return rollout_status(argc, argv);
 	if (strcmp(sub, "plan") == 0)
 		return rollout_read(argc, argv, true);
 	if (strcmp(sub, "replan") == 0)

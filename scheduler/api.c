@@ -423,6 +423,7 @@ static const route routes[] = {
 	{ "GET", "/v1/rollouts/{id}/evidence", true, WS_PERM_READ_FLEET, h_rollout_evidence },
 	{ "GET", "/v1/audit", true, WS_PERM_READ_FLEET, h_audit_list },
 	{ "GET", "/v1/audit/verify", true, WS_PERM_READ_FLEET, h_audit_verify },
+	{ "GET", "/v1/events", true, WS_PERM_READ_TENANT, h_events },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -16,6 +16,7 @@ struct ws_api {
 	ws_api_deps d;
 	size_t pending;
 	struct ws_ratelimit *rl;   /* per token (config rate_limit, rate_burst) */
+	struct ws_events *events;   /* ws_api_set_events (events.h); NULL: not served */
 };
 
 typedef struct api_call api_call;
@@ -112,6 +113,8 @@ void h_audit_list(api_call *c);
 void h_audit_verify(api_call *c);
 /* api_evidence.c */
 void h_rollout_evidence(api_call *c);
+/* api_events.c */
+void h_events(api_call *c);
 /* Answers a failed statement of our SQL functions: WSE02/WSE03/WSE07 and
  * unique violations 409, WSE04 422, WSE05 404, WSE06 403 (with the
  * function's message; a DETAIL that is a JSON array becomes "details"),

@@ -79,6 +79,12 @@ struct ws_redis {
 	void *close_arg;
 	uint64_t rng;
 	char last_error[REDIS_ERRBUF];
+	/* Pub/Sub (ws_redis_subscribe): the link is dedicated to one channel. */
+	char *sub_channel;
+	ws_redis_message_cb sub_msg_cb;
+	ws_redis_subscribed_cb sub_state_cb;
+	void *sub_arg;
+	bool subscribed;
 };
 
 typedef struct redis_cmd {
@@ -96,6 +102,7 @@ static const char *const state_names[] = { "disabled", "connecting", "up", "down
 
 static void redis_connect(ws_redis *r);
 static void maybe_finish(ws_redis *r);
+static void set_subscribed(ws_redis *r, bool on);
 
 /* ---- URL parsing ------------------------------------------------------- */
 
@@ -436,6 +443,7 @@ static void schedule_reconnect(ws_redis *r)
 		ws_debug("redis", "%s: cannot connect (attempt %u): %s; retrying in %llu ms", r->display,
 			 r->fail_streak + 1, r->last_error, (unsigned long long)delay);
 	r->fail_streak++;
+	set_subscribed(r, false);
 	set_state(r, WS_REDIS_DOWN);
 	timer_start(r, RT_BACKOFF, delay);
 }
@@ -463,6 +471,44 @@ static ws_redis *owner(const redisAsyncContext *ac, void *privdata)
 }
 
 static void ping_timer_cb(uv_timer_t *t);
+
+/* Tells the subscriber when the subscription starts or ends, once each. */
+static void set_subscribed(ws_redis *r, bool on)
+{
+	if (r->subscribed == on)
+		return;
+	r->subscribed = on;
+	if (r->sub_state_cb)
+		r->sub_state_cb(r->sub_arg, on);
+}
+
+/* hiredis keeps this callback for the channel and calls it for the
+ * confirmation and for every message; with NULL when the context goes. */
+static void subscribe_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	ws_redis *r = owner(ac, privdata);
+	redisReply *rep = reply;
+	if (!r)
+		return;
+	if (!rep) {
+		set_subscribed(r, false);
+		return;
+	}
+	if (rep->type == REDIS_REPLY_ERROR) {
+		set_error(r, "SUBSCRIBE %s refused: %s", r->sub_channel, rep->str);
+		redisAsyncDisconnect(ac);
+		return;
+	}
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || rep->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	const char *what = rep->element[0]->str;
+	if (strcmp(what, "subscribe") == 0) {
+		set_subscribed(r, true);
+	} else if (strcmp(what, "message") == 0 && rep->element[2]->type == REDIS_REPLY_STRING) {
+		if (r->sub_msg_cb)
+			r->sub_msg_cb(r->sub_arg, rep->element[2]->str, rep->element[2]->len);
+	}
+}
 
 static void handshake_step_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -495,6 +541,15 @@ static void handshake_ping_cb(redisAsyncContext *ac, void *reply, void *privdata
 	r->fail_streak = 0;
 	r->last_error[0] = '\0';
 	set_state(r, WS_REDIS_UP);
+	if (r->sub_channel) {
+		/* No PING from now on: on a subscribed connection hiredis 0.14
+		 * would hand the next message to the PING's callback. */
+		if (redisAsyncCommand(ac, subscribe_cb, privdata, "SUBSCRIBE %s", r->sub_channel) != REDIS_OK) {
+			set_error(r, "cannot send SUBSCRIBE: %s", ac->errstr[0] ? ac->errstr : "context closing");
+			redisAsyncDisconnect(ac);
+		}
+		return;
+	}
 	uv_timer_start(&r->ping_timer, ping_timer_cb, r->opts.ping_interval_ms, 0);
 }
 
@@ -736,6 +791,7 @@ static void redis_free(ws_redis *r)
 	free(r->user);
 	free(r->password);
 	free(r->display);
+	free(r->sub_channel);
 	free(r);
 }
 
@@ -847,6 +903,8 @@ int ws_redis_command(ws_redis *r, int argc, const char **argv, const size_t *arg
 {
 	if (!r || argc <= 0 || !argv || !cb)
 		return WS_EINVAL;
+	if (r->sub_channel)
+		return WS_EINVAL;   /* a subscribed link takes no commands */
 	if (r->closing || r->state != WS_REDIS_UP || !r->ac)
 		return WS_EUNAVAIL;
 	redis_cmd *cmd = malloc(sizeof(*cmd));
@@ -859,4 +917,22 @@ int ws_redis_command(ws_redis *r, int argc, const char **argv, const size_t *arg
 		return WS_EUNAVAIL;
 	}
 	return 0;
+}
+
+int ws_redis_subscribe(ws_redis *r, const char *channel, ws_redis_message_cb msg_cb,
+		       ws_redis_subscribed_cb sub_cb, void *arg)
+{
+	if (!r || !channel || !*channel || r->started || r->sub_channel)
+		return WS_EINVAL;
+	if (!(r->sub_channel = strdup(channel)))
+		return WS_ENOMEM;
+	r->sub_msg_cb = msg_cb;
+	r->sub_state_cb = sub_cb;
+	r->sub_arg = arg;
+	return 0;
+}
+
+bool ws_redis_subscribed(const ws_redis *r)
+{
+	return r && r->subscribed;
 }

@@ -18,6 +18,7 @@
 #include "wavesched/clock.h"
 #include "wavesched/crypto.h"
 #include "wavesched/engine.h"
+#include "wavesched/events.h"
 #include "wavesched/lease.h"
 #include "wavesched/outbound.h"
 #include "wavesched/log.h"
@@ -37,6 +38,7 @@ typedef struct server {
 	ws_engine *engine;
 	ws_pg_pool *lease_pool;  /* its own connection: a renewal never waits behind work */
 	ws_lease *lease;
+	ws_events *events;
 	ws_migration_set migrations;
 	uv_signal_t sigterm, sigint;
 	bool stopping;
@@ -72,11 +74,19 @@ static void http_closed_cb(void *arg)
 	ws_redis_close(s->redis, redis_closed_cb, s);
 }
 
+static void events_stopped_cb(void *arg)
+{
+	server *s = arg;
+	ws_http_server_shutdown(s->http, s->cfg->shutdown_grace_ms, http_closed_cb, s);
+}
+
 static void outbound_closed_cb(void *arg)
 {
 	server *s = arg;
 	s->outbound = NULL;
-	ws_http_server_shutdown(s->http, s->cfg->shutdown_grace_ms, http_closed_cb, s);
+	/* Event streams never end by themselves: ended first, they do not hold
+	 * the HTTP drain for its whole grace period. */
+	ws_events_stop(s->events, events_stopped_cb, s);
 }
 
 static void lease_pool_closed_cb(void *arg)
@@ -104,6 +114,7 @@ static void lease_change_cb(void *arg, bool leader, int64_t epoch)
 {
 	server *s = arg;
 	ws_engine_leader(s->engine, leader, epoch);
+	ws_events_set_leader(s->events, leader);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -179,7 +190,8 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	s.redis = ws_redis_new(&loop, cfg->redis_url, d);
 	s.metrics = ws_metrics_new();
 	s.fleet = s.pool ? ws_fleet_store_new(&loop, s.pool) : NULL;
-	if (!s.pool || !s.redis || !s.metrics || !s.fleet) {
+	s.events = s.pool && s.redis ? ws_events_new(&loop, s.pool, s.redis, cfg->redis_url, NULL, d) : NULL;
+	if (!s.pool || !s.redis || !s.metrics || !s.fleet || !s.events) {
 		rc = d->len ? WS_EINVAL : WS_ENOMEM;
 		goto fail_early;
 	}
@@ -231,6 +243,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 		goto fail_early;
 	}
 	ws_api_set_http(s.api, s.http);
+	ws_api_set_events(s.api, s.events);
 
 	uv_signal_init(&loop, &s.sigterm);
 	uv_signal_init(&loop, &s.sigint);
@@ -242,6 +255,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	ws_pg_pool_start(s.pool);
 	ws_pg_pool_start(s.lease_pool);
 	ws_redis_start(s.redis);
+	ws_events_start(s.events);
 	ws_lease_start(s.lease);
 	ws_info("serve", "listening on %s (port %d), version %s, time scale %g", cfg->listen,
 		ws_http_server_port(s.http), WS_VERSION, cfg->time_scale);
@@ -250,6 +264,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	ws_engine_free(s.engine);
 	ws_clock_free(s.clock);
 	ws_api_free(s.api);
+	ws_events_free(s.events);
 	ws_fleet_store_free(s.fleet);
 	ws_metrics_free(s.metrics);
 	ws_migrations_free(&s.migrations);
@@ -271,12 +286,15 @@ fail_early:
 	ws_api_free(s.api);
 	ws_fleet_store_free(s.fleet);
 	ws_metrics_free(s.metrics);
+	if (s.events)
+		ws_events_stop(s.events, NULL, NULL);
 	if (s.redis)
 		ws_redis_close(s.redis, NULL, NULL);
 	if (s.pool)
 		ws_pg_pool_close(s.pool, NULL, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
+	ws_events_free(s.events);
 	ws_engine_free(s.engine);
 	ws_clock_free(s.clock);
 	ws_migrations_free(&s.migrations);

@@ -56,4 +56,18 @@ typedef void (*ws_redis_cb)(void *arg, void *reply, const char *err);
 WS_API int ws_redis_command(ws_redis *r, int argc, const char **argv,
 			    const size_t *argvlen, ws_redis_cb cb, void *arg);
 
+/* Dedicates the link to one Pub/Sub channel; call before ws_redis_start.
+ * After every (re)connect it SUBSCRIBEs again; msg_cb gets the payload of
+ * each message (borrowed for the call), sub_cb(arg, true) when the
+ * subscription is confirmed and (arg, false) when it is lost (messages
+ * published meanwhile are gone: Pub/Sub keeps nothing).  Such a link takes
+ * no other command (WS_EINVAL) and is not pinged: hiredis 0.14 cannot tell
+ * a PING's answer from a message on a subscribed connection, so a lost
+ * server is noticed when the socket closes. */
+typedef void (*ws_redis_message_cb)(void *arg, const char *payload, size_t len);
+typedef void (*ws_redis_subscribed_cb)(void *arg, bool subscribed);
+WS_API int ws_redis_subscribe(ws_redis *r, const char *channel, ws_redis_message_cb msg_cb,
+			      ws_redis_subscribed_cb sub_cb, void *arg);
+WS_API bool ws_redis_subscribed(const ws_redis *r);
+
 #endif
