@@ -79,6 +79,7 @@ void h_tenant(api_call *c);
 void h_token_create(api_call *c);
 void h_token_list(api_call *c);
 void h_token_revoke(api_call *c);
+void h_whoami(api_call *c);
 /* api_policies.c */
 void h_policy_create(api_call *c);
 void h_policy_validate(api_call *c);
