@@ -393,6 +393,7 @@ static const route routes[] = {
 	{ "POST", "/v1/tokens", true, WS_PERM_TOKENS, h_token_create },
 	{ "GET", "/v1/tokens", true, WS_PERM_TOKENS, h_token_list },
 	{ "DELETE", "/v1/tokens/{id}", true, WS_PERM_TOKENS, h_token_revoke },
+	{ "GET", "/v1/whoami", true, WS_PERM_READ_TENANT, h_whoami },
 	{ "POST", "/v1/policies", true, WS_PERM_FLEET_WRITE, h_policy_create },
 	{ "GET", "/v1/policies", true, WS_PERM_READ_FLEET, h_policy_list },
 	{ "POST", "/v1/policies/validate", true, WS_PERM_READ_FLEET, h_policy_validate },

@@ -80,6 +80,7 @@ void h_tenant(api_call *c);
 void h_token_create(api_call *c);
 void h_token_list(api_call *c);
 void h_token_revoke(api_call *c);
+void h_whoami(api_call *c);
 /* api_reviews.c */
 void h_review_list(api_call *c);
 void h_review_close(api_call *c);

@@ -211,3 +211,14 @@ void h_token_revoke(api_call *c)
 	          2, params, token_revoke_done, c);
 }
 
+
+/* GET /v1/whoami: the calling token as the service sees it, so that a
+ * client (the web page) can show the view that fits the role. */
+void h_whoami(api_call *c)
+{
+	json_t *tenants = json_array();
+	for (size_t i = 0; i < c->who.n_tenants; i++)
+		json_array_append_new(tenants, json_string(c->who.tenants[i]));
+	reply_json(c, 200, json_pack("{s:s, s:s, s:s, s:o}", "id", c->who.id, "name", c->who.name ? c->who.name : "",
+				     "role", ws_role_name(c->who.role), "tenants", tenants));
+}
