@@ -150,11 +150,12 @@ class WebPage(unittest.TestCase):
         self.assertNotIn("baltic", seen["text"].lower())
 
     def test_a_bad_token_is_refused_on_the_page(self):
-        p = self.drive("tenant", self.url(), "wst_" + "x" * 43)
+        p = self.drive("refused", self.url(), "wst_" + "x" * 43)
         out, err = p.communicate(timeout=120)
-        # The driver waits for a tenant section that never comes.
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("section[data-tenant]", err)
+        self.assertEqual(p.returncode, 0, err)
+        lines = [json.loads(x) for x in out.splitlines()]
+        self.assertEqual(lines[0], {"status": "This token is not valid (unknown, expired or revoked).",
+                                    "signin_visible": True, "sections": 0})
 
     def test_the_platform_view_follows_the_rollout_live(self):
         p = self.drive("platform", self.url(), self.platform, str(self.rid))
@@ -177,6 +178,7 @@ class WebPage(unittest.TestCase):
             self.assertEqual(after["waves"]["1"], "passed")
             self.assertIn(after["rollout_state"], ("running", "completed"))
             self.assertEqual(after["pending_approvals"], [])
+            self.assertEqual(after["live"], "on")          # updated from /v1/events, not by polling
             errors = json.loads(p.stdout.readline())["errors"]
             self.assertEqual(errors, [])
         finally:

@@ -2,6 +2,8 @@
 // for tests/integration/test_web.py.  One JSON object per line on stdout:
 //   node drive.mjs tenant URL TOKEN
 //     -> {"sections": [...slugs], "rows": [[rollout, status]...], "text": "...", "errors": [...]}
+//   node drive.mjs refused URL TOKEN
+//     -> {"status": "...", "signin_visible": true, "sections": 0}
 //   node drive.mjs platform URL TOKEN ROLLOUT
 //     -> {"phase": "loaded", "rollout_state", "waves": {index: state}, "pending_approvals": [...]}
 //        then waits for a line "go" on stdin (the test starts the rollout),
@@ -32,7 +34,14 @@ try {
   await page.fill("#token", token);
   await page.click("#signin button[type=submit]");
 
-  if (mode === "tenant") {
+  if (mode === "refused") {
+    await page.waitForFunction(() => document.getElementById("status").textContent !== "", null, { timeout: 30000 });
+    out({
+      status: await page.innerText("#status"),
+      signin_visible: await page.isVisible("#signin"),
+      sections: await page.$$eval("section", (s) => s.length),
+    });
+  } else if (mode === "tenant") {
     await page.waitForSelector("section[data-tenant]", { timeout: 30000 });
     await page.waitForTimeout(300);
     out({
