@@ -1,0 +1,279 @@
+"""Tenant deferral (issue 6): POST /v1/tenants/{slug}/deferrals and
+`wavectl tenant defer`, against the real service and PostgreSQL, on the
+example fleet with the standard policy plus `deferral: {max: 45d,
+per_tenant: 1}` (the example schedule runs past the holiday freeze: 14d
+would refuse every deferral, as the max test shows with `until`).
+
+hq-finance is deferred: it and the tenants that depend on it
+(labs-shared-services, payroll-hr) move to a trailing wave "deferred" after
+the last wave, each at one of its own windows, the dependents after
+hq-finance; the moves show in the tenants' windows and calendar feeds.  A
+second deferral, an urgent release, another tenant's slug, a window beyond
+`max` and a policy without `deferral` are refused and change nothing.
+"""
+import datetime
+import json
+import os
+import sys
+
+from wsharness import SOURCE_ROOT, ServiceCase, example_fleet, main, wavectl
+
+try:
+    import icalendar
+except ImportError:
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import icalendar
+
+POLICIES = os.path.join(SOURCE_ROOT, "examples", "policies")
+START = "2026-12-01T00:00:00Z"
+DIGEST = "sha256:" + "ef" * 32
+BG = {"justification": "CVE-2026-4242 exploited against Odoo portals", "change_ref": "CHG-7781"}
+TENANT = "hq-finance"
+DEPENDENTS = {"labs-shared-services", "payroll-hr"}   # depends_on: [hq-finance] in examples/fleet.yaml
+
+
+def policy_text(fname):
+    with open(os.path.join(POLICIES, fname)) as f:
+        return f.read()
+
+
+def deferrable():
+    text = policy_text("standard.yaml").replace("name: standard-quarterly", "name: standard-deferrable", 1)
+    text = text.replace("  defaults:\n", "  deferral: {max: 45d, per_tenant: 1}\n  defaults:\n", 1)
+    assert "deferral:" in text and "standard-deferrable" in text
+    return text
+
+
+def utc(s):
+    return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+class Defer(ServiceCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        svc = cls.svc
+        r = svc.request("PUT", "/v1/fleet", token=cls.admin, body=example_fleet(),
+                        headers={"Content-Type": "application/yaml"})
+        assert r.status == 200, r
+        for text in (policy_text("standard.yaml"), deferrable(), policy_text("urgent-security.yaml")):
+            r = svc.request("POST", "/v1/policies", token=cls.admin, body=text,
+                            headers={"Content-Type": "application/yaml"})
+            assert r.status == 201, r
+        cls.plat = svc.token("platform", name="plat")
+        cls.sec = svc.token("security", name="sec")
+        cls.viewer = svc.token("viewer", name="viewer")
+        cls.owner = svc.token("tenant", TENANT, name="finance-owner")
+        cls.north = svc.token("tenant", "clinic-north", name="north-owner")
+        for version, kind in (("17.0.4", "standard"), ("17.0.5-hotfix", "urgent")):
+            r = svc.request("POST", "/v1/releases", token=cls.admin,
+                            body={"version": version, "digest": DIGEST, "kind": kind})
+            assert r.status == 201, r
+        cls.url = f"http://127.0.0.1:{svc.port}"
+
+    def req(self, method, path, token, body=None):
+        return self.svc.request(method, path, token=token, body=body)
+
+    def create(self, policy="standard-deferrable", release="17.0.4", token=None, **extra):
+        r = self.req("POST", "/v1/rollouts", token or self.plat,
+                     {"release": release, "policy": policy, "start": START, **extra})
+        self.assertEqual(r.status, 201, r)
+        rid = r.json["id"]
+        self.addCleanup(self.req, "POST", f"/v1/rollouts/{rid}/abort", self.admin, {"reason": "clean-up"})
+        return rid
+
+    def rollout(self, rid):
+        r = self.req("GET", f"/v1/rollouts/{rid}", self.admin)
+        self.assertEqual(r.status, 200, r)
+        return r.json
+
+    def placed(self, doc):
+        return {t["slug"]: (w["index"], w["name"], t["window_start"], t["window_end"])
+                for w in doc["waves"] for t in w["tenants"]}
+
+    def defer(self, rid, token=None, slug=TENANT, **body):
+        return self.req("POST", f"/v1/tenants/{slug}/deferrals", token or self.owner, {"rollout": rid, **body})
+
+    def windows(self, slug, rid, token=None):
+        r = self.req("GET", f"/v1/tenants/{slug}/windows", token or self.admin)
+        self.assertEqual(r.status, 200, r)
+        found = [w for w in r.json["windows"] if w["rollout"] == rid]
+        self.assertEqual(len(found), 1, r.json)
+        return found[0]
+
+    def feed_sequence(self, slug, rid, token=None):
+        r = self.req("GET", f"/v1/tenants/{slug}/windows.ics", token or self.admin)
+        self.assertEqual(r.status, 200, r)
+        cal = icalendar.Calendar.from_ical(r.body)
+        ev = {str(e["UID"]): e for e in cal.walk("VEVENT")}[f"rollout-{rid}-tenant-{slug}@wavesched"]
+        return int(ev["SEQUENCE"]), ev.decoded("DTSTART")
+
+    def audit(self, rid, slug=TENANT):
+        rows = self.db.sql(f"SELECT actor || '|' || (details ->> 'reason') || '|' || jsonb_array_length(details -> 'moved')"
+                           f"  FROM audit_log WHERE action = 'tenant.defer'"
+                           f"   AND object = 'rollout/{rid}/tenant/{slug}' ORDER BY id")
+        return [r for r in rows.splitlines() if r]
+
+    def tearDown(self):
+        self.assertEqual(self.db.sql("SELECT ok FROM ws_audit_verify()"), "t")
+
+    # ---- accepted once ---------------------------------------------------
+
+    def test_deferral_moves_the_tenant_and_its_dependents_after_the_last_wave(self):
+        rid = self.create()
+        before = self.rollout(rid)
+        old = self.placed(before)
+        last = before["waves"][-1]
+        self.assertIn(TENANT, old)
+        self.assertTrue(DEPENDENTS <= set(old), old)
+        seq0, start0 = self.feed_sequence(TENANT, rid, self.owner)
+        self.assertEqual(seq0, 0)
+
+        r = self.defer(rid, reason="quarter-end close in progress")
+        self.assertEqual(r.status, 201, r)
+        out = r.json
+        self.assertEqual(out["tenant"], TENANT)
+        self.assertEqual(out["wave"]["name"], "deferred")
+        self.assertEqual(out["wave"]["index"], last["index"] + 1)
+        self.assertEqual(out["moved"][0]["slug"], TENANT)
+        self.assertEqual({m["slug"] for m in out["moved"]}, {TENANT} | DEPENDENTS)
+
+        after = self.rollout(rid)
+        new = self.placed(after)
+        self.assertEqual(after["waves"][-1]["name"], "deferred")
+        self.assertEqual({s for s, p in new.items() if p[1] == "deferred"}, {TENANT} | DEPENDENTS)
+        # nobody else moved
+        for slug in set(old) - {TENANT} - DEPENDENTS:
+            self.assertEqual(new[slug], old[slug], slug)
+        # after the last wave's end plus its soak (24h: "dedicated")
+        soak_end = utc(last["end"]) + datetime.timedelta(hours=24)
+        for slug in {TENANT} | DEPENDENTS:
+            self.assertGreaterEqual(utc(new[slug][2]), soak_end, slug)
+            # one of the tenant's own windows: same length and local time of day
+            o_s, o_e = datetime.datetime.fromisoformat(old[slug][2]), datetime.datetime.fromisoformat(old[slug][3])
+            n_s, n_e = datetime.datetime.fromisoformat(new[slug][2]), datetime.datetime.fromisoformat(new[slug][3])
+            self.assertEqual(n_e - n_s, o_e - o_s, slug)
+            self.assertEqual(n_s.time(), o_s.time(), slug)
+        # the dependents come after what they depend on
+        for slug in DEPENDENTS:
+            self.assertGreaterEqual(utc(new[slug][2]), utc(new[TENANT][3]), slug)
+        # within max (45d) of the original window
+        self.assertLessEqual(utc(new[TENANT][2]) - utc(old[TENANT][2]), datetime.timedelta(days=45))
+
+        # the tenant's view and feed, with its own token
+        w = self.windows(TENANT, rid, self.owner)
+        self.assertEqual(w["wave"]["name"], "deferred")
+        self.assertEqual(w["sequence"], 1)
+        self.assertEqual(len(w["moves"]), 1)
+        self.assertIn("deferred by tenant owner hq-finance", w["moves"][0]["reason"])
+        self.assertIn("quarter-end close in progress", w["moves"][0]["reason"])
+        self.assertEqual(utc(w["moves"][0]["from_start"]), utc(old[TENANT][2]))
+        self.assertEqual(utc(w["moves"][0]["to_start"]), utc(new[TENANT][2]))
+        seq1, start1 = self.feed_sequence(TENANT, rid, self.owner)
+        self.assertEqual(seq1, 1)
+        self.assertEqual(start1, utc(new[TENANT][2]))
+        self.assertNotEqual(start1, start0)
+        for slug in DEPENDENTS:
+            w = self.windows(slug, rid)
+            self.assertEqual((w["wave"]["name"], w["sequence"]), ("deferred", 1))
+            self.assertIn("depends on hq-finance", w["moves"][0]["reason"])
+
+        # recorded and audited
+        self.assertEqual(self.audit(rid), ["token:finance-owner|quarter-end close in progress|3"])
+        row = self.db.sql(f"SELECT slug, actor, role, jsonb_array_length(moved) FROM deferrals WHERE rollout_id = {rid}")
+        self.assertEqual(row, "hq-finance|token:finance-owner|tenant|3")
+        ev = self.db.sql(f"SELECT count(*) FROM events WHERE rollout_id = {rid} AND kind = 'deployment.moved'")
+        self.assertEqual(ev, "3")
+
+        # ---- refused the second time, nothing changes
+        r = self.defer(rid, reason="again")
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("already deferred", r.json["error"]["message"])
+        self.assertEqual(self.placed(self.rollout(rid)), new)
+        self.assertEqual(len(self.audit(rid)), 1)
+
+        # a dependent may still defer once; it stays after hq-finance
+        r = self.defer(rid, token=self.admin, slug="payroll-hr")
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual([m["slug"] for m in r.json["moved"]], ["payroll-hr"])
+        later = self.placed(self.rollout(rid))
+        self.assertGreater(utc(later["payroll-hr"][2]), utc(new["payroll-hr"][2]))
+        self.assertEqual(later["payroll-hr"][1], "deferred")
+        self.assertEqual(self.windows("payroll-hr", rid)["sequence"], 2)
+
+    # ---- refusals ----------------------------------------------------------
+
+    def test_refusals_change_nothing(self):
+        rid = self.create()
+        old = self.placed(self.rollout(rid))
+        cases = [
+            # another tenant's slug: not even its existence is told
+            (self.defer(rid, token=self.north), 404, "no such tenant"),
+            (self.defer(rid, token=self.owner, slug="no-such-tenant"), 404, "no such tenant"),
+            (self.defer(rid, token=self.viewer), 403, "may not defer"),
+            # beyond max: no window before 50 days after the original one
+            (self.defer(rid, until=(utc(old[TENANT][2]) + datetime.timedelta(days=50)).isoformat()),
+             422, "beyond the deferral max of 45d"),
+            (self.defer(999999), 404, "rollout 999999 does not exist"),
+            (self.req("POST", f"/v1/tenants/{TENANT}/deferrals", self.owner, {}), 422, "rollout"),
+            (self.defer(rid, until="next tuesday"), 422, "until"),
+            (self.defer(rid, colour="blue"), 422, "colour"),
+            (self.defer(rid, reason=7), 422, "reason"),
+        ]
+        for r, status, text in cases:
+            self.assertEqual(r.status, status, r)
+            self.assertIn(text, json.dumps(r.json["error"]), r)
+        self.assertEqual(self.placed(self.rollout(rid)), old)
+        self.assertEqual(self.audit(rid), [])
+        self.assertEqual(self.db.sql(f"SELECT count(*) FROM deferrals WHERE rollout_id = {rid}"), "0")
+        # the same token for its own slug: accepted (no dependents)
+        r = self.defer(rid, slug="clinic-north", token=self.north)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual([m["slug"] for m in r.json["moved"]], ["clinic-north"])
+
+    def test_policy_without_deferral_is_refused(self):
+        rid = self.create(policy="standard-quarterly")
+        r = self.defer(rid)
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("does not allow deferral", r.json["error"]["message"])
+        self.assertEqual(self.audit(rid), [])
+
+    def test_urgent_release_is_refused(self):
+        rid = self.create(policy="urgent-security", release="17.0.5-hotfix", token=self.sec, break_glass=BG)
+        old = self.placed(self.rollout(rid))
+        r = self.defer(rid)
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("urgent release is never deferred", r.json["error"]["message"])
+        self.assertEqual(self.placed(self.rollout(rid)), old)
+        self.assertEqual(self.audit(rid), [])
+
+    def test_an_ended_rollout_is_refused(self):
+        rid = self.create()
+        r = self.req("POST", f"/v1/rollouts/{rid}/abort", self.admin, {"reason": "not this quarter"})
+        self.assertEqual(r.status, 200, r)
+        r = self.defer(rid)
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("is aborted", r.json["error"]["message"])
+
+    # ---- wavectl ---------------------------------------------------------
+
+    def test_wavectl_tenant_defer(self):
+        rid = self.create()
+        out = wavectl("tenant", "defer", TENANT, "--rollout", str(rid), "--reason", "audit week",
+                      token=self.owner, url=self.url)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(f"hq-finance deferred in rollout {rid}", out.stdout)
+        for slug in {TENANT} | DEPENDENTS:
+            self.assertIn(slug, out.stdout)
+        out = wavectl("tenant", "defer", TENANT, "--rollout", str(rid), token=self.owner, url=self.url)
+        self.assertEqual(out.returncode, 1, out)
+        self.assertIn("already deferred", out.stderr)
+        for bad in (["tenant", "defer", TENANT], ["tenant", "defer", TENANT, "--rollout", "x"],
+                    ["tenant", "defer", "--rollout", str(rid)]):
+            out = wavectl(*bad, token=self.owner, url=self.url)
+            self.assertEqual(out.returncode, 2, (bad, out))
+
+
+if __name__ == "__main__":
+    main()
