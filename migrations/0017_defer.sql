@@ -132,6 +132,8 @@ DECLARE
     v_id       bigint;
     v_start    timestamptz;
     v_end      timestamptz;
+    v_created  boolean := false;
+    v_dropped  jsonb;
 BEGIN
     IF p_actor IS NULL OR p_actor = '' THEN
         PERFORM ws__fail('WSE04', 'a deferral needs an actor');
@@ -203,6 +205,7 @@ BEGIN
         SELECT p_rollout, COALESCE(max(w.idx), 0) + 1, 'deferred', v_start, v_end, p_settings
           FROM waves w WHERE w.rollout_id = p_rollout
         RETURNING * INTO v_wave;
+        v_created := true;
     ELSE
         UPDATE waves w SET start_at = least(w.start_at, v_start), end_at = greatest(w.end_at, v_end),
                            updated_at = now()
@@ -224,6 +227,35 @@ BEGIN
            updated_at = now()
       FROM ws_defer_moves m WHERE m.dep_id = d.id;
 
+    -- A wave the deferral emptied that has not started would wait for its
+    -- approvals with nothing to approve (overflow waves carry the last
+    -- wave's gates): it goes, with its approvals withdrawn on the record.
+    -- A wave that started (gate results) stays and passes empty.
+    SELECT COALESCE(jsonb_agg(jsonb_build_object('index', w.idx, 'name', w.name) ORDER BY w.idx), '[]')
+      INTO v_dropped
+      FROM waves w
+     WHERE w.rollout_id = p_rollout AND w.id <> v_wave.id AND w.state = 'pending'
+       AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.wave_id = w.id)
+       AND NOT EXISTS (SELECT 1 FROM gate_results g WHERE g.wave_id = w.id);
+    INSERT INTO approvals_withdrawn (id, rollout_id, wave_idx, wave_name, actor, role, decision, comment, at,
+                                     plan_version, withdrawn_by, reason)
+    SELECT a.id, a.rollout_id, w.idx, w.name, a.actor, a.role, a.decision, a.comment, a.at,
+           v_ro.plan_version, p_actor, format('wave %s (%s) emptied by the deferral of %s', w.idx, w.name, p_slug)
+      FROM approvals a JOIN waves w ON w.id = a.wave_id
+     WHERE a.rollout_id = p_rollout AND w.idx IN (SELECT (x ->> 'index')::integer FROM jsonb_array_elements(v_dropped) x);
+    DELETE FROM approvals a USING waves w
+     WHERE a.wave_id = w.id AND a.rollout_id = p_rollout
+       AND w.idx IN (SELECT (x ->> 'index')::integer FROM jsonb_array_elements(v_dropped) x);
+    DELETE FROM waves w
+     WHERE w.rollout_id = p_rollout
+       AND w.idx IN (SELECT (x ->> 'index')::integer FROM jsonb_array_elements(v_dropped) x);
+    -- A new deferred wave follows the remaining waves directly.
+    IF v_created THEN
+        UPDATE waves w SET idx = (SELECT COALESCE(max(o.idx), 0) + 1 FROM waves o
+                                   WHERE o.rollout_id = p_rollout AND o.id <> v_wave.id)
+         WHERE w.id = v_wave.id RETURNING * INTO v_wave;
+    END IF;
+
     SELECT jsonb_agg(jsonb_build_object('slug', m.slug, 'from_start', ws__rfc3339(m.from_start),
                                         'from_end', ws__rfc3339(m.from_end), 'to_start', ws__rfc3339(m.window_start),
                                         'to_end', ws__rfc3339(m.window_end)) ORDER BY m.n)
@@ -239,7 +271,8 @@ BEGIN
     PERFORM ws_audit_append(p_actor, 'tenant.defer', format('rollout/%s/tenant/%s', p_rollout, p_slug),
         jsonb_build_object('deferral', v_id, 'rollout', p_rollout, 'tenant', p_slug, 'role', p_role,
                            'reason', COALESCE(p_reason, ''), 'until', ws__rfc3339(p_until),
-                           'wave', v_wave.idx, 'fleet_generation', p_generation, 'moved', v_moved));
+                           'wave', v_wave.idx, 'fleet_generation', p_generation, 'moved', v_moved,
+                           'waves_dropped', v_dropped));
     INSERT INTO events (rollout_id, kind, payload)
     VALUES (p_rollout, 'tenant.deferred', jsonb_build_object('object', 'rollout', 'id', p_rollout,
             'rollout', p_rollout, 'tenant', p_slug, 'actor', p_actor, 'deferral', v_id,
@@ -260,6 +293,6 @@ BEGIN
                              'wave', json_build_object('index', v_wave.idx, 'name', v_wave.name,
                                                        'start', ws__rfc3339(v_wave.start_at),
                                                        'end', ws__rfc3339(v_wave.end_at)),
-                             'moved', v_moved);
+                             'moved', v_moved, 'waves_dropped', v_dropped);
 END
 $$;

@@ -64,6 +64,7 @@ class Defer(ServiceCase):
         cls.plat = svc.token("platform", name="plat")
         cls.sec = svc.token("security", name="sec")
         cls.viewer = svc.token("viewer", name="viewer")
+        cls.appr = [svc.token("approver", name=f"appr{i}") for i in (1, 2)]
         cls.owner = svc.token("tenant", TENANT, name="finance-owner")
         cls.north = svc.token("tenant", "clinic-north", name="north-owner")
         for version, kind in (("17.0.4", "standard"), ("17.0.5-hotfix", "urgent")):
@@ -129,19 +130,31 @@ class Defer(ServiceCase):
         self.assertTrue(DEPENDENTS <= set(old), old)
         seq0, start0 = self.feed_sequence(TENANT, rid, self.owner)
         self.assertEqual(seq0, 0)
+        # The dependents make up the whole last wave (overflow-1, with the
+        # dedicated wave's two approvals): once they leave it, it goes.
+        self.assertEqual((last["name"], {t["slug"] for t in last["tenants"]}), ("overflow-1", DEPENDENTS))
+        for tok in self.appr:
+            r = self.req("POST", f"/v1/rollouts/{rid}/approve", tok, {"wave": last["index"], "comment": "ok"})
+            self.assertEqual(r.status, 200, r)
 
         r = self.defer(rid, reason="quarter-end close in progress")
         self.assertEqual(r.status, 201, r)
         out = r.json
         self.assertEqual(out["tenant"], TENANT)
         self.assertEqual(out["wave"]["name"], "deferred")
-        self.assertEqual(out["wave"]["index"], last["index"] + 1)
+        self.assertEqual(out["waves_dropped"], [{"index": last["index"], "name": "overflow-1"}])
+        self.assertEqual(out["wave"]["index"], last["index"])
         self.assertEqual(out["moved"][0]["slug"], TENANT)
         self.assertEqual({m["slug"] for m in out["moved"]}, {TENANT} | DEPENDENTS)
 
         after = self.rollout(rid)
         new = self.placed(after)
-        self.assertEqual(after["waves"][-1]["name"], "deferred")
+        self.assertEqual([w["name"] for w in after["waves"]],
+                         [w["name"] for w in before["waves"][:-1]] + ["deferred"])
+        self.assertEqual([w["index"] for w in after["waves"]], list(range(1, len(before["waves"]) + 1)))
+        withdrawn = self.db.sql(f"SELECT string_agg(actor || ':' || wave_name, ',' ORDER BY actor)"
+                                f"  FROM approvals_withdrawn WHERE rollout_id = {rid}")
+        self.assertEqual(withdrawn, "token:appr1:overflow-1,token:appr2:overflow-1")
         self.assertEqual({s for s, p in new.items() if p[1] == "deferred"}, {TENANT} | DEPENDENTS)
         # nobody else moved
         for slug in set(old) - {TENANT} - DEPENDENTS:
