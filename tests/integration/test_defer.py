@@ -16,6 +16,7 @@ import json
 import os
 import sys
 
+from test_engine import EngineCase
 from wsharness import SOURCE_ROOT, ServiceCase, example_fleet, main, wavectl
 
 try:
@@ -286,6 +287,38 @@ class Defer(ServiceCase):
                     ["tenant", "defer", "--rollout", str(rid)]):
             out = wavectl(*bad, token=self.owner, url=self.url)
             self.assertEqual(out.returncode, 2, (bad, out))
+
+
+class DeferredWaveRuns(EngineCase):
+    """A short engine play (test_engine.py's, on the simulated fleet): a
+    deferral made while the rollout runs appends the deferred wave, which
+    the engine picks up and runs after every other wave."""
+    policy_changes = {"name: standard-quarterly": "name: standard-deferrable",
+                      "  defaults:\n": "  deferral: {max: 45d, per_tenant: 1}\n  defaults:\n"}
+
+    def test_the_deferred_wave_runs_last(self):
+        owner = self.svc.token("tenant", TENANT, name="finance-owner")
+        rid = self.create_rollout()
+        self.approve_all(rid)
+        self.start(rid)
+        r = self.svc.request("POST", f"/v1/tenants/{TENANT}/deferrals", token=owner,
+                             body={"rollout": rid, "reason": "year-end"})
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual({m["slug"] for m in r.json["moved"]}, {TENANT} | DEPENDENTS)
+        ro = self.wait_state(rid, ("completed", "halted", "aborted"))
+        self.assertEqual(ro["state"], "completed", ro)
+        waves = ro["waves"]
+        self.assertEqual(waves[-1]["name"], "deferred")
+        self.assertTrue(all(w["state"] == "passed" for w in waves), [(w["name"], w["state"]) for w in waves])
+        self.assertEqual({t["slug"] for t in waves[-1]["tenants"]}, {TENANT} | DEPENDENTS)
+        before_last = max(utc(w["ended_at"]) for w in waves[:-1])
+        for t in waves[-1]["tenants"]:
+            self.assertEqual(t["state"], "healthy", t)
+            self.assertGreaterEqual(utc(t["started_at"]), before_last, t)
+            self.assertGreaterEqual(utc(t["started_at"]), utc(t["window_start"]), t)
+        versions = {s: t["version"] for s, t in self.sim.tenants().items()}
+        for slug in {TENANT} | DEPENDENTS:
+            self.assertEqual(versions[slug], "17.0.4", slug)
 
 
 if __name__ == "__main__":
