@@ -246,6 +246,62 @@ class Defer(ServiceCase):
         self.assertEqual(r.status, 201, r)
         self.assertEqual([m["slug"] for m in r.json["moved"]], ["clinic-north"])
 
+    def test_commit_guard_refuses_a_stale_placement(self):
+        """ws_tenant_defer commits only what was placed from the rows as they
+        are: a fleet import, a moved window or a changed plan in between is
+        refused, and nothing changes."""
+        rid = self.create()
+        old = self.placed(self.rollout(rid))
+        ctx = json.loads(self.db.sql(f"SELECT ws_defer_context('{TENANT}', {rid})"))
+        windows = {s: ctx["open"][s] for s in {TENANT} | DEPENDENTS}
+        moves = [{"slug": s, "window_start": "2027-03-01T00:00:00Z", "window_end": "2027-03-01T04:00:00Z"}
+                 for s in [TENANT] + sorted(DEPENDENTS)]
+        settings = self.db.sql(f"SELECT settings FROM waves WHERE rollout_id = {rid} ORDER BY idx LIMIT 1")
+
+        def commit(generation=ctx["generation"], expected_windows=windows, plan_version=ctx["plan_version"]):
+            expected = json.dumps({"plan_version": plan_version, "after": ctx["after"], "windows": expected_windows})
+            return self.db.sql(f"SELECT ws_tenant_defer('{TENANT}', {rid}, 'token:t', 'tenant', 'r', NULL,"
+                               f" {generation}, '{expected}'::jsonb, '{json.dumps(moves)}'::jsonb,"
+                               f" '{settings}'::jsonb, 86400 * 120, 1)")
+
+        stale = dict(windows, **{TENANT: "2026-12-27T07:00:00Z"})
+        for kwargs, text in (({"generation": ctx["generation"] + 1}, "the fleet changed"),
+                             ({"expected_windows": stale}, "deployments of hq-finance in rollout"),
+                             ({"plan_version": ctx["plan_version"] + 1}, "changed while the deferral was placed")):
+            with self.assertRaises(RuntimeError) as e:
+                commit(**kwargs)
+            self.assertIn(text, str(e.exception))
+        self.assertEqual(self.placed(self.rollout(rid)), old)
+        self.assertEqual(self.audit(rid), [])
+        # the same call with the rows as they are goes through
+        out = json.loads(commit())
+        self.assertEqual(out["wave"]["name"], "deferred")
+        got = self.placed(self.rollout(rid))[TENANT]
+        self.assertEqual((got[1], utc(got[2]), utc(got[3])),
+                         ("deferred", utc("2027-03-01T00:00:00Z"), utc("2027-03-01T04:00:00Z")))
+
+    def test_a_started_deployment_is_not_deferred(self):
+        """Only a scheduled or waiting deployment moves, and a tenant whose
+        dependent has started cannot move ahead of it.  The state is set as
+        the engine would have (a planned rollout: the engine leaves it be)."""
+        rid = self.create()
+        self.db.sql(f"UPDATE deployments SET state = 'deploying', started_at = now()"
+                    f" WHERE rollout_id = {rid} AND slug = '{TENANT}'")
+        # back before the clean-up abort, so the engine has nothing to finish
+        self.addCleanup(self.db.sql, f"UPDATE deployments SET state = 'scheduled', started_at = NULL"
+                                     f" WHERE rollout_id = {rid} AND slug = '{TENANT}'")
+        old = self.placed(self.rollout(rid))
+        r = self.defer(rid)
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("the deployment of hq-finance in rollout", r.json["error"]["message"])
+        self.assertIn("is deploying", r.json["error"]["message"])
+        r = self.defer(rid, token=self.admin, slug="integration-hub")
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("hq-finance depends on a tenant that would move, and its deployment has already started",
+                      json.dumps(r.json["error"]["details"]))
+        self.assertEqual(self.placed(self.rollout(rid)), old)
+        self.assertEqual(self.db.sql(f"SELECT count(*) FROM deferrals WHERE rollout_id = {rid}"), "0")
+
     def test_policy_without_deferral_is_refused(self):
         rid = self.create(policy="standard-quarterly")
         r = self.defer(rid)
