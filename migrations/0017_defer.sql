@@ -174,6 +174,11 @@ BEGIN
     SELECT x.n, m ->> 'slug', (m ->> 'window_start')::timestamptz, (m ->> 'window_end')::timestamptz,
            COALESCE(m -> 'reasons', '[]')
       FROM jsonb_array_elements(p_moves) WITH ORDINALITY x(m, n);
+    -- Locked before they are compared, so that the engine cannot start one
+    -- between the check and the move.
+    PERFORM 1 FROM deployments d
+     WHERE d.rollout_id = p_rollout AND d.slug IN (SELECT m.slug FROM ws_defer_moves m)
+     ORDER BY d.id FOR UPDATE;
     UPDATE ws_defer_moves m SET dep_id = d.id, from_start = d.window_start, from_end = d.window_end
       FROM deployments d
      WHERE d.rollout_id = p_rollout AND d.slug = m.slug AND d.state IN ('scheduled', 'waiting_window')
@@ -184,7 +189,6 @@ BEGIN
         PERFORM ws__fail('WSE02', format('deployments of %s in rollout %s changed while the deferral was placed: defer again',
                                          v_bad, p_rollout));
     END IF;
-    PERFORM 1 FROM deployments d JOIN ws_defer_moves m ON m.dep_id = d.id FOR UPDATE OF d;
     IF EXISTS (SELECT 1 FROM ws_defer_moves m WHERE m.window_start IS NULL OR m.window_end IS NULL
                   OR m.window_end <= m.window_start) THEN
         PERFORM ws__fail('WSE04', 'moves: every move needs a window_start before its window_end');

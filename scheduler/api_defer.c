@@ -208,6 +208,19 @@ static void defer_work_cb(uv_work_t *w)
 		goto out;
 	}
 	json_array_insert_new(j->moves, 0, move_json(self));
+	/* A deployment whose window has begun is the engine's to start at any
+	 * moment (on its clock, which `now` is): it is not taken from under it. */
+	const char *wk;
+	json_t *wv;
+	json_object_foreach(windows, wk, wv) {
+		int64_t ws = 0;
+		if (json_is_string(wv) && ws_time_parse(json_string_value(wv), &ws) == 0 && ws <= j->now) {
+			job_fail(j, 409, "conflict", "the window of %s in rollout %s began at %s: a deployment in its "
+				 "window is not deferred", wk, j->rollout, json_string_value(wv));
+			json_decref(windows);
+			goto out;
+		}
+	}
 	if (orig_s && self->window_start - original > p->deferral_max_s) {
 		char got[40], from[40], max[32];
 		ws_time_format(self->window_start, 0, true, got, sizeof(got));

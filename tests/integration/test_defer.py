@@ -285,6 +285,17 @@ class Defer(ServiceCase):
         dependent has started cannot move ahead of it.  The state is set as
         the engine would have (a planned rollout: the engine leaves it be)."""
         rid = self.create()
+        # a window that has begun: the engine may start it any moment
+        sql = f"SELECT ws__rfc3339(window_start) || ',' || ws__rfc3339(window_end) FROM deployments" \
+              f" WHERE rollout_id = {rid} AND slug = '{TENANT}'"
+        s0, e0 = self.db.sql(sql).split(",")
+        self.db.sql(f"UPDATE deployments SET window_start = now() - interval '1 hour',"
+                    f" window_end = now() + interval '3 hours' WHERE rollout_id = {rid} AND slug = '{TENANT}'")
+        r = self.defer(rid)
+        self.assertEqual(r.status, 409, r)
+        self.assertIn(f"the window of hq-finance in rollout {rid} began at", r.json["error"]["message"])
+        self.db.sql(f"UPDATE deployments SET window_start = '{s0}', window_end = '{e0}'"
+                    f" WHERE rollout_id = {rid} AND slug = '{TENANT}'")
         self.db.sql(f"UPDATE deployments SET state = 'deploying', started_at = now()"
                     f" WHERE rollout_id = {rid} AND slug = '{TENANT}'")
         # back before the clean-up abort, so the engine has nothing to finish
