@@ -17,6 +17,7 @@ CREATE TABLE deferrals (
     rollout_id  bigint NOT NULL REFERENCES rollouts (id),
     tenant_id   bigint NOT NULL REFERENCES tenants (id),
     slug        text NOT NULL,
+    plan_version integer NOT NULL,             -- a re-plan rebuilds the rows: deferrals count per version
     actor       text NOT NULL,
     role        text NOT NULL,
     reason      text NOT NULL DEFAULT '',
@@ -32,13 +33,22 @@ CREATE TABLE deferrals (
 );
 CREATE INDEX deferrals_rollout_idx ON deferrals (rollout_id, tenant_id);
 
--- The deferral limits count the tenant's own deferrals; "max" is measured
--- from the window the tenant had before its first deferral in the rollout.
+-- The deferral limits count the tenant's own deferrals under the rollout's
+-- current plan version (a re-plan rebuilds every row from the plan, undoing
+-- the moves); "max" is measured from the window the tenant had before its
+-- first of them.
+CREATE FUNCTION ws__defer_count(p_rollout bigint, p_tenant bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT count(*) FROM deferrals d JOIN rollouts r ON r.id = d.rollout_id
+     WHERE d.rollout_id = p_rollout AND d.tenant_id = p_tenant AND d.plan_version = r.plan_version
+$$;
+
 CREATE FUNCTION ws__defer_original_start(p_rollout bigint, p_tenant bigint, p_current timestamptz)
 RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT COALESCE((SELECT d.from_start FROM deferrals d
+    SELECT COALESCE((SELECT d.from_start FROM deferrals d JOIN rollouts r ON r.id = d.rollout_id
                       WHERE d.rollout_id = p_rollout AND d.tenant_id = p_tenant
+                        AND d.plan_version = r.plan_version
                       ORDER BY d.id LIMIT 1), p_current)
 $$;
 
@@ -93,7 +103,7 @@ BEGIN
         'deployment', json_build_object('state', v_dep.state, 'window_start', ws__rfc3339(v_dep.window_start),
                                         'window_end', ws__rfc3339(v_dep.window_end)),
         'original_start', ws__rfc3339(ws__defer_original_start(p_rollout, v_dep.tenant_id, v_dep.window_start)),
-        'deferrals', (SELECT count(*) FROM deferrals d WHERE d.rollout_id = p_rollout AND d.tenant_id = v_dep.tenant_id),
+        'deferrals', ws__defer_count(p_rollout, v_dep.tenant_id),
         'after', ws__rfc3339(COALESCE(v_last.end_at, v_last.start_at, v_ro.start_at)
                              + make_interval(secs => COALESCE((v_last.settings ->> 'soak_s')::bigint, 0))),
         'deferred_wave_end', ws__rfc3339(v_def.end_at),
@@ -160,7 +170,7 @@ BEGIN
     END IF;
     SELECT d.* INTO v_dep FROM deployments d
      WHERE d.rollout_id = p_rollout AND d.slug = p_slug FOR UPDATE;
-    SELECT count(*) INTO v_n FROM deferrals d WHERE d.rollout_id = p_rollout AND d.tenant_id = v_dep.tenant_id;
+    v_n := ws__defer_count(p_rollout, v_dep.tenant_id);
     IF v_n >= p_per_tenant THEN
         PERFORM ws__fail('WSE02', format('tenant %s has already deferred its window in rollout %s %s time%s (the policy allows %s)',
                                          p_slug, p_rollout, v_n, CASE WHEN v_n = 1 THEN '' ELSE 's' END, p_per_tenant));
@@ -264,9 +274,9 @@ BEGIN
                                         'from_end', ws__rfc3339(m.from_end), 'to_start', ws__rfc3339(m.window_start),
                                         'to_end', ws__rfc3339(m.window_end)) ORDER BY m.n)
       INTO v_moved FROM ws_defer_moves m;
-    INSERT INTO deferrals (rollout_id, tenant_id, slug, actor, role, reason, until_at, from_start, from_end,
-                           to_start, to_end, moved)
-    SELECT p_rollout, v_dep.tenant_id, p_slug, p_actor, COALESCE(p_role, ''), COALESCE(p_reason, ''), p_until,
+    INSERT INTO deferrals (rollout_id, tenant_id, slug, plan_version, actor, role, reason, until_at, from_start,
+                           from_end, to_start, to_end, moved)
+    SELECT p_rollout, v_dep.tenant_id, p_slug, v_ro.plan_version, p_actor, COALESCE(p_role, ''), COALESCE(p_reason, ''), p_until,
            m.from_start, m.from_end, m.window_start, m.window_end, v_moved
       FROM ws_defer_moves m WHERE m.slug = p_slug
     RETURNING id INTO v_id;

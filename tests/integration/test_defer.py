@@ -313,6 +313,21 @@ class Defer(ServiceCase):
         self.assertEqual(self.placed(self.rollout(rid)), old)
         self.assertEqual(self.db.sql(f"SELECT count(*) FROM deferrals WHERE rollout_id = {rid}"), "0")
 
+    def test_a_replan_rebuilds_the_rows_and_the_tenant_may_defer_again(self):
+        """A re-plan (planned rollouts only) rebuilds every row from the new
+        plan, undoing the moves: the limits count deferrals per plan version."""
+        rid = self.create()
+        r = self.defer(rid)
+        self.assertEqual(r.status, 201, r)
+        r = self.req("POST", f"/v1/rollouts/{rid}/replan", self.plat, {"reason": "new quarter dates"})
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn("deferred", [w["name"] for w in self.rollout(rid)["waves"]])
+        r = self.defer(rid, reason="still closing the books")
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(self.db.sql(f"SELECT string_agg(plan_version::text, ',' ORDER BY id) FROM deferrals"
+                                     f" WHERE rollout_id = {rid}"), "1,2")
+        self.assertEqual(self.defer(rid).status, 409)
+
     def test_policy_without_deferral_is_refused(self):
         rid = self.create(policy="standard-quarterly")
         r = self.defer(rid)
