@@ -71,14 +71,13 @@ DECLARE
     v_last  waves%ROWTYPE;
     v_def   waves%ROWTYPE;
 BEGIN
+    -- One answer for a rollout that does not exist and one the tenant is
+    -- not in: a tenant token learns nothing of other rollouts.
     SELECT * INTO v_ro FROM rollouts r WHERE r.id = p_rollout;
-    IF NOT FOUND THEN
-        PERFORM ws__fail('WSE05', format('rollout %s does not exist', p_rollout));
-    END IF;
     SELECT d.* INTO v_dep FROM deployments d JOIN tenants t ON t.id = d.tenant_id
      WHERE d.rollout_id = p_rollout AND t.slug = p_slug;
-    IF NOT FOUND THEN
-        PERFORM ws__fail('WSE05', format('tenant %s is not in rollout %s', p_slug, p_rollout));
+    IF v_ro.id IS NULL OR v_dep.id IS NULL THEN
+        PERFORM ws__fail('WSE05', format('tenant %s has no deployment in rollout %s', p_slug, p_rollout));
     END IF;
     SELECT x.kind, x.version INTO v_kind, v_rel FROM releases x WHERE x.id = v_ro.release_id;
     IF v_kind = 'urgent' THEN

@@ -31,6 +31,7 @@ DIGEST = "sha256:" + "ef" * 32
 BG = {"justification": "CVE-2026-4242 exploited against Odoo portals", "change_ref": "CHG-7781"}
 TENANT = "hq-finance"
 DEPENDENTS = {"labs-shared-services", "payroll-hr"}   # depends_on: [hq-finance] in examples/fleet.yaml
+FROZEN = "legacy-archive"                           # frozen: true, so in no rollout
 
 
 def policy_text(fname):
@@ -229,7 +230,9 @@ class Defer(ServiceCase):
             # beyond max: no window before 50 days after the original one
             (self.defer(rid, until=(utc(old[TENANT][2]) + datetime.timedelta(days=50)).isoformat()),
              422, "beyond the deferral max of 45d"),
-            (self.defer(999999), 404, "rollout 999999 does not exist"),
+            (self.defer(999999), 404, "tenant hq-finance has no deployment in rollout 999999"),
+            # a frozen tenant is in no rollout: the same answer as no rollout
+            (self.defer(rid, token=self.admin, slug=FROZEN), 404, f"{FROZEN} has no deployment in rollout {rid}"),
             (self.req("POST", f"/v1/tenants/{TENANT}/deferrals", self.owner, {}), 422, "rollout"),
             (self.defer(rid, until="next tuesday"), 422, "until"),
             (self.defer(rid, colour="blue"), 422, "colour"),
