@@ -359,6 +359,16 @@ class Defer(ServiceCase):
 
     def test_wavectl_tenant_defer(self):
         rid = self.create()
+        out = wavectl("tenant", "defer", TENANT, "--rollout", str(rid), "--until", "2027-03-01T00:00:00Z",
+                      token=self.owner, url=self.url)
+        self.assertEqual(out.returncode, 1, out)
+        self.assertIn("beyond the deferral max of 45d", out.stderr)
+        out = wavectl("tenant", "defer", TENANT, "--rollout", str(rid), "--reason", "audit week",
+                      "--format", "json", token=self.owner, url=self.url)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout)["reason"], "audit week")
+        r = self.req("POST", f"/v1/rollouts/{rid}/replan", self.plat, {"reason": "undo for the text form"})
+        self.assertEqual(r.status, 200, r)
         out = wavectl("tenant", "defer", TENANT, "--rollout", str(rid), "--reason", "audit week",
                       token=self.owner, url=self.url)
         self.assertEqual(out.returncode, 0, out.stderr)
