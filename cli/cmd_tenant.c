@@ -1,7 +1,8 @@
 /*
  * cmd_tenant.c - wavectl tenant windows SLUG [--ics] [--format text|json]:
  * a tenant's maintenance windows across rollouts (GET
- * /v1/tenants/{slug}/windows, or the calendar feed windows.ics as it is).
+ * /v1/tenants/{slug}/windows, or the calendar feed windows.ics as it is);
+ * wavectl tenant defer SLUG --rollout ID: POST /v1/tenants/{slug}/deferrals.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -187,5 +188,104 @@ int cmd_tenant_windows(int argc, char **argv)
 		json_decref(doc);
 	}
 	free(r.body.data);
+	return rc;
+}
+
+static const char usage_defer[] =
+	"usage: wavectl tenant defer SLUG --rollout ID [--reason R] [--until TIME] [--format text|json]\n"
+	"\n"
+	"Defers the tenant's window in a rollout, within the limits of the rollout's\n"
+	"policy (`deferral: {max, per_tenant}`; never for an urgent release).  The\n"
+	"tenant and the tenants that depend on it move to the rollout's trailing\n"
+	"wave \"deferred\", at their first valid windows after its last wave.\n"
+	"\n"
+	"  --rollout ID        the rollout (required)\n"
+	"  --reason R          why, kept with the deferral and in the audit log\n"
+	"  --until TIME        RFC 3339: no window before this time\n"
+	"  --format text|json  a summary (default) or the API's JSON answer\n";
+
+/* argv[0] is "defer". */
+int cmd_tenant_defer(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "rollout", required_argument, NULL, 'r' },
+		{ "reason", required_argument, NULL, 'R' },
+		{ "until", required_argument, NULL, 'u' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *rollout = NULL, *reason = NULL, *until = NULL, *format = NULL;
+	int o;
+	opterr = 0;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'r': rollout = optarg; break;
+		case 'R': reason = optarg; break;
+		case 'u': until = optarg; break;
+		case 'F': format = optarg; break;
+		case 'h': fputs(usage_defer, stdout); return EXIT_OK;
+		default:
+			fprintf(stderr, "wavectl: tenant defer: unknown option or missing value \"%s\"\n%s",
+				argv[optind - 1], usage_defer);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		fprintf(stderr, "wavectl: tenant defer takes one tenant slug\n%s", usage_defer);
+		return EXIT_USAGE;
+	}
+	char *end = NULL;
+	long long id = rollout ? strtoll(rollout, &end, 10) : 0;
+	if (!rollout || !*rollout || *end || id < 1) {
+		fprintf(stderr, "wavectl: tenant defer needs --rollout ID, a positive integer\n%s", usage_defer);
+		return EXIT_USAGE;
+	}
+	if (format && strcmp(format, "text") != 0 && strcmp(format, "json") != 0) {
+		fprintf(stderr, "wavectl: --format must be text or json, not \"%s\"\n", format);
+		return EXIT_USAGE;
+	}
+	char *esc = curl_easy_escape(NULL, argv[optind], 0);
+	char *path = NULL;
+	json_t *body = json_pack("{s:I}", "rollout", (json_int_t)id);
+	if (body && reason)
+		json_object_set_new(body, "reason", json_string(reason));
+	if (body && until)
+		json_object_set_new(body, "until", json_string(until));
+	if (!esc || !body || asprintf(&path, "/v1/tenants/%s/deferrals", esc) < 0) {
+		curl_free(esc);
+		json_decref(body);
+		fprintf(stderr, "wavectl: out of memory\n");
+		return EXIT_REFUSED;
+	}
+	curl_free(esc);
+	json_t *out = NULL;
+	int rc = api_json("POST", path, body, &out);
+	free(path);
+	json_decref(body);
+	if (rc == 0 && format && strcmp(format, "json") == 0) {
+		char *s = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", s ? s : "");
+		free(s);
+	} else if (rc == 0) {
+		const json_t *wave = json_object_get(out, "wave");
+		printf("deferral %lld: %s deferred in rollout %lld, wave %lld:%s\n",
+		       (long long)json_integer_value(json_object_get(out, "id")), argv[optind],
+		       (long long)json_integer_value(json_object_get(out, "rollout")),
+		       (long long)json_integer_value(json_object_get(wave, "index")),
+		       json_string_value(json_object_get(wave, "name")) ?: "?");
+		size_t i;
+		const json_t *m;
+		json_array_foreach(json_object_get(out, "moved"), i, m) {
+			char from[80], to[80];
+			window_text(json_string_value(json_object_get(m, "from_start")),
+				    json_string_value(json_object_get(m, "from_end")), from, sizeof(from));
+			window_text(json_string_value(json_object_get(m, "to_start")),
+				    json_string_value(json_object_get(m, "to_end")), to, sizeof(to));
+			printf("  %-24s %s -> %s\n", json_string_value(json_object_get(m, "slug")) ?: "?", from, to);
+		}
+	}
+	json_decref(out);
 	return rc;
 }

@@ -31,6 +31,7 @@ static const char usage_main[] =
 	"  tenant list                       tenants with version and next window\n"
 	"  tenant show SLUG                  one tenant\n"
 	"  tenant windows SLUG [--ics] [--format text|json]\n"
+	"  tenant defer SLUG --rollout ID [--reason R]   defer the tenant's window\n"
 	"                                    its maintenance windows (or calendar feed)\n"
 	"  policy validate FILE... [--fleet FLEET]   offline: check policy files\n"
 	"  policy push FILE | list | show NAME       stored policies\n"
@@ -73,6 +74,8 @@ int main(int argc, char **argv)
 	int rc;
 	if (strcmp(cmd, "tenant") == 0 && argc >= 3 && strcmp(argv[2], "windows") == 0)
 		rc = cmd_tenant_windows(argc - 2, argv + 2);
+	else if (strcmp(cmd, "tenant") == 0 && argc >= 3 && strcmp(argv[2], "defer") == 0)
+		rc = cmd_tenant_defer(argc - 2, argv + 2);
 	else if (strcmp(cmd, "fleet") == 0)
 		rc = cmd_fleet(argc - 1, argv + 1);
 	else if (strcmp(cmd, "tenant") == 0)

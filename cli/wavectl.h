@@ -42,6 +42,7 @@ void print_diags(const struct ws_diags *d);
 int cmd_fleet(int argc, char **argv);
 int cmd_tenant(int argc, char **argv);
 int cmd_tenant_windows(int argc, char **argv);   /* cmd_tenant.c */
+int cmd_tenant_defer(int argc, char **argv);     /* cmd_tenant.c */
 int cmd_policy(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_rollout(int argc, char **argv);

@@ -406,6 +406,8 @@ static const route routes[] = {
 	{ "GET", "/v1/tenants/{slug}/backups", true, WS_PERM_READ_TENANT, h_tenant_backups },
 	{ "GET", "/v1/tenants/{slug}/windows", true, WS_PERM_READ_TENANT, h_tenant_windows },
 	{ "GET", "/v1/tenants/{slug}/windows.ics", true, WS_PERM_READ_TENANT, h_tenant_windows_ics },
+	/* Tenant tokens for their own slugs, and roles acting for them (api_defer.c). */
+	{ "POST", "/v1/tenants/{slug}/deferrals", true, WS_PERM_READ_TENANT, h_tenant_defer },
 	/* Rollouts are read per tenant (filtered in SQL); approvals are checked
 	 * against the policy's roles by ws_wave_decide_as. */
 	{ "GET", "/v1/rollouts", true, WS_PERM_READ_TENANT, h_rollout_list },

@@ -99,6 +99,8 @@ void h_tenant_backups(api_call *c);
 /* api_windows.c */
 void h_tenant_windows(api_call *c);
 void h_tenant_windows_ics(api_call *c);
+/* api_defer.c */
+void h_tenant_defer(api_call *c);
 /* api_rollouts.c */
 void h_rollout_list(api_call *c);
 void h_rollout_get(api_call *c);

@@ -95,4 +95,30 @@ WS_API json_t *plan_to_json(const ws_plan *p);
  */
 WS_API int plan_write_json(const ws_plan *p, FILE *out);
 
+/*
+ * Tenant deferral (issue 6): places the tenant `slug` and its dependents
+ * (transitively, among the `open` tenants: the rollout's deployments that
+ * have not started) in one extra wave "deferred" beginning at `start`, by
+ * plan_build() itself on a view of the inputs (plan_defer.c), so the window
+ * rules are those of every plan.  Dependents pushed after their dependency
+ * come as overflow waves of the result; the rollout keeps them all in its
+ * one deferred wave.  Fails (NULL, reasons in `d`) when a dependent has
+ * already started (`started`), or any tenant that moves finds no window
+ * within the horizon.  The result's waves have settings NULL.
+ */
+typedef struct ws_defer_input {
+	const ws_fleet *fleet;
+	const ws_policy *policy;       /* the rollout's; the wave takes its defaults */
+	const char *release;
+	ws_release_kind kind;
+	int64_t start;
+	const char *slug;
+	const char *const *open;
+	size_t n_open;
+	const char *const *started;
+	size_t n_started;
+} ws_defer_input;
+
+WS_API ws_plan *plan_defer(const ws_defer_input *in, ws_diags *d);
+
 #endif
