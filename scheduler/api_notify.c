@@ -219,8 +219,7 @@ static void list_done(void *arg, const PGresult *res, const ws_pg_err *err)
 			json_object_set_new(m, "text", json_string(text));
 		free(text);
 	}
-	reply_json(c, 200, doc);
-	json_decref(doc);
+	reply_json(c, 200, doc);   /* takes doc */
 }
 
 void h_notify_list(api_call *c)

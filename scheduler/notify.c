@@ -82,7 +82,7 @@ static void sb_window(sbuf *b, const json_t *data)
 	if (!s)
 		s = str(data, "window_start");
 	if (s && e)
-		sb_add(b, "%s to %s", s, e);
+		sb_add(b, "%s until %s", s, e);
 	else
 		sb_add(b, "%s", s ? s : "a window still to be chosen");
 }
@@ -134,7 +134,7 @@ char *ws_notify_text(const char *kind, const char *tenant, json_int_t rollout, c
 		sb_add(&b, " has moved");
 		if (str(data, "from_start_local"))
 			sb_add(&b, " from %s", str(data, "from_start_local"));
-		sb_add(&b, " to ");
+		sb_add(&b, " to the window ");
 		sb_window(&b, data);
 		sb_add(&b, ".");
 		sb_reason(&b, data);

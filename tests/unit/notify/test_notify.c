@@ -33,7 +33,7 @@ static void test_reminder_in_tenant_words(void **state)
 			    " \"window_end_local\": \"Tue 2026-12-01 04:00 Europe/Berlin\"}");
 	char *t = ws_notify_text("window.reminder", "acme", 7, json_object_get(m, "data"));
 	assert_string_equal(t, "Reminder: Acme Corp (acme) will be upgraded to version 17.0.4 in 1 day 2 hours, "
-			       "during its maintenance window Tue 2026-12-01 02:00 Europe/Berlin to "
+			       "during its maintenance window Tue 2026-12-01 02:00 Europe/Berlin until "
 			       "Tue 2026-12-01 04:00 Europe/Berlin.");
 	free(t);
 	json_decref(m);
@@ -48,7 +48,7 @@ static void test_moved_names_both_windows_and_reason(void **state)
 			       " \"reason\": \"window too short for the expected 15m\"}", 0, NULL);
 	char *t = ws_notify_text("window.moved", "globex", 3, d);
 	assert_string_equal(t, "The upgrade of globex to version 17.0.4 (urgent release) has moved from "
-			       "Mon 2026-11-30 22:00 America/New_York to Tue 2026-12-01 22:00 America/New_York. "
+			       "Mon 2026-11-30 22:00 America/New_York to the window Tue 2026-12-01 22:00 America/New_York. "
 			       "Reason: window too short for the expected 15m.");
 	free(t);
 	json_decref(d);
