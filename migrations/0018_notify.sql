@@ -126,22 +126,53 @@ CREATE FUNCTION ws__notify_event(e events) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     p       jsonb := e.payload;
-    v_at    timestamptz := COALESCE((e.payload ->> 'at')::timestamptz, e.at);
+    v_at    timestamptz;
+    v_kind  text;
     v_ctx   jsonb;
     v_zone  text;
     v_move  jsonb;
     v_data  jsonb;
     v_dep   deployments%ROWTYPE;
 BEGIN
-    IF e.kind = 'deployment.state' AND e.tenant IS NOT NULL THEN
-        v_ctx := ws__notify_context(e.rollout_id, e.tenant);
-        v_zone := v_ctx ->> 'timezone';
+    -- Which message, if any, before any other work: most events are none.
+    v_kind := CASE
+        WHEN e.tenant IS NULL AND e.kind <> 'rollout.state' THEN NULL
+        WHEN e.kind = 'deployment.state' AND p ->> 'event' = 'move' THEN 'window.moved'
+        WHEN e.kind = 'deployment.state' AND p ->> 'to' = 'skipped' THEN 'window.cancelled'
+        WHEN e.kind = 'deployment.state' AND p ->> 'to' IN ('healthy', 'failed', 'rolled_back')
+            THEN 'deployment.' || (p ->> 'to')
+        WHEN e.kind = 'deployment.moved' THEN 'window.moved'
+        WHEN e.kind = 'rollout.state' AND p ->> 'to' IN ('halted', 'rolled_back', 'preempted', 'aborted', 'completed')
+            THEN 'rollout.' || (p ->> 'to')
+        END;
+    IF v_kind IS NULL OR NOT EXISTS (SELECT 1 FROM notification_sinks s WHERE s.removed_at IS NULL) THEN
+        RETURN;
+    END IF;
+    v_at := COALESCE((p ->> 'at')::timestamptz, e.at);
+    IF e.kind = 'rollout.state' THEN
+        v_data := ws__notify_context(e.rollout_id, NULL) || jsonb_strip_nulls(jsonb_build_object(
+            'reason', p ->> 'reason', 'from', p ->> 'from', 'state', p ->> 'to'));
+        PERFORM ws__notify_enqueue(v_kind, NULL, ws__notify_role_audience(), e.rollout_id,
+                                   NULL, e.id, 'event/' || e.id, v_at, v_data);
+        RETURN;
+    END IF;
+    v_ctx := ws__notify_context(e.rollout_id, e.tenant);
+    v_zone := v_ctx ->> 'timezone';
+    IF e.kind = 'deployment.moved' THEN
+        -- a re-plan (0013) moved the tenant: {from: {window_start..}, to: {...}}
+        v_data := v_ctx || jsonb_strip_nulls(jsonb_build_object('reason', p ->> 'reason',
+            'from_start', p #>> '{from,window_start}',
+            'from_start_local', ws__notify_local((p #>> '{from,window_start}')::timestamptz, v_zone),
+            'window_start', p #>> '{to,window_start}', 'window_end', p #>> '{to,window_end}',
+            'window_start_local', ws__notify_local((p #>> '{to,window_start}')::timestamptz, v_zone),
+            'window_end_local', ws__notify_local((p #>> '{to,window_end}')::timestamptz, v_zone)));
+    ELSE
         SELECT * INTO v_dep FROM deployments d WHERE d.id = (p ->> 'id')::bigint;
         v_data := v_ctx || jsonb_strip_nulls(jsonb_build_object('reason', p ->> 'reason',
             'window_start', ws__rfc3339(v_dep.window_start), 'window_end', ws__rfc3339(v_dep.window_end),
             'window_start_local', ws__notify_local(v_dep.window_start, v_zone),
             'window_end_local', ws__notify_local(v_dep.window_end, v_zone)));
-        IF p ->> 'event' = 'move' THEN
+        IF v_kind = 'window.moved' THEN
             v_move := p -> 'add_move';
             v_data := v_data || jsonb_strip_nulls(jsonb_build_object(
                 'from_start', v_move ->> 'from_start',
@@ -149,33 +180,9 @@ BEGIN
                 'window_start', v_move ->> 'to_start', 'window_end', v_move ->> 'to_end',
                 'window_start_local', ws__notify_local((v_move ->> 'to_start')::timestamptz, v_zone),
                 'window_end_local', ws__notify_local((v_move ->> 'to_end')::timestamptz, v_zone)));
-            PERFORM ws__notify_enqueue('window.moved', e.tenant, NULL, e.rollout_id, e.tenant, e.id,
-                                       'event/' || e.id, v_at, v_data);
-        ELSIF p ->> 'to' = 'skipped' THEN
-            PERFORM ws__notify_enqueue('window.cancelled', e.tenant, NULL, e.rollout_id, e.tenant, e.id,
-                                       'event/' || e.id, v_at, v_data);
-        ELSIF p ->> 'to' IN ('healthy', 'failed', 'rolled_back') THEN
-            PERFORM ws__notify_enqueue('deployment.' || (p ->> 'to'), e.tenant, NULL, e.rollout_id, e.tenant,
-                                       e.id, 'event/' || e.id, v_at, v_data);
         END IF;
-    ELSIF e.kind = 'deployment.moved' AND e.tenant IS NOT NULL THEN
-        -- a re-plan (0013) moved the tenant: {from: {window_start..}, to: {...}}
-        v_ctx := ws__notify_context(e.rollout_id, e.tenant);
-        v_zone := v_ctx ->> 'timezone';
-        v_data := v_ctx || jsonb_strip_nulls(jsonb_build_object('reason', p ->> 'reason',
-            'from_start', p #>> '{from,window_start}',
-            'from_start_local', ws__notify_local((p #>> '{from,window_start}')::timestamptz, v_zone),
-            'window_start', p #>> '{to,window_start}', 'window_end', p #>> '{to,window_end}',
-            'window_start_local', ws__notify_local((p #>> '{to,window_start}')::timestamptz, v_zone),
-            'window_end_local', ws__notify_local((p #>> '{to,window_end}')::timestamptz, v_zone)));
-        PERFORM ws__notify_enqueue('window.moved', e.tenant, NULL, e.rollout_id, e.tenant, e.id,
-                                   'event/' || e.id, v_at, v_data);
-    ELSIF e.kind = 'rollout.state' AND p ->> 'to' IN ('halted', 'rolled_back', 'preempted', 'aborted', 'completed') THEN
-        v_data := ws__notify_context(e.rollout_id, NULL) || jsonb_strip_nulls(jsonb_build_object(
-            'reason', p ->> 'reason', 'from', p ->> 'from', 'state', p ->> 'to'));
-        PERFORM ws__notify_enqueue('rollout.' || (p ->> 'to'), NULL, ws__notify_role_audience(), e.rollout_id,
-                                   NULL, e.id, 'event/' || e.id, v_at, v_data);
     END IF;
+    PERFORM ws__notify_enqueue(v_kind, e.tenant, NULL, e.rollout_id, e.tenant, e.id, 'event/' || e.id, v_at, v_data);
 END
 $$;
 
@@ -201,6 +208,9 @@ DECLARE
     v_wave text;
     v_data jsonb;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM notification_sinks s WHERE s.removed_at IS NULL) THEN
+        RETURN NULL;
+    END IF;
     BEGIN
         SELECT d.slug INTO v_slug FROM deployments d WHERE d.id = NEW.deployment_id;
         SELECT w.name INTO v_wave FROM waves w WHERE w.id = NEW.wave_id;
@@ -329,6 +339,15 @@ BEGIN
             CASE WHEN p_outcome = 'retry' THEN p_retry_ms END);
     RETURN true;
 END
+$$;
+
+-- A call cancelled by a stopping process: the message is free again at
+-- once (not counted as an attempt), for whoever leads next.
+CREATE FUNCTION ws_notify_unclaim(p_id bigint, p_attempt integer) RETURNS boolean
+LANGUAGE sql AS $$
+    UPDATE notification_queue q SET claimed_until = NULL
+     WHERE q.id = p_id AND q.state = 'pending' AND q.attempts = p_attempt - 1
+    RETURNING true
 $$;
 
 -- ---- the API -------------------------------------------------------------------

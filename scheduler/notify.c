@@ -397,7 +397,10 @@ static void record_done(void *arg, const PGresult *res, const ws_pg_err *err)
 	delivery *d = arg;
 	ws_notifier *n = d->n;
 	n->queries--;
-	if (err) {
+	if (err && n->stopping) {
+		ws_warn("notify", "message %lld to sink %s: could not be handed back (%s); it goes again once its "
+			"claim expires", (long long)d->id, d->sink, err->message);
+	} else if (err) {
 		n->st.db_errors++;
 		ws_warn("notify", "message %lld attempt %u to sink %s: recording the attempt failed: %s "
 			"(sent again once its claim expires)", (long long)d->id, d->attempt, d->sink, err->message);
@@ -416,8 +419,13 @@ static void call_done(void *arg, const ws_outbound_res *res)
 	ws_notifier *n = d->n;
 	unlink_call(d);
 	if (res->reason == WS_OUT_CANCELLED) {
-		free(d);
-		maybe_finish_stop(n);
+		/* Stopping: handed back at once rather than when its claim
+		 * expires, so the next leader need not wait. */
+		char id[32], att[16];
+		snprintf(id, sizeof(id), "%lld", (long long)d->id);
+		snprintf(att, sizeof(att), "%u", d->attempt);
+		const char *params[] = { id, att };
+		query(n, "SELECT ws_notify_unclaim($1::bigint, $2::integer)", 2, params, record_done, d);
 		return;
 	}
 	n->st.attempts++;

@@ -90,8 +90,8 @@ WS_API ws_notifier *ws_notifier_new(uv_loop_t *loop, ws_pg_pool *pool, ws_outbou
  * when it becomes inactive finish and are recorded (a record is guarded by
  * the attempt number, so a new leader's duplicate is not counted twice). */
 WS_API void ws_notifier_set_active(ws_notifier *n, bool active);
-/* Stops: calls in flight are cancelled (not recorded: their claim expires
- * and the next leader sends them again), queries in flight end, the timer
+/* Stops: calls in flight are cancelled (not counted as attempts: their
+ * claims are handed back and the next leader sends them again), queries in flight end, the timer
  * closes, then cb(arg) and the notifier is freed.  NULL-safe. */
 WS_API void ws_notifier_stop(ws_notifier *n, void (*cb)(void *arg), void *arg);
 WS_API void ws_notifier_stats_get(const ws_notifier *n, ws_notify_stats *out);

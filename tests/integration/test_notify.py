@@ -341,6 +341,44 @@ class Notify(ServiceCase):
         metrics = self.svc.request("GET", "/metrics").body.decode()
         self.assertRegex(metrics, r'wavesched_notifications\{state="failed"\} [1-9]')
 
+    def test_a_call_cut_by_a_restart_is_sent_by_the_next_process(self):
+        import signal
+        import socket
+        port = h.free_port()
+        hole = socket.socket()
+        hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hole.bind(("127.0.0.1", port))
+        hole.listen(16)   # connections complete and are never answered
+        self.add_sink(name="later", format="json", url=f"http://127.0.0.1:{port}/later", roles=["platform"],
+                      events=["rollout.aborted"])
+        r = self.req("POST", "/v1/releases", self.admin, {"version": "17.3.0", "digest": DIGEST})
+        self.assertEqual(r.status, 201, r)
+        rid = self.planned("17.3.0")
+        self.assertEqual(self.req("POST", f"/v1/rollouts/{rid}/abort", self.plat, {"reason": "later"}).status, 200)
+        deadline = time.time() + 20
+        while time.time() < deadline and self.db.sql(
+                "SELECT count(*) FROM notification_queue q JOIN notification_sinks s ON s.id = q.sink_id"
+                " WHERE s.name = 'later' AND q.claimed_until IS NOT NULL") != "1":
+            time.sleep(0.05)
+        self.assertEqual(self.db.sql("SELECT attempts FROM notification_queue q JOIN notification_sinks s"
+                                     " ON s.id = q.sink_id WHERE s.name = 'later'"), "0")
+        # the call hangs in the hole: the service stops (drains), handing the message back
+        self.svc.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.svc.proc.wait(timeout=30), 0)
+        row = self.db.sql("SELECT q.state, q.attempts, q.claimed_until IS NULL FROM notification_queue q"
+                          " JOIN notification_sinks s ON s.id = q.sink_id WHERE s.name = 'later'")
+        self.assertEqual(row, "pending|0|t")
+        hole.close()
+        sink = Sink(self.tmp, fails={})
+        self.addCleanup(sink.close)
+        self.db.sql(f"UPDATE notification_sinks SET url = '{sink.url('/later')}' WHERE name = 'later'"
+                    " AND removed_at IS NULL")
+        self.svc.start()
+        got = sink.wait("/later", lambda g: len(g) >= 1, timeout=20, what="the message after the restart")
+        self.assertEqual([(m["kind"], m["rollout"]) for m in got], [("rollout.aborted", rid)])
+        ns = self.notifications(sink="later")
+        self.assertEqual([(d["attempt"], d["outcome"]) for d in ns[0]["deliveries"]], [(1, "delivered")])
+
     def test_overdue_review_announced_once(self):
         self.add_sink(name="sec", format="slack", url=self.sink.url("/sec"), roles=["security"],
                       events=["review.overdue"])
