@@ -49,6 +49,7 @@ int cmd_release(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_evidence(int argc, char **argv);
 int cmd_review(int argc, char **argv);
+int cmd_notify(int argc, char **argv);
 /* Sends a request with an optional JSON body; on 2xx parses the answer into
  * *out (when out is given; the caller frees it).  Error answers are printed
  * and turned into the exit code of cli.md (cmd_rollout.c). */

@@ -19,7 +19,7 @@ import sys
 import time
 
 import wsharness as h
-from wsharness import SOURCE_ROOT, ServiceCase, example_fleet
+from wsharness import SOURCE_ROOT, ServiceCase, example_fleet, wavectl
 
 POLICIES = os.path.join(SOURCE_ROOT, "examples", "policies")
 DIGEST = "sha256:" + "5e" * 32
@@ -250,6 +250,30 @@ class Notify(ServiceCase):
         self.assertEqual(self.req("DELETE", "/v1/notifications/sinks/nope", self.admin).status, 404)
         self.assertEqual(self.req("GET", "/v1/notifications?state=bogus", self.admin).status, 400)
         self.assertEqual(self.req("GET", "/v1/notifications?limit=0", self.admin).status, 400)
+
+    def test_wavectl_notify(self):
+        self.add_sink(name="cli-sink", format="json", url=self.sink.url("/cli"), roles=["security"],
+                      events=["rollout.aborted"])
+        r = self.req("POST", "/v1/releases", self.admin, {"version": "17.4.0", "digest": DIGEST})
+        self.assertEqual(r.status, 201, r)
+        rid = self.planned("17.4.0")
+        self.assertEqual(self.req("POST", f"/v1/rollouts/{rid}/abort", self.plat, {"reason": "cli"}).status, 200)
+        self.sink.wait("/cli", lambda g: len(g) == 1, what="the abort")
+        url = f"http://127.0.0.1:{self.svc.port}"
+        out = wavectl("notify", "sinks", token=self.admin, url=url)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"cli-sink\s+json\s+security\s+-\s+0\s+1\s+0\s+http://127\.0\.0\.1")
+        out = wavectl("notify", "sinks", token=self.plat, url=url)
+        self.assertEqual(out.returncode, 1, out)
+        self.assertIn("admin only", out.stderr)
+        out = wavectl("notify", "list", "--sink", "cli-sink", "--state", "delivered", token=self.viewer, url=url)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, rf"\d+ delivered\s+cli-sink\s+rollout.aborted\s+Rollout {rid} \(release 17.4.0\)"
+                                     r" was aborted\. Reason: cli\.\n    attempt 1 \S+: delivered HTTP 200\n")
+        out = wavectl("notify", "list", "--state", "bogus", token=self.viewer, url=url)
+        self.assertEqual(out.returncode, 2, out)
+        out = wavectl("notify", "list", "--sink", "cli-sink", "--format", "json", token=self.viewer, url=url)
+        self.assertEqual([n["rollout"] for n in json.loads(out.stdout)["notifications"]], [rid])
 
     # ---- tenants: window moves ----------------------------------------------
 
