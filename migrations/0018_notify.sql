@@ -255,7 +255,7 @@ BEGIN
                 'window_start', ws__rfc3339(x.window_start), 'window_end', ws__rfc3339(x.window_end),
                 'window_start_local', ws__notify_local(x.window_start, v_ctx ->> 'timezone'),
                 'window_end_local', ws__notify_local(x.window_end, v_ctx ->> 'timezone'),
-                'lead_s', extract(epoch FROM x.window_start - p_now)::bigint));
+                'lead_s', floor(extract(epoch FROM x.window_start - p_now))::bigint));
     END LOOP;
     FOR x IN
         SELECT v.id, v.rollout_id, v.due_at, v.opened_at FROM reviews v

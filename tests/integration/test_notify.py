@@ -127,6 +127,8 @@ class Notify(ServiceCase):
             "WAVESCHED_REVIEW_WINDOW": "2s", "WAVESCHED_OUTBOUND_ALLOW": "127.0.0.0/8",
             "WAVESCHED_NOTIFY_BACKOFF": "1s", "WAVESCHED_NOTIFY_BACKOFF_MAX": "4s",
             "WAVESCHED_NOTIFY_MAX_ATTEMPTS": "3", "WAVESCHED_LEASE_TTL": "3s",
+            # reminders for any window of the coming two months (planned from START)
+            "WAVESCHED_NOTIFY_LEAD": "60d",
             "WS_NOTIFY_TEST_SECRET": "s3cret-token"})
         cls.svc.wait_ready()
         cls.admin = cls.svc.token("admin", name="admin")
@@ -142,6 +144,7 @@ class Notify(ServiceCase):
         cls.sec = svc.token("security", name="sec-alice")
         cls.viewer = svc.token("viewer", name="viewer")
         cls.north = svc.token("tenant", "clinic-north", name="north")
+        cls.approvers = [svc.token("approver", name=n) for n in ("bob", "carol")]
         for version, kind in (("17.0.5-hotfix", "urgent"), ("17.1.0", "standard"), ("17.1.1", "standard"),
                               ("17.1.2", "standard")):
             r = svc.request("POST", "/v1/releases", token=cls.admin,
@@ -303,6 +306,42 @@ class Notify(ServiceCase):
         # clinic-south's sink heard nothing of clinic-north
         self.assertEqual([m for m in self.sink.delivered("/south") if m["tenant"] != "clinic-south"], [])
         self.assertEqual(self.sink.delivered("/south"), [])
+
+    def test_reminder_before_the_window_once_and_again_when_it_moves(self):
+        self.add_sink(name="remind", format="json", url=self.sink.url("/remind"), tenants=["clinic-north"],
+                      events=["window.reminder"])
+        r = self.req("POST", "/v1/releases", self.admin, {"version": "17.5.0", "digest": DIGEST})
+        self.assertEqual(r.status, 201, r)
+        rid = self.planned("17.5.0")
+        self.addCleanup(self.req, "POST", f"/v1/rollouts/{rid}/abort", self.admin, {"reason": "test clean-up"})
+        time.sleep(2.5)
+        self.assertEqual(self.sink.delivered("/remind"), [], "a planned rollout reminds nobody")
+        for w in self.req("GET", f"/v1/rollouts/{rid}", self.admin).json["waves"]:
+            for tok in self.approvers:
+                self.req("POST", f"/v1/rollouts/{rid}/approve", tok, {"wave": w["index"], "comment": "ok"})
+        r = self.req("POST", f"/v1/rollouts/{rid}/start", self.plat, {"reason": "test"})
+        self.assertEqual(r.status, 200, r)
+        _, start, _ = self.db.sql(f"SELECT d.id, ws__rfc3339(d.window_start), 0 FROM deployments d"
+                                  f" WHERE d.rollout_id = {rid} AND d.slug = 'clinic-north'").split("|")
+        got = self.sink.wait("/remind", lambda g: len(g) >= 1, what="the reminder")
+        m = got[0]
+        self.assertEqual((m["kind"], m["tenant"], m["rollout"]), ("window.reminder", "clinic-north", rid))
+        self.assertEqual(m["data"]["window_start"], start)
+        self.assertLess(utc(m["at"]), utc(start))
+        # "at" is written to the second; lead_s is the whole seconds left at the scan
+        diff = int((utc(start) - utc(m["at"])).total_seconds())
+        self.assertIn(m["data"]["lead_s"], (diff - 1, diff))
+        self.assertIn("Reminder: North Clinic Group (clinic-north) will be upgraded to version 17.5.0 in ", m["text"])
+        local = (utc(start) - datetime.timedelta(hours=6)).strftime("%a %Y-%m-%d %H:%M")
+        self.assertIn(f"during its maintenance window {local} America/Chicago until ", m["text"])
+        time.sleep(2.5)   # scans go on: still one reminder for this window
+        self.assertEqual(len(self.sink.delivered("/remind")), 1)
+        old, new, _ = self.move(rid, "clinic-north", 7)
+        self.assertEqual(old, start)
+        got = self.sink.wait("/remind", lambda g: len(g) >= 2, what="the reminder of the moved window")
+        self.assertEqual(got[1]["data"]["window_start"], new)
+        time.sleep(2.5)
+        self.assertEqual(len(self.sink.delivered("/remind")), 2)
 
     # ---- roles: order, retries with back-off, giving up ---------------------
 
