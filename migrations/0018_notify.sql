@@ -74,11 +74,31 @@ CREATE INDEX deployments_upcoming_idx ON deployments (window_start)
     WHERE state IN ('scheduled', 'waiting_window');
 
 -- "Tue 2026-12-01 02:00 Europe/Berlin": a time as the tenant's owner reads it.
+-- A zone PostgreSQL does not know (the fleet validates zones, but a message
+-- must not be lost over one) is written in UTC, saying so.
 CREATE FUNCTION ws__notify_local(p_at timestamptz, p_zone text) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN p_at IS NULL THEN NULL
-                ELSE to_char(p_at AT TIME ZONE COALESCE(p_zone, 'UTC'), 'Dy YYYY-MM-DD HH24:MI') || ' '
-                     || COALESCE(p_zone, 'UTC') END
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_at IS NULL THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        RETURN to_char(p_at AT TIME ZONE COALESCE(p_zone, 'UTC'), 'Dy YYYY-MM-DD HH24:MI') || ' '
+               || COALESCE(p_zone, 'UTC');
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RETURN to_char(p_at AT TIME ZONE 'UTC', 'Dy YYYY-MM-DD HH24:MI') || ' UTC';
+    END;
+END
+$$;
+
+-- An instant from an event's payload; NULL when it is not one.
+CREATE FUNCTION ws__notify_time(p_text text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN p_text::timestamptz;
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
 $$;
 
 -- What every message about a rollout and a tenant carries.
@@ -148,7 +168,7 @@ BEGIN
     IF v_kind IS NULL OR NOT EXISTS (SELECT 1 FROM notification_sinks s WHERE s.removed_at IS NULL) THEN
         RETURN;
     END IF;
-    v_at := COALESCE((p ->> 'at')::timestamptz, e.at);
+    v_at := COALESCE(ws__notify_time(p ->> 'at'), e.at);
     IF e.kind = 'rollout.state' THEN
         v_data := ws__notify_context(e.rollout_id, NULL) || jsonb_strip_nulls(jsonb_build_object(
             'reason', p ->> 'reason', 'from', p ->> 'from', 'state', p ->> 'to'));
@@ -162,10 +182,10 @@ BEGIN
         -- a re-plan (0013) moved the tenant: {from: {window_start..}, to: {...}}
         v_data := v_ctx || jsonb_strip_nulls(jsonb_build_object('reason', p ->> 'reason',
             'from_start', p #>> '{from,window_start}',
-            'from_start_local', ws__notify_local((p #>> '{from,window_start}')::timestamptz, v_zone),
+            'from_start_local', ws__notify_local(ws__notify_time(p #>> '{from,window_start}'), v_zone),
             'window_start', p #>> '{to,window_start}', 'window_end', p #>> '{to,window_end}',
-            'window_start_local', ws__notify_local((p #>> '{to,window_start}')::timestamptz, v_zone),
-            'window_end_local', ws__notify_local((p #>> '{to,window_end}')::timestamptz, v_zone)));
+            'window_start_local', ws__notify_local(ws__notify_time(p #>> '{to,window_start}'), v_zone),
+            'window_end_local', ws__notify_local(ws__notify_time(p #>> '{to,window_end}'), v_zone)));
     ELSE
         SELECT * INTO v_dep FROM deployments d WHERE d.id = (p ->> 'id')::bigint;
         v_data := v_ctx || jsonb_strip_nulls(jsonb_build_object('reason', p ->> 'reason',
@@ -176,10 +196,10 @@ BEGIN
             v_move := p -> 'add_move';
             v_data := v_data || jsonb_strip_nulls(jsonb_build_object(
                 'from_start', v_move ->> 'from_start',
-                'from_start_local', ws__notify_local((v_move ->> 'from_start')::timestamptz, v_zone),
+                'from_start_local', ws__notify_local(ws__notify_time(v_move ->> 'from_start'), v_zone),
                 'window_start', v_move ->> 'to_start', 'window_end', v_move ->> 'to_end',
-                'window_start_local', ws__notify_local((v_move ->> 'to_start')::timestamptz, v_zone),
-                'window_end_local', ws__notify_local((v_move ->> 'to_end')::timestamptz, v_zone)));
+                'window_start_local', ws__notify_local(ws__notify_time(v_move ->> 'to_start'), v_zone),
+                'window_end_local', ws__notify_local(ws__notify_time(v_move ->> 'to_end'), v_zone)));
         END IF;
     END IF;
     PERFORM ws__notify_enqueue(v_kind, e.tenant, NULL, e.rollout_id, e.tenant, e.id, 'event/' || e.id, v_at, v_data);

@@ -343,6 +343,33 @@ class Notify(ServiceCase):
         time.sleep(2.5)
         self.assertEqual(len(self.sink.delivered("/remind")), 2)
 
+    def test_odd_rows_never_fail_the_engine_and_the_message_still_goes(self):
+        self.add_sink(name="odd-role", format="json", url=self.sink.url("/odd-role"), roles=["platform"],
+                      events=["rollout.halted"])
+        self.add_sink(name="odd-south", format="json", url=self.sink.url("/odd-south"), tenants=["clinic-south"],
+                      events=["window.moved"])
+        r = self.req("POST", "/v1/releases", self.admin, {"version": "17.6.0", "digest": DIGEST})
+        self.assertEqual(r.status, 201, r)
+        rid = self.planned("17.6.0")
+        self.addCleanup(self.req, "POST", f"/v1/rollouts/{rid}/abort", self.admin, {"reason": "test clean-up"})
+        # an event whose payload time is not a time: committed, and told with the event's own time
+        self.engine_tx([{"op": "event", "rollout": rid, "kind": "rollout.state",
+                         "payload": {"to": "halted", "at": "not a time", "reason": "odd payload"}}])
+        at = self.db.sql(f"SELECT ws__rfc3339(at) FROM events WHERE rollout_id = {rid} AND payload ->> 'at' = 'not a time'")
+        self.assertTrue(at)
+        got = self.sink.wait("/odd-role", lambda g: len(g) >= 1, what="the odd event")
+        self.assertEqual((got[0]["kind"], got[0]["at"]), ("rollout.halted", at))
+        # a tenant zone PostgreSQL does not know: the move commits, the message says UTC
+        zone = self.db.sql("SELECT timezone FROM tenants WHERE slug = 'clinic-south' AND removed_at IS NULL")
+        self.db.sql("UPDATE tenants SET timezone = 'Mars/Olympus' WHERE slug = 'clinic-south' AND removed_at IS NULL")
+        self.addCleanup(self.db.sql, f"UPDATE tenants SET timezone = '{zone}' WHERE slug = 'clinic-south'"
+                                     " AND removed_at IS NULL")
+        _, new, _ = self.move(rid, "clinic-south", 7)
+        self.assertEqual(self.db.sql(f"SELECT ws__rfc3339(window_start) FROM deployments WHERE rollout_id = {rid}"
+                                     " AND slug = 'clinic-south'"), new)
+        got = self.sink.wait("/odd-south", lambda g: len(g) >= 1, what="the move")
+        self.assertIn(f"to the window {utc(new).strftime('%a %Y-%m-%d %H:%M')} UTC until ", got[0]["text"])
+
     # ---- roles: order, retries with back-off, giving up ---------------------
 
     def test_flaky_sink_gets_everything_in_order_after_retries(self):
@@ -377,6 +404,11 @@ class Notify(ServiceCase):
         self.assertIn("HTTP 500", first[0]["error"])
         self.assertIsNone(first[2]["error"])
         self.assertEqual(ns[1]["attempts"], 1)
+        # a late duplicate of an attempt already recorded (a former leader's) changes nothing
+        mid = ns[0]["id"]
+        self.assertEqual(self.db.sql(f"SELECT ws_notify_record({mid}, 3, 200, NULL, 5, 'delivered', NULL)"), "f")
+        self.assertEqual(self.db.sql(f"SELECT ws_notify_record({mid}, 2, 500, 'x', 5, 'retry', 100)"), "f")
+        self.assertEqual(self.db.sql(f"SELECT count(*) FROM notification_deliveries WHERE queue_id = {mid}"), "3")
 
     def test_sink_that_stays_down_is_given_up_and_listed(self):
         self.add_sink(name="down", format="slack", url=self.sink.url("/down"), roles=["security"],
