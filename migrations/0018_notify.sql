@@ -257,26 +257,37 @@ CREATE FUNCTION ws_notify_scan(p_now timestamptz, p_lead_s bigint) RETURNS integ
 LANGUAGE plpgsql AS $$
 DECLARE
     v_n   integer := 0;
+    v_k   integer;
     x     record;
-    v_ctx jsonb;
 BEGIN
-    FOR x IN
-        SELECT d.id, d.rollout_id, d.slug, d.window_start, d.window_end
-          FROM deployments d JOIN rollouts r ON r.id = d.rollout_id
+    -- Set-based, and only for tenants some sink wants reminded and windows
+    -- not reminded yet: this runs every second on large fleets.
+    WITH due AS MATERIALIZED (
+        SELECT s.id AS sink_id, d.rollout_id, d.slug, d.window_start, d.window_end, k.dedup
+          FROM deployments d
+          JOIN rollouts r ON r.id = d.rollout_id
+          JOIN notification_sinks s ON s.removed_at IS NULL AND d.slug = ANY (s.tenants)
+                                   AND (s.events IS NULL OR 'window.reminder' = ANY (s.events))
+          CROSS JOIN LATERAL (SELECT format('reminder/%s/%s', d.id,
+                                            extract(epoch FROM d.window_start)::bigint) AS dedup) k
          WHERE d.state IN ('scheduled', 'waiting_window')
            AND d.window_start > p_now AND d.window_start <= p_now + make_interval(secs => p_lead_s)
            AND r.state IN ('approved', 'running', 'paused')
-         ORDER BY d.window_start, d.id
-    LOOP
-        v_ctx := ws__notify_context(x.rollout_id, x.slug);
-        v_n := v_n + ws__notify_enqueue('window.reminder', x.slug, NULL, x.rollout_id, x.slug, NULL,
-            format('reminder/%s/%s', x.id, extract(epoch FROM x.window_start)::bigint), p_now,
-            v_ctx || jsonb_build_object(
-                'window_start', ws__rfc3339(x.window_start), 'window_end', ws__rfc3339(x.window_end),
-                'window_start_local', ws__notify_local(x.window_start, v_ctx ->> 'timezone'),
-                'window_end_local', ws__notify_local(x.window_end, v_ctx ->> 'timezone'),
-                'lead_s', floor(extract(epoch FROM x.window_start - p_now))::bigint));
-    END LOOP;
+           AND NOT EXISTS (SELECT 1 FROM notification_queue q WHERE q.sink_id = s.id AND q.dedup = k.dedup)
+    )
+    INSERT INTO notification_queue (sink_id, kind, rollout_id, tenant, dedup, at, data)
+    SELECT u.sink_id, 'window.reminder', u.rollout_id, u.slug, u.dedup, p_now,
+           c.ctx || jsonb_build_object(
+               'window_start', ws__rfc3339(u.window_start), 'window_end', ws__rfc3339(u.window_end),
+               'window_start_local', ws__notify_local(u.window_start, c.ctx ->> 'timezone'),
+               'window_end_local', ws__notify_local(u.window_end, c.ctx ->> 'timezone'),
+               'lead_s', floor(extract(epoch FROM u.window_start - p_now))::bigint)
+      FROM due u
+      CROSS JOIN LATERAL (SELECT ws__notify_context(u.rollout_id, u.slug) AS ctx) c
+     ORDER BY u.window_start, u.dedup, u.sink_id
+    ON CONFLICT (sink_id, dedup) DO NOTHING;
+    GET DIAGNOSTICS v_k = ROW_COUNT;
+    v_n := v_n + v_k;
     FOR x IN
         SELECT v.id, v.rollout_id, v.due_at, v.opened_at FROM reviews v
          WHERE v.closed_at IS NULL AND now() > v.due_at ORDER BY v.id

@@ -156,6 +156,9 @@ class Notify(ServiceCase):
     def tearDownClass(cls):
         try:
             cls.sink.close()
+            log = cls.svc.log()
+            for bad in ("reminder scan failed", "claiming due notifications failed", "recording the attempt failed"):
+                assert bad not in log, f"the notifier's database work failed: {bad}"
         finally:
             super().tearDownClass()
 
