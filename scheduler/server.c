@@ -110,8 +110,8 @@ static void notify_pool_closed_cb(void *arg)
 	ws_engine_stop(s->engine, engine_stopped_cb, s);
 }
 
-/* Notifications stop first: their calls in flight are cancelled (a claim
- * expires and the next leader sends them), then their pool closes. */
+/* Notifications stop first: their calls in flight are cancelled and handed
+ * back for the next leader, then their pool closes. */
 static void notifier_stopped_cb(void *arg)
 {
 	server *s = arg;
