@@ -49,6 +49,7 @@ static const char usage_main[] =
 	"  evidence ID > bundle.json         the evidence bundle of a rollout\n"
 	"  evidence verify FILE              offline: check an evidence bundle\n"
 	"  review list [--state S] | close ID --comment C   break-glass reviews\n"
+	"  notify sinks | list [--state S] [--sink N]      notification sinks and deliveries\n"
 	"\n"
 	"Exit codes: 0 success, 1 refused or invalid, 2 usage error, 3 service unreachable.\n"
 	"Run `wavectl COMMAND --help` for a command's options.\n";
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
 		rc = cmd_evidence(argc - 1, argv + 1);
 	else if (strcmp(cmd, "review") == 0)
 		rc = cmd_review(argc - 1, argv + 1);
+	else if (strcmp(cmd, "notify") == 0)
+		rc = cmd_notify(argc - 1, argv + 1);
 	else {
 		fprintf(stderr, "wavectl: unknown command \"%s\"\n%s", cmd, usage_main);
 		rc = EXIT_USAGE;

@@ -52,6 +52,7 @@ int cmd_evidence(int argc, char **argv);
 int cmd_review(int argc, char **argv);
 /* wavectl rollout status ID [--watch] (watch.c) */
 int rollout_status(int argc, char **argv);
+int cmd_notify(int argc, char **argv);
 /* Sends a request with an optional JSON body; on 2xx parses the answer into
  * *out (when out is given; the caller frees it).  Error answers are printed
  * and turned into the exit code of cli.md (cmd_rollout.c). */

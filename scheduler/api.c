@@ -270,6 +270,16 @@ static void db_metrics(ws_metrics *m, json_t *snap)
 					     (double)json_integer_value(json_object_get(rv, rstates[k])));
 		}
 	}
+	json_t *nt = json_object_get(snap, "notifications");
+	if (nt) {
+		static const char *const nstates[] = { "pending", "delivered", "failed" };
+		for (size_t k = 0; k < 3; k++) {
+			snprintf(labels, sizeof(labels), "state=\"%s\"", nstates[k]);
+			ws_metrics_gauge_set(m, "wavesched_notifications",
+					     "Notifications by state (pending: queued or waiting to be retried).", labels,
+					     (double)json_integer_value(json_object_get(nt, nstates[k])));
+		}
+	}
 	ws_metrics_gauge_set(m, "wavesched_events_unpublished", "Events recorded but not yet published.", "",
 			     (double)json_integer_value(json_object_get(snap, "events_unpublished")));
 }
@@ -421,6 +431,11 @@ static const route routes[] = {
 	{ "GET", "/v1/rollouts/{id}/plans", true, WS_PERM_READ_FLEET, h_rollout_plans },
 	{ "GET", "/v1/reviews", true, WS_PERM_READ_FLEET, h_review_list },
 	{ "POST", "/v1/reviews/{id}/close", true, WS_PERM_READ_FLEET, h_review_close },
+	/* Sinks are admin-only (checked in api_notify.c: a webhook URL is a credential). */
+	{ "POST", "/v1/notifications/sinks", true, WS_PERM_READ_FLEET, h_notify_sink_create },
+	{ "GET", "/v1/notifications/sinks", true, WS_PERM_READ_FLEET, h_notify_sink_list },
+	{ "DELETE", "/v1/notifications/sinks/{name}", true, WS_PERM_READ_FLEET, h_notify_sink_delete },
+	{ "GET", "/v1/notifications", true, WS_PERM_READ_FLEET, h_notify_list },
 	{ "POST", "/v1/rollouts/{id}/approve", true, WS_PERM_READ_TENANT, h_rollout_approve },
 	{ "POST", "/v1/rollouts/{id}/reject", true, WS_PERM_READ_TENANT, h_rollout_reject },
 	{ "GET", "/v1/rollouts/{id}/evidence", true, WS_PERM_READ_FLEET, h_rollout_evidence },

@@ -84,6 +84,11 @@ void h_whoami(api_call *c);
 /* api_reviews.c */
 void h_review_list(api_call *c);
 void h_review_close(api_call *c);
+/* api_notify.c */
+void h_notify_sink_create(api_call *c);
+void h_notify_sink_list(api_call *c);
+void h_notify_sink_delete(api_call *c);
+void h_notify_list(api_call *c);
 /* api_policies.c */
 void h_policy_create(api_call *c);
 void h_policy_validate(api_call *c);

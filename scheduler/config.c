@@ -74,7 +74,19 @@ static int apply(ws_config *c, const char *key, const char *val)
 		return parse_ms(val, &c->lease_ttl_ms);
 	else if (strcmp(key, "review_window") == 0)
 		return parse_ms(val, &c->review_window_ms);
-	else if (strcmp(key, "rate_limit") == 0)
+	else if (strcmp(key, "notify_lead") == 0)
+		return parse_ms(val, &c->notify_lead_ms);
+	else if (strcmp(key, "notify_backoff") == 0)
+		return parse_ms(val, &c->notify_backoff_ms);
+	else if (strcmp(key, "notify_backoff_max") == 0)
+		return parse_ms(val, &c->notify_backoff_max_ms);
+	else if (strcmp(key, "notify_max_attempts") == 0) {
+		char *end;
+		long v = strtol(val, &end, 10);
+		if (*val == '\0' || *end || v < 1 || v > 100)
+			return WS_EINVAL;
+		c->notify_max_attempts = (unsigned)v;
+	} else if (strcmp(key, "rate_limit") == 0)
 		return ws_ratelimit_parse(val, &c->rate_limit);
 	else if (strcmp(key, "rate_burst") == 0) {
 		char *end;
@@ -109,6 +121,7 @@ static const char *const keys[] = {
 	"listen", "database_url", "redis_url", "log_format", "log_level", "outbound_allow",
 	"outbound_deny", "lease_ttl", "review_window", "rate_limit", "rate_burst", "migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
 	"max_body_bytes", "max_header_bytes",
+	"notify_lead", "notify_max_attempts", "notify_backoff", "notify_backoff_max",
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -129,6 +142,10 @@ int ws_config_load(ws_config *c, const char *path, ws_diags *d)
 	c->review_window_ms = 24ull * 3600 * 1000;
 	c->rate_limit = 50;
 	c->rate_burst = 100;
+	c->notify_lead_ms = 24ull * 3600 * 1000;
+	c->notify_max_attempts = 8;
+	c->notify_backoff_ms = 2000;
+	c->notify_backoff_max_ms = 600000;
 	int rc = 0;
 
 	if (path) {

@@ -22,6 +22,7 @@
 #include "wavesched/lease.h"
 #include "wavesched/outbound.h"
 #include "wavesched/log.h"
+#include "wavesched/notify.h"
 #include "wavesched/server.h"
 
 typedef struct server {
@@ -39,6 +40,8 @@ typedef struct server {
 	ws_pg_pool *lease_pool;  /* its own connection: a renewal never waits behind work */
 	ws_lease *lease;
 	ws_events *events;
+	ws_pg_pool *notify_pool;  /* its own connection: notifications never queue behind the engine */
+	ws_notifier *notifier;
 	ws_migration_set migrations;
 	uv_signal_t sigterm, sigint;
 	bool stopping;
@@ -110,11 +113,28 @@ static void engine_stopped_cb(void *arg)
 	ws_lease_stop(s->lease, lease_stopped_cb, s);
 }
 
+static void notify_pool_closed_cb(void *arg)
+{
+	server *s = arg;
+	s->notify_pool = NULL;
+	ws_engine_stop(s->engine, engine_stopped_cb, s);
+}
+
+/* Notifications stop first: their calls in flight are cancelled and handed
+ * back for the next leader, then their pool closes. */
+static void notifier_stopped_cb(void *arg)
+{
+	server *s = arg;
+	s->notifier = NULL;
+	ws_pg_pool_close(s->notify_pool, notify_pool_closed_cb, s);
+}
+
 static void lease_change_cb(void *arg, bool leader, int64_t epoch)
 {
 	server *s = arg;
 	ws_engine_leader(s->engine, leader, epoch);
 	ws_events_set_leader(s->events, leader);
+	ws_notifier_set_active(s->notifier, leader);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -130,7 +150,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 	s->stopping = true;
 	ws_info("serve", "signal %d: draining (grace %llu ms)", signum,
 		(unsigned long long)s->cfg->shutdown_grace_ms);
-	ws_engine_stop(s->engine, engine_stopped_cb, s);
+	ws_notifier_stop(s->notifier, notifier_stopped_cb, s);
 }
 
 /* "host:pid:random": unique per process, readable in the lease row. */
@@ -214,7 +234,17 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	ws_lease_opts lo = { .holder = holder, .ttl_ms = (uint32_t)cfg->lease_ttl_ms };
 	s.lease = s.lease_pool && s.engine ? ws_lease_new(&loop, s.lease_pool, &lo, lease_change_cb, &s, d)
 					   : NULL;
-	if (!s.clock || !s.outbound || !s.lease_pool || !s.engine || !s.lease) {
+	ws_pg_opts npo = { .conninfo = cfg->database_url, .size = 1, .query_timeout_ms = cfg->query_timeout_ms };
+	s.notify_pool = ws_pg_pool_new(&loop, &npo);
+	ws_notify_opts no = {
+		.lead_us = (int64_t)cfg->notify_lead_ms * 1000,
+		.max_attempts = cfg->notify_max_attempts,
+		.backoff_ms = cfg->notify_backoff_ms,
+		.backoff_max_ms = cfg->notify_backoff_max_ms,
+	};
+	s.notifier = s.notify_pool && s.outbound && s.clock
+			     ? ws_notifier_new(&loop, s.notify_pool, s.outbound, s.clock, &no) : NULL;
+	if (!s.clock || !s.outbound || !s.lease_pool || !s.engine || !s.lease || !s.notifier) {
 		rc = d->len ? WS_EINVAL : WS_ENOMEM;
 		goto fail_early;
 	}
@@ -254,6 +284,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 
 	ws_pg_pool_start(s.pool);
 	ws_pg_pool_start(s.lease_pool);
+	ws_pg_pool_start(s.notify_pool);
 	ws_redis_start(s.redis);
 	ws_events_start(s.events);
 	ws_lease_start(s.lease);
@@ -275,6 +306,10 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	return 0;
 
 fail_early:
+	if (s.notifier)
+		ws_notifier_stop(s.notifier, NULL, NULL);
+	if (s.notify_pool)
+		ws_pg_pool_close(s.notify_pool, NULL, NULL);
 	if (s.lease)
 		ws_lease_stop(s.lease, NULL, NULL);
 	if (s.engine)

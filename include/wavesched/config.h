@@ -30,6 +30,10 @@ typedef struct ws_config {
 	uint64_t review_window_ms;   /* WAVESCHED_REVIEW_WINDOW: a break-glass review's time to close; default 24h */
 	double rate_limit;           /* WAVESCHED_RATE_LIMIT: requests per second per token; 0 = off; default 50/s */
 	unsigned rate_burst;         /* WAVESCHED_RATE_BURST: at once; default 100 */
+	uint64_t notify_lead_ms;     /* WAVESCHED_NOTIFY_LEAD: reminder before a window (schedule time); default 24h */
+	unsigned notify_max_attempts; /* WAVESCHED_NOTIFY_MAX_ATTEMPTS: then given up; default 8 */
+	uint64_t notify_backoff_ms;  /* WAVESCHED_NOTIFY_BACKOFF: first retry (real time), doubling; default 2 s */
+	uint64_t notify_backoff_max_ms; /* WAVESCHED_NOTIFY_BACKOFF_MAX: longest wait; default 10 min */
 } ws_config;
 
 /* Fills defaults, then the file (when path is non-NULL), then the
