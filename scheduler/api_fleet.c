@@ -29,7 +29,30 @@ typedef struct render_job {
 	char *body;          /* the answer, malloc'd */
 	size_t len;
 	int status;
+	json_t *versions;    /* {slug: version} deployed since the snapshot's import */
 } render_job;
+
+/* Versions the engine recorded since the snapshot's fleet import
+ * (migrations/0019_versions.sql) take the place of the document's: the
+ * views show what runs now without re-reading the whole fleet after each
+ * deploy. */
+static void overlay_version(json_t *tenant, const json_t *versions)
+{
+	const char *slug = json_string_value(json_object_get(tenant, "slug"));
+	json_t *v = slug ? json_object_get(versions, slug) : NULL;
+	if (json_is_string(v))
+		json_object_set(tenant, "version", v);
+}
+
+static json_t *fleet_doc_now(const ws_fleet *f, const json_t *versions)
+{
+	json_t *doc = fleet_to_json(f);
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(doc, "tenants"), i, t)
+		overlay_version(t, versions);
+	return doc;
+}
 
 static json_t *tenant_view(const ws_fleet *f, const ws_tenant *t, int64_t now)
 {
@@ -74,10 +97,10 @@ static void render_work_cb(uv_work_t *w)
 	j->status = 200;
 	switch (j->kind) {
 	case RENDER_FLEET_JSON:
-		j->body = dump_json(fleet_to_json(f), &j->len);
+		j->body = dump_json(fleet_doc_now(f, j->versions), &j->len);
 		break;
 	case RENDER_FLEET_YAML: {
-		json_t *doc = fleet_to_json(f);
+		json_t *doc = fleet_doc_now(f, j->versions);
 		j->body = doc ? ws_json_to_yaml(doc, &j->len) : NULL;
 		json_decref(doc);
 		break;
@@ -85,16 +108,21 @@ static void render_work_cb(uv_work_t *w)
 	case RENDER_TENANTS: {
 		json_t *arr = json_array();
 		for (size_t i = 0; i < f->n_tenants; i++)
-			if (ws_principal_sees_tenant(&j->c->who, f->tenants[i].slug))
-				json_array_append_new(arr, tenant_view(f, &f->tenants[i], j->now));
+			if (ws_principal_sees_tenant(&j->c->who, f->tenants[i].slug)) {
+				json_t *o = tenant_view(f, &f->tenants[i], j->now);
+				overlay_version(o, j->versions);
+				json_array_append_new(arr, o);
+			}
 		j->body = dump_json(json_pack("{s:o}", "tenants", arr), &j->len);
 		break;
 	}
 	case RENDER_TENANT: {
 		const ws_tenant *t = fleet_tenant(f, j->c->param);
-		if (t)
-			j->body = dump_json(tenant_view(f, t, j->now), &j->len);
-		else
+		if (t) {
+			json_t *o = tenant_view(f, t, j->now);
+			overlay_version(o, j->versions);
+			j->body = dump_json(o, &j->len);
+		} else
 			j->status = 404;
 		break;
 	}
@@ -108,6 +136,7 @@ static void render_after_cb(uv_work_t *w, int status)
 	char genbuf[32];
 	snprintf(genbuf, sizeof(genbuf), "%lld", (long long)j->snap->generation);
 	ws_fleet_snapshot_release(j->snap);
+	json_decref(j->versions);
 	if (status == 0 && j->status == 404) {
 		reply_error(c, 404, "not_found", "no such tenant", NULL);
 	} else if (status != 0 || !j->body) {
@@ -123,6 +152,31 @@ static void render_after_cb(uv_work_t *w, int status)
 	free(j);
 }
 
+static void versions_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	render_job *j = arg;
+	if (err) {
+		api_call *c = j->c;
+		ws_fleet_snapshot_release(j->snap);
+		free(j);
+		reply_db_error(c, err);
+		return;
+	}
+	json_error_t je;
+	j->versions = PQntuples(res) == 1 ? json_loads(PQgetvalue(res, 0, 0), 0, &je) : NULL;
+	if (!j->versions)
+		j->versions = json_object();
+	j->work.data = j;
+	int rc = uv_queue_work(j->c->api->d.loop, &j->work, render_work_cb, render_after_cb);
+	if (rc) {
+		api_call *c = j->c;
+		ws_fleet_snapshot_release(j->snap);
+		json_decref(j->versions);
+		free(j);
+		reply_error(c, 503, "unavailable", "the service is overloaded; retry later", NULL);
+	}
+}
+
 static void render_snapshot_cb(void *arg, ws_fleet_snapshot *snap, const ws_pg_err *err)
 {
 	render_job *j = arg;
@@ -134,14 +188,14 @@ static void render_snapshot_cb(void *arg, ws_fleet_snapshot *snap, const ws_pg_e
 	}
 	ws_fleet_snapshot_retain(snap);
 	j->snap = snap;
-	j->work.data = j;
-	int rc = uv_queue_work(j->c->api->d.loop, &j->work, render_work_cb, render_after_cb);
-	if (rc) {
-		api_call *c = j->c;
-		ws_fleet_snapshot_release(snap);
-		free(j);
-		reply_error(c, 503, "unavailable", "the service is overloaded; retry later", NULL);
-	}
+	char gen[24];
+	snprintf(gen, sizeof(gen), "%lld", (long long)snap->generation);
+	const char *params[] = { gen };
+	api_query(j->c->api->d.pool,
+		  "SELECT COALESCE(json_object_agg(t.slug, t.version), '{}')::text"
+		  "  FROM tenants t JOIN fleet_imports f ON f.id = $1::bigint"
+		  " WHERE t.removed_at IS NULL AND t.updated_at > f.imported_at AND t.version IS NOT NULL",
+		  1, params, versions_done, j);
 }
 
 static void render_start(api_call *c, render_kind kind)

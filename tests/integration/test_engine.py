@@ -156,6 +156,25 @@ class StandardRollout(EngineCase):
             self.assertEqual(a["state"], "passed")
         calls = self.sim.calls()
         self.assertEqual(len(calls["deploys"]), len(states))
+        # The service records what runs now (0019): the tenant views and
+        # the export say 17.0.4, and the next rollout takes it as the
+        # version to come back to.
+        listed = self.svc.request("GET", "/v1/tenants", token=self.admin).json["tenants"]
+        self.assertEqual({t["slug"]: t["version"] for t in listed if t["slug"] in states},
+                         {s: RELEASE for s in states})
+        self.assertEqual([t["version"] for t in listed if t["slug"] == "legacy-archive"], ["16.0.9"])  # frozen
+        export = self.svc.request("GET", "/v1/fleet?format=json", token=self.admin).json
+        self.assertEqual({t["slug"]: t["version"] for t in export["tenants"] if t["slug"] in states},
+                         {s: RELEASE for s in states})
+        r = self.svc.request("POST", "/v1/releases", token=self.platform,
+                             body={"version": "17.0.5", "digest": DIGEST, "kind": "standard"})
+        self.assertEqual(r.status, 201, r)
+        r = self.svc.request("POST", "/v1/rollouts", token=self.platform,
+                             body={"release": "17.0.5", "policy": self.policy_name,
+                                   "start": rfc3339(self.clock.now() + 86400)})
+        self.assertEqual(r.status, 201, r)
+        prev = self.db.sql(f"SELECT DISTINCT previous_version FROM deployments WHERE rollout_id = {r.json['id']}")
+        self.assertEqual(prev, RELEASE)
 
 
 # The standard policy lets one tenant of shared-low-risk fail: two do.
@@ -204,6 +223,14 @@ class UnhealthyTenantRollsBack(EngineCase):
         # Later waves never started.
         self.assertEqual(t["integration-hub"]["state"], "scheduled")
         self.assertEqual(ro["state_reason"], "the wave was rolled back")
+        # The recorded versions follow: back to 17.0.3 where rolled back,
+        # 17.0.4 where healthy, untouched where never deployed.
+        listed = {x["slug"]: x["version"] for x in
+                  self.svc.request("GET", "/v1/tenants", token=self.admin).json["tenants"]}
+        for slug, x in t.items():
+            want = {"rolled_back": "17.0.3", "healthy": RELEASE, "scheduled": "17.0.3"}.get(x["state"])
+            if want:
+                self.assertEqual(listed[slug], want, (slug, x["state"]))
 
 
 class StaleBackupNeverDeployed(EngineCase):
