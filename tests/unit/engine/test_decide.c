@@ -771,6 +771,20 @@ static void test_resume_plan_of_the_remaining_tenants(void **state)
 	json_decref(settings);
 	free(text);
 	json_decref(remaining);
+	/* Nobody left (all on the urgent release): a plan of no wave. */
+	remaining = json_array();
+	text = engine_resume_plan(fl, f->policy, "2", WS_RELEASE_STANDARD, T("2026-12-01T00:00:00Z") / US,
+				  remaining, 3, &settings, err, sizeof(err));
+	if (!text)
+		print_error("%s\n", err);
+	assert_non_null(text);
+	plan = json_loads(text, 0, NULL);
+	assert_int_equal(json_array_size(json_object_get(plan, "waves")), 0);
+	assert_int_equal(json_array_size(settings), 0);
+	json_decref(plan);
+	json_decref(settings);
+	free(text);
+	json_decref(remaining);
 	/* A remaining tenant the fleet no longer has: no plan, and why. */
 	remaining = json_pack("[s, s]", "b", "gone");
 	text = engine_resume_plan(fl, f->policy, "2", WS_RELEASE_STANDARD, T("2026-12-01T00:00:00Z") / US,
