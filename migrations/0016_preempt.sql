@@ -281,7 +281,7 @@ BEGIN
      ORDER BY p.preempted_rollout LIMIT 1;
     v_out := jsonb_strip_nulls(jsonb_build_object('by', v_by.id, 'by_release', v_by.version,
                                                   'wait_for', v_wait.id, 'wait_state', v_wait.state));
-    IF v_state = 'preempted' AND v_by.id IS NULL
+    IF v_state IN ('preempted', 'planned', 'approved') AND v_by.id IS NULL
        AND EXISTS (SELECT 1 FROM preemptions p WHERE p.preempted_rollout = p_rollout AND p.resumed_at IS NULL) THEN
         SELECT COALESCE(jsonb_agg(jsonb_build_object('slug', x.slug, 'rollout', x.rollout, 'release', x.release)
                                   ORDER BY x.slug), '[]')
@@ -321,9 +321,9 @@ $$;
 -- ---- following the rollouts' states -------------------------------------------
 
 -- A standard rollout reaching its boundary wakes the urgent rollouts
--- waiting for it; an urgent rollout ending wakes the rollouts it preempted.
--- A held rollout (not started when the urgent one came) is released when
--- every urgent rollout over it has ended.
+-- waiting for it; an urgent rollout ending wakes the rollouts it preempted
+-- or held (they are re-planned); a standard rollout that ends has no
+-- overlap left.
 CREATE FUNCTION ws__preempt_follow() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -335,11 +335,6 @@ BEGIN
         -- the overlaps of a standard rollout that ended before resuming
         UPDATE preemptions p SET resumed_at = now()
          WHERE p.preempted_rollout = NEW.id AND p.resumed_at IS NULL;
-        -- held rollouts that no other urgent rollout holds
-        UPDATE preemptions p SET resumed_at = now()
-         WHERE p.urgent_rollout = NEW.id AND p.resumed_at IS NULL
-           AND EXISTS (SELECT 1 FROM rollouts s WHERE s.id = p.preempted_rollout
-                          AND s.state IN ('planned', 'approved'));
     END IF;
     PERFORM pg_notify('ws_engine', x.id::text)
        FROM (SELECT p.urgent_rollout AS id FROM preemptions p WHERE p.preempted_rollout = NEW.id
@@ -428,8 +423,8 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM ws__fail('WSE05', format('rollout %s does not exist', p_rollout));
     END IF;
-    IF v_ro.state <> 'preempted' THEN
-        PERFORM ws__fail('WSE02', format('state conflict: rollout %s is %s, not preempted', p_rollout, v_ro.state));
+    IF v_ro.state NOT IN ('preempted', 'planned', 'approved') THEN
+        PERFORM ws__fail('WSE02', format('state conflict: rollout %s is %s, not preempted or held', p_rollout, v_ro.state));
     END IF;
     IF v_ro.plan_version <> p_expected_version THEN
         PERFORM ws__fail('WSE02', format('rollout %s was re-planned meanwhile (plan version %s, expected %s)',
@@ -553,7 +548,8 @@ BEGIN
        AND w.idx NOT IN (SELECT k.idx FROM ws_resume_kept_waves k);
 
     v_version := v_ro.plan_version + 1;
-    v_reason := format('resumed after urgent rollout %s ended', v_urgent);
+    v_reason := format('%s after urgent rollout %s ended',
+                       CASE WHEN v_ro.state = 'preempted' THEN 'resumed' ELSE 're-planned' END, v_urgent);
     v_diff := jsonb_build_object(
         'from_version', v_ro.plan_version, 'to_version', v_version, 'reason', v_reason,
         'kept_waves', v_base, 'preempted_by', (SELECT jsonb_agg(p.urgent_rollout ORDER BY p.urgent_rollout)
@@ -641,25 +637,33 @@ BEGIN
         PERFORM ws__fail('WSE04', format('plan: %s tenants placed, %s deployments made', v_tenants, v_rows));
     END IF;
 
-    UPDATE rollouts r SET state = 'running', plan_version = v_version, updated_at = now(),
-                          start_at = LEAST(r.start_at, p_start),
+    -- A held rollout keeps its state (and start): only its plan changed.
+    UPDATE rollouts r SET state = CASE WHEN r.state = 'preempted' THEN 'running' ELSE r.state END,
+                          plan_version = v_version, updated_at = now(),
+                          start_at = CASE WHEN r.state = 'preempted' THEN LEAST(r.start_at, p_start) ELSE r.start_at END,
                           state_reason = format('%s; plan version %s', v_reason, v_version)
      WHERE r.id = p_rollout;
     UPDATE preemptions p SET resumed_at = now(), plan_version = v_version, resume_error = NULL
      WHERE p.preempted_rollout = p_rollout AND p.resumed_at IS NULL;
 
-    PERFORM ws_audit_append('engine', 'rollout.running', format('rollout/%s', p_rollout),
-        jsonb_build_object('from', 'preempted', 'to', 'running', 'event', 'resume_preempted', 'epoch', p_epoch,
+    PERFORM ws_audit_append('engine', CASE WHEN v_ro.state = 'preempted' THEN 'rollout.running' ELSE 'rollout.replan' END,
+        format('rollout/%s', p_rollout),
+        jsonb_build_object('from', v_ro.state, 'to', CASE WHEN v_ro.state = 'preempted' THEN 'running' ELSE v_ro.state END,
+                           'event', CASE WHEN v_ro.state = 'preempted' THEN 'resume_preempted' ELSE 'replan' END,
+                           'epoch', p_epoch,
                            'reason', v_reason, 'from_version', v_ro.plan_version, 'to_version', v_version,
                            'plan_sha256', v_sha, 'fleet_generation', p_generation, 'kept_waves', v_base,
                            'removed', jsonb_array_length(v_diff -> 'removed'),
                            'moved', jsonb_array_length(v_diff -> 'moved'),
                            'on_urgent', jsonb_array_length(v_on),
                            'approvals_withdrawn', jsonb_array_length(v_withdrawn)));
+    IF v_ro.state = 'preempted' THEN
+        INSERT INTO events (rollout_id, kind, payload)
+        VALUES (p_rollout, 'rollout.state', jsonb_build_object('object', 'rollout', 'id', p_rollout, 'rollout', p_rollout,
+                'from', 'preempted', 'to', 'running', 'event', 'resume_preempted', 'reason', v_reason));
+    END IF;
     INSERT INTO events (rollout_id, kind, payload)
-    VALUES (p_rollout, 'rollout.state', jsonb_build_object('object', 'rollout', 'id', p_rollout, 'rollout', p_rollout,
-            'from', 'preempted', 'to', 'running', 'event', 'resume_preempted', 'reason', v_reason)),
-           (p_rollout, 'rollout.replanned', jsonb_build_object('object', 'rollout', 'id', p_rollout,
+    VALUES (p_rollout, 'rollout.replanned', jsonb_build_object('object', 'rollout', 'id', p_rollout,
             'rollout', p_rollout, 'plan_version', v_version, 'reason', v_reason, 'actor', 'engine',
             'removed', jsonb_array_length(v_diff -> 'removed'), 'moved', jsonb_array_length(v_diff -> 'moved'),
             'on_urgent', jsonb_array_length(v_on)));
@@ -697,7 +701,8 @@ BEGIN
                          format('the call carries epoch %s but the lease is at epoch %s', p_epoch, v_epoch));
     END IF;
     UPDATE rollouts r SET state_reason = v_text, updated_at = now()
-     WHERE r.id = p_rollout AND r.state = 'preempted' AND r.state_reason IS DISTINCT FROM v_text;
+     WHERE r.id = p_rollout AND r.state IN ('preempted', 'planned', 'approved')
+       AND r.state_reason IS DISTINCT FROM v_text;
     IF FOUND THEN
         UPDATE preemptions p SET resume_error = p_reason
          WHERE p.preempted_rollout = p_rollout AND p.resumed_at IS NULL;
@@ -709,4 +714,20 @@ BEGIN
         PERFORM pg_notify('ws_events', '');
     END IF;
 END
+$$;
+
+-- The engine's scan (0005) also finds a planned rollout an urgent one held
+-- and that is to be re-planned now (approved ones it finds already), so a
+-- new leader re-plans it too.
+CREATE OR REPLACE FUNCTION ws_engine_active() RETURNS SETOF bigint
+LANGUAGE sql STABLE AS $$
+    SELECT r.id FROM rollouts r
+     WHERE (r.state IN ('approved', 'running', 'paused', 'preempted', 'halted', 'aborted')
+            AND (r.state NOT IN ('halted', 'aborted')
+                 OR EXISTS (SELECT 1 FROM deployments d
+                             WHERE d.rollout_id = r.id
+                               AND d.state IN ('deploying', 'verifying', 'rolling_back'))))
+        OR (r.state = 'planned'
+            AND EXISTS (SELECT 1 FROM preemptions p WHERE p.preempted_rollout = r.id AND p.resumed_at IS NULL))
+     ORDER BY r.id
 $$;

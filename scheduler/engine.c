@@ -707,8 +707,10 @@ static int64_t backup_status_ttl_s(const ws_clock *c)
 
 static bool rollout_done(const em_rollout *m)
 {
+	/* A planned rollout matters only while it is to be re-planned after
+	 * an urgent one held it. */
 	return m->state == WS_RO_COMPLETED || m->state == WS_RO_ROLLED_BACK ||
-	       m->state == WS_RO_PLANNED;
+	       (m->state == WS_RO_PLANNED && !m->resume);
 }
 
 static void run_decide(erun *run)
@@ -805,13 +807,13 @@ static void run_decide(erun *run)
 	uv_timer_stop(&run->timer);
 	if (d.wake != EM_NONE)
 		ws_clock_timer_start(e->clock, &run->timer, d.wake, run_timer_cb);
-	else if (run->model->wait_for > 0 || run->model->state == WS_RO_PREEMPTED ||
+	else if (run->model->wait_for > 0 || run->model->state == WS_RO_PREEMPTED || run->model->resume ||
 		 (run->model->state == WS_RO_APPROVED && run->model->preempt_by > 0))
 		/* Waiting on another rollout: its state changes NOTIFY us
 		 * (0016); this polls for what does not (a halted rollout's
 		 * last deploy settling). */
 		uv_timer_start(&run->timer, run_timer_cb, OVERLAP_POLL_MS, 0);
-	if (run->model->state == WS_RO_PREEMPTED && run->model->resume)
+	if (run->model->resume)
 		resume_start(run);
 	bool done = rollout_done(run->model) ||
 		    ((run->model->state == WS_RO_ABORTED || run->model->state == WS_RO_HALTED) &&

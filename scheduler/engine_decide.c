@@ -982,6 +982,10 @@ void em_decide(const em_rollout *r, const em_env *env, em_decision *d)
 			 * has its tenants (migration 0016). */
 			snprintf(d->note, sizeof(d->note), "held by urgent rollout %" PRId64 " (release %s)",
 				 r->preempt_by, r->preempt_by_release ? r->preempt_by_release : "?");
+		} else if (r->resume) {
+			/* Its plan may still name tenants now on the urgent
+			 * release: the re-plan (engine.c) comes first. */
+			snprintf(d->note, sizeof(d->note), "waits for its re-plan after the urgent rollout");
 		} else if (r->start_at == EM_NONE || now >= r->start_at) {
 			rollout_op(d, r, WS_RO_EV_START, NULL, now);
 		} else {

@@ -264,6 +264,76 @@ class Preemption(unittest.TestCase):
             self.assertTrue(parse_time(a["ended_at"]) <= parse_time(b["started_at"])
                             or parse_time(b["ended_at"]) <= parse_time(a["started_at"]), (a, b))
 
+    def create_standard(self):
+        r = self.svc.request("POST", "/v1/rollouts", token=self.platform,
+                             body={"release": RELEASE, "policy": "standard-quarterly",
+                                   "start": rfc3339(self.now() + 60)})
+        self.assertIn(r.status, (200, 201), r)
+        return r.json["id"]
+
+    def create_urgent(self):
+        r = self.svc.request("POST", "/v1/rollouts", token=self.security,
+                             body={"release": URGENT, "policy": "urgent-security",
+                                   "start": rfc3339(self.now()), "break_glass": BG})
+        self.assertIn(r.status, (200, 201), r)
+        return r.json["id"]
+
+    def test_a_rollout_not_started_holds_and_is_replanned(self):
+        std = self.create_standard()
+        urg = self.create_urgent()
+        self.assertEqual(self.db.sql(f"SELECT state_at_creation FROM preemptions WHERE urgent_rollout = {urg}"
+                                     f" AND preempted_rollout = {std}"), "planned")
+        # A standard rollout over the urgent one's tenants is refused.
+        r = self.svc.request("POST", "/v1/rollouts", token=self.platform,
+                             body={"release": RELEASE, "policy": "standard-quarterly",
+                                   "start": rfc3339(self.now() + 60)})
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("are already in rollout", r.json["error"]["message"])
+        self.approve(std)
+        self.start(std, self.platform)
+        time.sleep(1.5)     # past its start in schedule time: held, not started
+        self.assertEqual(self.rollout(std)["state"], "approved")
+        self.approve(urg)
+        self.start(urg, self.security)
+        u = self.wait(urg, lambda ro: ro["state"] not in ("approved", "running"), "the urgent rollout's end")
+        self.assertEqual(u["state"], "completed", u)
+        ut = self.tenants(u)
+        last_urgent = max(parse_time(t["ended_at"]) for t in ut.values())
+        ro = self.wait(std, lambda ro: ro["plan_version"] == 2, "the re-plan")
+        self.assertIn(f"re-planned after urgent rollout {urg} ended", ro["state_reason"])
+        r = self.svc.request("GET", f"/v1/rollouts/{std}/plans", token=self.admin)
+        diff = r.json["plans"][1]["diff"]
+        self.assertEqual(diff["kept_waves"], 0)
+        self.assertEqual(sorted(x["slug"] for x in diff["on_urgent"]), sorted(ut))
+        planned = set(self.tenants(self.plan_rows(std, 1)))
+        self.assertEqual(sorted(self.tenants(ro)), sorted(planned - set(ut)))
+        self.assertTrue(self.dedicated() <= set(self.tenants(ro)))
+        self.approve(std)
+        ro = self.wait(std, lambda ro: ro["state"] not in ("approved", "running"), "the standard rollout's end")
+        self.assertEqual(ro["state"], "completed", ro)
+        sim = self.sim.tenants()
+        for slug, t in self.tenants(ro).items():
+            self.assertEqual(t["state"], "healthy", t)
+            self.assertGreaterEqual(parse_time(t["started_at"]), last_urgent, t)
+            self.assertEqual(sim[slug]["version"], RELEASE, slug)
+        for slug in ut:
+            self.assertEqual(sim[slug]["version"], URGENT, f"{slug} was downgraded")
+
+    def test_one_tenant_is_never_in_flight_in_two_rollouts(self):
+        std = self.create_standard()
+        urg = self.create_urgent()
+        slug = "training-a"
+        self.db.sql(f"UPDATE deployments SET state = 'deploying' WHERE rollout_id = {urg} AND slug = '{slug}'")
+        with self.assertRaises(RuntimeError) as cm:
+            self.db.sql(f"UPDATE deployments SET state = 'deploying' WHERE rollout_id = {std} AND slug = '{slug}'")
+        self.assertIn(f"tenant {slug} is deploying in rollout {urg}; rollout {std} may not act on it",
+                      str(cm.exception))
+        self.assertEqual(self.db.sql(f"SELECT state FROM deployments WHERE rollout_id = {std} AND slug = '{slug}'"),
+                         "scheduled")
+
+    def dedicated(self):
+        return {t["slug"] for t in self.fleet["tenants"] if self.fleet_hosting(t) == "dedicated"}
+
     def fleet_hosting(self, t):
         cluster = next(c for c in self.fleet["clusters"] if c["name"] == t["cluster"])
         return cluster.get("hosting", "shared")

@@ -675,6 +675,10 @@ static void test_approved_standard_holds_while_urgent_moves(void **state)
 	preempt(f, json_pack("{s:i, s:s}", "by", 9, "by_release", "3-sec"));
 	assert_string_equal(decide(f, "2026-12-02T00:00:00Z"), "[]");
 	assert_true(has(f->d.note, "held by urgent rollout 9 (release 3-sec)"));
+	/* The urgent rollout ended: the re-plan comes before the start. */
+	preempt(f, json_pack("{s:b, s:i, s:i, s:[]}", "resume", 1, "plan_version", 1, "base", 0, "remaining"));
+	assert_string_equal(decide(f, "2026-12-02T00:00:00Z"), "[]");
+	assert_true(has(f->d.note, "waits for its re-plan after the urgent rollout"));
 	preempt(f, json_object());
 	assert_true(has(decide(f, "2026-12-02T00:00:00Z"), "\"to\":\"running\""));
 }
