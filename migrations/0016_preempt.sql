@@ -9,9 +9,11 @@
 --   * a running one finishes the wave it is in and, instead of starting its
 --     next wave, goes running -> preempted (the engine, ws_engine_tx);
 --   * the urgent rollout starts no wave while an overlapping standard
---     rollout is running or paused or has a tenant deploying, verifying or
+--     rollout has a wave under way (left pending, not passed or failed) with
+--     a tenant of the urgent one, or any tenant deploying, verifying or
 --     rolling back (so nothing deploying is interrupted, and a standard wave
---     that fails its soak cannot roll back a tenant the urgent one patched).
+--     that fails its soak cannot roll back a tenant the urgent one patched);
+--     a standard wave without its tenants does not hold it up.
 -- When the urgent rollout has ended, each rollout it preempted is re-planned
 -- for its remaining tenants by the same pure planner (engine.c) and resumed
 -- here in one transaction (ws_rollout_resume): plan version N+1 with the
@@ -246,7 +248,8 @@ $$;
 --   by, by_release: an urgent rollout still moving that takes tenants of
 --       this (standard) rollout: hold, or preempt at the wave boundary;
 --   wait_for, wait_state: a standard rollout this (urgent) rollout overlaps
---       that is running or paused or has a tenant in flight: start no wave;
+--       whose wave under way has a tenant of this one, or that has a tenant
+--       in flight: start no wave;
 --   resume: preempted, and every urgent rollout that preempted it has ended;
 --   base: the highest index of a wave that has left `pending` (0: none);
 --   remaining: the tenants of its pending waves still to plan, in slug order
@@ -275,7 +278,10 @@ BEGIN
     SELECT p.preempted_rollout AS id, s.state INTO v_wait
       FROM preemptions p JOIN rollouts s ON s.id = p.preempted_rollout
      WHERE p.urgent_rollout = p_rollout AND p.resumed_at IS NULL
-       AND (s.state IN ('running', 'paused')
+       AND ((s.state IN ('running', 'paused')
+             AND EXISTS (SELECT 1 FROM deployments d JOIN waves w ON w.id = d.wave_id
+                           JOIN deployments u ON u.tenant_id = d.tenant_id AND u.rollout_id = p_rollout
+                          WHERE d.rollout_id = s.id AND w.state NOT IN ('pending', 'passed', 'failed')))
             OR EXISTS (SELECT 1 FROM deployments d WHERE d.rollout_id = s.id
                           AND d.state IN ('deploying', 'verifying', 'rolling_back')))
      ORDER BY p.preempted_rollout LIMIT 1;
