@@ -16,12 +16,16 @@
 #include <string.h>
 #include "engine_internal.h"
 #include "wavesched/log.h"
+#include "wavesched/planner.h"
+#include "wavesched/window.h"
 
 #define RESCAN_MS 30000          /* a safety net under NOTIFY, real time */
 #define RETRY_MS 1000            /* after a failed load or commit */
 #define DEFAULT_RECHECK_S (5 * 60)
 #define CHAIN_MAX 6              /* steps decided ahead of one commit */
 #define BACKUP_TTL_FLOOR_MS 2000
+#define RESUME_RETRY_MS 30000    /* after a re-plan that failed, real time */
+#define OVERLAP_POLL_MS 5000     /* a rollout waiting on another: NOTIFY's safety net */
 
 static void run_load(erun *run);
 static void run_decide(erun *run);
@@ -91,7 +95,7 @@ static bool run_finish_closing(erun *run)
 {
 	if (!run->closing)
 		return false;
-	if (!run->loading && !run->committing && !uv_is_closing((uv_handle_t *)&run->timer))
+	if (!run->loading && !run->committing && !run->resuming && !uv_is_closing((uv_handle_t *)&run->timer))
 		uv_close((uv_handle_t *)&run->timer, run_closed_cb);
 	return true;
 }
@@ -381,8 +385,11 @@ static void run_load(erun *run)
 	snprintf(id, sizeof(id), "%" PRId64, run->id);
 	const char *params[] = { id };
 	run->loading = true;
-	if (ws_pg_query(e->pool, "SELECT ws_engine_rollout($1::bigint)::text", 1, params, load_done,
-			run) != 0) {
+	/* The overlaps with other rollouts (0016) join the rows under "preempt". */
+	if (ws_pg_query(e->pool,
+			"SELECT (ws_engine_rollout($1::bigint)"
+			" || jsonb_build_object('preempt', ws_engine_preempt($1::bigint)))::text",
+			1, params, load_done, run) != 0) {
 		run->loading = false;
 		run_retry(run);
 	}
@@ -391,6 +398,274 @@ static void run_load(erun *run)
 void engine_wake(erun *run)
 {
 	run_load(run);
+}
+
+
+/* Resuming after preemption -------------------------------------------------------- */
+
+static bool slug_in(const json_t *slugs, const char *slug)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(slugs, i, v)
+		if (json_is_string(v) && strcmp(json_string_value(v), slug) == 0)
+			return true;
+	return false;
+}
+
+char *engine_resume_plan(const ws_fleet *fleet, const ws_policy *policy, const char *release,
+			 ws_release_kind kind, int64_t start_s, const json_t *remaining, int base,
+			 json_t **settings, char *err, size_t err_size)
+{
+	*settings = NULL;
+	/* The fleet of the remaining tenants, through its canonical JSON and
+	 * the fleet parser, so the planner sees an ordinary fleet: clusters
+	 * and calendars whole, dependencies on tenants outside it dropped
+	 * (done, on the urgent release, or not in this rollout: met). */
+	json_t *doc = fleet_to_json(fleet);
+	json_t *tenants = json_object_get(doc, "tenants");
+	json_t *kept = json_array();
+	size_t i;
+	json_t *t;
+	json_array_foreach(tenants, i, t) {
+		if (!slug_in(remaining, json_string_value(json_object_get(t, "slug"))))
+			continue;
+		json_t *deps = json_object_get(t, "depends_on");
+		json_t *keep = json_array();
+		size_t k;
+		json_t *dv;
+		json_array_foreach(deps, k, dv)
+			if (json_is_string(dv) && slug_in(remaining, json_string_value(dv)))
+				json_array_append(keep, dv);
+		json_object_set_new(t, "depends_on", keep);
+		json_array_append(kept, t);
+	}
+	size_t missing = json_array_size(remaining) - json_array_size(kept);
+	json_object_set_new(doc, "tenants", kept);
+	char *text = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	if (!text) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	if (missing) {
+		free(text);
+		snprintf(err, err_size, "%zu of the remaining tenants are no longer in the fleet", missing);
+		return NULL;
+	}
+	ws_diags d;
+	ws_diags_init(&d);
+	ws_fleet *sub = fleet_parse("fleet (remaining tenants)", text, strlen(text), &d);
+	free(text);
+	char *out = NULL;
+	ws_plan *plan = NULL;
+	if (!sub)
+		goto diag;
+	ws_plan_input in = { .fleet = sub, .policy = policy, .release = release, .kind = kind,
+			     .start = start_s };
+	plan = plan_build(&in, &d);
+	if (!plan)
+		goto diag;
+	json_t *pj = plan_to_json(plan);
+	json_t *w;
+	/* The new waves follow those already under way or done. */
+	json_array_foreach(json_object_get(pj, "waves"), i, w)
+		json_object_set_new(w, "index",
+				    json_integer(json_integer_value(json_object_get(w, "index")) + base));
+	out = json_dumps(pj, WS_PLAN_JSON_FLAGS);
+	json_decref(pj);
+	*settings = json_array();
+	for (i = 0; i < plan->n_waves; i++)
+		json_array_append_new(*settings, rollout_wave_settings_json(plan->waves[i].settings));
+	if (!out) {
+		snprintf(err, err_size, "out of memory");
+		json_decref(*settings);
+		*settings = NULL;
+	}
+	plan_free(plan);
+	fleet_free(sub);
+	ws_diags_free(&d);
+	return out;
+diag: {
+	char *first = d.len ? ws_diag_format(&d.items[0]) : NULL;
+	snprintf(err, err_size, "%s%s", first ? first : "the plan cannot be made",
+		 d.len > 1 ? " (and more problems)" : "");
+	free(first);
+	fleet_free(sub);
+	ws_diags_free(&d);
+	return NULL;
+}
+}
+
+typedef struct resume_job {
+	uv_work_t work;
+	erun *run;
+	ws_fleet_snapshot *snap;
+	json_t *remaining;        /* a copy owned by the job */
+	char *release;
+	ws_release_kind kind;
+	int64_t start_s;
+	int base, plan_version;
+	char *plan_text;
+	json_t *settings;
+	char err[400];
+} resume_job;
+
+static void resume_job_free(resume_job *j)
+{
+	if (j->snap)
+		ws_fleet_snapshot_release(j->snap);
+	json_decref(j->remaining);
+	json_decref(j->settings);
+	free(j->release);
+	free(j->plan_text);
+	free(j);
+}
+
+/* The end of a resume attempt: the rows are loaded again either way. */
+static void resume_end(resume_job *j, bool failed)
+{
+	erun *run = j->run;
+	run->resuming = false;
+	if (failed)
+		run->resume_after = uv_now(run->e->loop) + RESUME_RETRY_MS;
+	resume_job_free(j);
+	if (run_finish_closing(run))
+		return;
+	run_load(run);
+}
+
+static void resume_failed_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	resume_job *j = arg;
+	(void)res;
+	if (err)
+		ws_warn("engine", "rollout %" PRId64 ": cannot record the failed re-plan: %s", j->run->id,
+			err->message);
+	resume_end(j, true);
+}
+
+static void resume_fail(resume_job *j, const char *why)
+{
+	erun *run = j->run;
+	ws_engine *e = run->e;
+	ws_warn("engine", "rollout %" PRId64 ": stays preempted: re-planning its remaining tenants failed: %s",
+		run->id, why);
+	if (!e->leader || run->closing) {
+		resume_end(j, true);
+		return;
+	}
+	char epoch[24], id[24];
+	snprintf(epoch, sizeof(epoch), "%" PRId64, e->epoch);
+	snprintf(id, sizeof(id), "%" PRId64, run->id);
+	const char *params[] = { epoch, id, why };
+	if (ws_pg_query(e->pool, "SELECT ws_rollout_resume_failed($1::bigint, $2::bigint, $3)", 3, params,
+			resume_failed_done, j) != 0)
+		resume_end(j, true);
+}
+
+static void resume_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	resume_job *j = arg;
+	erun *run = j->run;
+	if (err) {
+		const char *st = err->sqlstate ? err->sqlstate : "";
+		if (strcmp(st, "WSE01") == 0) {
+			resume_end(j, false);
+			ws_engine_leader(run->e, false, run->e->epoch);
+			return;
+		}
+		char why[400];
+		snprintf(why, sizeof(why), "%s", err->message);
+		resume_fail(j, why);
+		return;
+	}
+	json_t *out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	json_t *diff = json_object_get(out, "diff");
+	ws_info("engine", "rollout %" PRId64 ": resumed after preemption on plan version %" JSON_INTEGER_FORMAT
+		": %zu removed, %zu moved, %zu on the urgent release, %zu approvals withdrawn", run->id,
+		json_integer_value(json_object_get(out, "plan_version")),
+		json_array_size(json_object_get(diff, "removed")), json_array_size(json_object_get(diff, "moved")),
+		json_array_size(json_object_get(diff, "on_urgent")),
+		json_array_size(json_object_get(diff, "approvals_withdrawn")));
+	json_decref(out);
+	resume_end(j, false);
+}
+
+static void resume_work_cb(uv_work_t *w)
+{
+	resume_job *j = w->data;
+	j->plan_text = engine_resume_plan(j->snap->fleet, j->run->policy, j->release, j->kind, j->start_s,
+					  j->remaining, j->base, &j->settings, j->err, sizeof(j->err));
+}
+
+static void resume_after_cb(uv_work_t *w, int status)
+{
+	resume_job *j = w->data;
+	erun *run = j->run;
+	ws_engine *e = run->e;
+	if (status != 0 || !j->plan_text) {
+		resume_fail(j, status != 0 ? "the planning job was cancelled" : j->err);
+		return;
+	}
+	if (!e->leader || run->closing) {
+		resume_end(j, false);
+		return;
+	}
+	char *settings = json_dumps(j->settings, JSON_COMPACT);
+	char epoch[24], id[24], ver[16], base[16], gen[24], start[40];
+	snprintf(epoch, sizeof(epoch), "%" PRId64, e->epoch);
+	snprintf(id, sizeof(id), "%" PRId64, run->id);
+	snprintf(ver, sizeof(ver), "%d", j->plan_version);
+	snprintf(base, sizeof(base), "%d", j->base);
+	snprintf(gen, sizeof(gen), "%lld", (long long)j->snap->generation);
+	ws_time_format(j->start_s, 0, true, start, sizeof(start));
+	const char *params[] = { epoch, id, ver, base, j->plan_text, settings, gen, start };
+	int rc = settings ? ws_pg_query(e->pool,
+					"SELECT ws_rollout_resume($1::bigint, $2::bigint, $3::int, $4::int, $5,"
+					" $6::jsonb, $7::bigint, $8::timestamptz)::text",
+					8, params, resume_done, j)
+			  : -1;
+	free(settings);
+	if (rc != 0)
+		resume_end(j, true);
+}
+
+/* A preempted rollout whose urgent rollouts have all ended: plan its
+ * remaining tenants on the thread pool, then resume it in one transaction. */
+static void resume_start(erun *run)
+{
+	ws_engine *e = run->e;
+	const em_rollout *m = run->model;
+	if (run->resuming || uv_now(e->loop) < run->resume_after)
+		return;
+	ws_release_kind kind;
+	if (!e->snap || !run->policy || !m->kind || ws_release_kind_parse(m->kind, &kind) != 0) {
+		ws_warn("engine", "rollout %" PRId64 ": cannot re-plan yet (%s)", run->id,
+			!e->snap ? "no fleet snapshot" : !run->policy ? "its policy does not parse" : "release kind");
+		run->resume_after = uv_now(e->loop) + RESUME_RETRY_MS;
+		return;
+	}
+	resume_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->run = run;
+	j->kind = kind;
+	j->base = m->resume_base;
+	j->plan_version = m->plan_version;
+	j->start_s = ws_clock_now(e->clock) / 1000000;
+	j->remaining = json_deep_copy(m->remaining);
+	j->release = strdup(m->release);
+	ws_fleet_snapshot_retain(e->snap);
+	j->snap = e->snap;
+	j->work.data = j;
+	if (!j->remaining || !j->release || uv_queue_work(e->loop, &j->work, resume_work_cb, resume_after_cb) != 0) {
+		resume_job_free(j);
+		return;
+	}
+	run->resuming = true;
+	ws_info("engine", "rollout %" PRId64 ": the urgent rollouts over it ended; re-planning %zu remaining tenants",
+		run->id, json_array_size(m->remaining));
 }
 
 /* Deciding ------------------------------------------------------------------------ */
@@ -432,8 +707,10 @@ static int64_t backup_status_ttl_s(const ws_clock *c)
 
 static bool rollout_done(const em_rollout *m)
 {
+	/* A planned rollout matters only while it is to be re-planned after
+	 * an urgent one held it. */
 	return m->state == WS_RO_COMPLETED || m->state == WS_RO_ROLLED_BACK ||
-	       m->state == WS_RO_PLANNED;
+	       (m->state == WS_RO_PLANNED && !m->resume);
 }
 
 static void run_decide(erun *run)
@@ -530,6 +807,14 @@ static void run_decide(erun *run)
 	uv_timer_stop(&run->timer);
 	if (d.wake != EM_NONE)
 		ws_clock_timer_start(e->clock, &run->timer, d.wake, run_timer_cb);
+	else if (run->model->wait_for > 0 || run->model->state == WS_RO_PREEMPTED || run->model->resume ||
+		 (run->model->state == WS_RO_APPROVED && run->model->preempt_by > 0))
+		/* Waiting on another rollout: its state changes NOTIFY us
+		 * (0016); this polls for what does not (a halted rollout's
+		 * last deploy settling). */
+		uv_timer_start(&run->timer, run_timer_cb, OVERLAP_POLL_MS, 0);
+	if (run->model->resume)
+		resume_start(run);
 	bool done = rollout_done(run->model) ||
 		    ((run->model->state == WS_RO_ABORTED || run->model->state == WS_RO_HALTED) &&
 		     d.n_act == 0 && d.wake == EM_NONE && !fx_find_run(e, run));

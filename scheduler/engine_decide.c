@@ -33,6 +33,7 @@
  *   - Halting, aborting or completing: tenants not deployed yet are skipped
  *     with the reason; calls and probes in flight finish and are recorded.
  */
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,23 @@ em_rollout *em_rollout_parse(const char *text, char *why, size_t n)
 	r->created_by = get_str(doc, "created_by");
 	r->state_reason = get_str(doc, "state_reason");
 	r->policy_id = get_i64_or(doc, "policy_id", 0);
+	json_t *pre = json_object_get(doc, "preempt");
+	if (pre && !json_is_object(pre) && !json_is_null(pre)) {
+		snprintf(why, n, "\"preempt\" is not an object");
+		goto bad;
+	}
+	r->preempt_by = get_i64_or(pre, "by", 0);
+	r->preempt_by_release = get_str(pre, "by_release");
+	r->wait_for = get_i64_or(pre, "wait_for", 0);
+	r->wait_state = get_str(pre, "wait_state");
+	r->resume = json_is_true(json_object_get(pre, "resume"));
+	r->resume_base = (int)get_i64_or(pre, "base", 0);
+	r->plan_version = (int)get_i64_or(pre, "plan_version", 0);
+	r->remaining = json_object_get(pre, "remaining");
+	if (r->resume && (!json_is_array(r->remaining) || r->plan_version < 1 || r->resume_base < 0)) {
+		snprintf(why, n, "\"preempt\" lacks the remaining tenants, the base wave or the plan version");
+		goto bad;
+	}
 	json_t *waves = json_object_get(doc, "waves");
 	if (!json_is_array(waves) || !r->release) {
 		snprintf(why, n, "the rollout lacks its waves or release");
@@ -959,7 +977,16 @@ void em_decide(const em_rollout *r, const em_env *env, em_decision *d)
 	int64_t now = env->now;
 	switch (r->state) {
 	case WS_RO_APPROVED:
-		if (r->start_at == EM_NONE || now >= r->start_at) {
+		if (r->preempt_by > 0) {
+			/* Not started yet: it holds while the urgent rollout
+			 * has its tenants (migration 0016). */
+			snprintf(d->note, sizeof(d->note), "held by urgent rollout %" PRId64 " (release %s)",
+				 r->preempt_by, r->preempt_by_release ? r->preempt_by_release : "?");
+		} else if (r->resume) {
+			/* Its plan may still name tenants now on the urgent
+			 * release: the re-plan (engine.c) comes first. */
+			snprintf(d->note, sizeof(d->note), "waits for its re-plan after the urgent rollout");
+		} else if (r->start_at == EM_NONE || now >= r->start_at) {
 			rollout_op(d, r, WS_RO_EV_START, NULL, now);
 		} else {
 			wake_at(d, r->start_at);
@@ -986,6 +1013,25 @@ void em_decide(const em_rollout *r, const em_env *env, em_decision *d)
 				break;
 			}
 			cur = next;
+		}
+		if (cur->state == WS_WAVE_PENDING && r->preempt_by > 0) {
+			/* The wave boundary: every wave before is done, nothing
+			 * of this one has started. */
+			char why[240];
+			snprintf(why, sizeof(why), "preempted by urgent rollout %" PRId64
+				 " (release %s) before wave %d (%s)", r->preempt_by,
+				 r->preempt_by_release ? r->preempt_by_release : "?", cur->idx,
+				 cur->name ? cur->name : "?");
+			rollout_op(d, r, WS_RO_EV_PREEMPT, why, now);
+			break;
+		}
+		if (cur->state == WS_WAVE_PENDING && r->wait_for > 0) {
+			/* An urgent rollout starts no wave while a standard one
+			 * over its tenants may still deploy, soak or roll back. */
+			snprintf(d->note, sizeof(d->note), "wave %d waits for rollout %" PRId64
+				 " (%s) to reach its wave boundary", cur->idx, r->wait_for,
+				 r->wait_state ? r->wait_state : "?");
+			break;
 		}
 		/* Tenants of passed waves still rolling back or verifying finish. */
 		decide_wave(d, r, cur, env);

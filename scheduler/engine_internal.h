@@ -34,6 +34,8 @@ struct erun {
 	struct econt { efx *f; size_t op; } *qconts, *conts;
 	size_t n_qconts, cap_qconts, n_conts;
 	backup_cache *backups;   /* statuses fetched for its http backup gates */
+	bool resuming;           /* its re-plan after preemption is being made or stored */
+	uint64_t resume_after;   /* loop time (ms) before which a failed re-plan is not tried again */
 	bool closing;
 	char note[256];
 	erun *next;
@@ -90,6 +92,19 @@ void engine_submit(erun *run, json_t *ops);      /* reference stolen */
 /* engine_submit, and once committed, fx_intent_committed(f, result of ops[op]). */
 void engine_submit_intent(erun *run, json_t *ops, size_t op, efx *f);
 void engine_wake(erun *run);                      /* reload and decide again */
+
+/* api_rollouts.c: a wave's settings as waves.settings stores them. */
+json_t *rollout_wave_settings_json(const ws_wave_settings *s);
+
+/* engine.c: a preempted rollout whose urgent rollouts have ended is
+ * re-planned for its remaining tenants (migration 0016).  On the thread pool:
+ * the fleet restricted to `remaining` (dependencies on other tenants count
+ * as met), planned with the rollout's policy, its wave indexes continuing
+ * after `base`.  Returns the plan text and the settings, or NULL with `err`
+ * filled.  Pure, for unit tests. */
+char *engine_resume_plan(const ws_fleet *fleet, const ws_policy *policy, const char *release,
+			 ws_release_kind kind, int64_t start_s, const json_t *remaining, int base,
+			 json_t **settings, char *err, size_t err_size);
 
 /* engine_fx.c */
 efx *fx_find(ws_engine *e, int64_t dep_id);

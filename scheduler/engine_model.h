@@ -72,6 +72,16 @@ typedef struct em_rollout {
 	int64_t policy_id;
 	em_wave *w;
 	size_t nw;
+	/* Overlaps with other rollouts (key "preempt", ws_engine_preempt of
+	 * migration 0016); all zero when there are none. */
+	int64_t preempt_by;                /* an urgent rollout over this one, still moving */
+	const char *preempt_by_release;
+	int64_t wait_for;                  /* (urgent) a standard rollout not at its boundary yet */
+	const char *wait_state;
+	bool resume;                       /* preempted, and every urgent rollout over it ended */
+	int resume_base;                   /* the last wave that left pending (0: none) */
+	int plan_version;
+	json_t *remaining;                 /* slugs to re-plan on resume (borrowed from doc) */
 	json_t *doc;                       /* owns every string above */
 } em_rollout;
 

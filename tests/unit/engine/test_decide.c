@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../wstest.h"
+#include "engine_internal.h"
 #include "engine_model.h"
 #include "wavesched/window.h"
 
@@ -608,6 +609,204 @@ static void test_rows_of_the_wrong_shape_are_refused(void **state)
 	assert_string_equal(why, "wave 1: backup gate with source http without url");
 }
 
+/* Preemption (migration 0016) ------------------------------------------------- */
+
+static void preempt(fixture *f, json_t *p)
+{
+	set(f->doc, "preempt", p);
+}
+
+/* A standard rollout over which an urgent one came: the wave under way goes
+ * on; at the boundary (the next wave not started) it goes preempted. */
+static void test_standard_preempted_at_the_wave_boundary(void **state)
+{
+	fixture *f = *state;
+	preempt(f, json_pack("{s:i, s:s}", "by", 9, "by_release", "3-sec"));
+	set(wave0(f), "state", json_string("soaking"));
+	set(wave0(f), "soak_until", json_integer(T("2026-12-01T03:40:00Z")));
+	set(dep_of(f, 0), "state", json_string("healthy"));
+	set(dep_of(f, 1), "state", json_string("healthy"));
+	assert_string_equal(decide(f, "2026-12-01T03:00:00Z"), "[]");
+	assert_int_equal(f->d.wake, T("2026-12-01T03:40:00Z"));   /* the soak goes on */
+	const char *ops = decide(f, "2026-12-01T03:40:00Z");
+	assert_true(has(ops, "\"from\":\"soaking\",\"to\":\"passed\""));
+	assert_null(strstr(ops, "preempted"));
+	/* Decided ahead on the model, as the driver does: the rollout stops
+	 * before the next wave ... */
+	json_t *w2 = json_deep_copy(wave0(f));
+	set(w2, "id", json_integer(11));
+	set(w2, "idx", json_integer(2));
+	set(w2, "name", json_string("w2"));
+	set(w2, "state", json_string("pending"));
+	set(w2, "deployments", json_array());
+	json_array_append_new(json_object_get(f->doc, "waves"), w2);
+	set(wave0(f), "state", json_string("passed"));
+	ops = decide(f, "2026-12-01T03:40:00Z");
+	assert_true(has(ops, "\"from\":\"running\",\"to\":\"preempted\",\"event\":\"preempt\""));
+	assert_true(has(ops, "\"reason\":\"preempted by urgent rollout 9 (release 3-sec) before wave 2 (w2)\""));
+	assert_true(em_apply(f->r, f->d.ops));
+	assert_int_equal(f->r->state, WS_RO_PREEMPTED);
+	/* ... and then nothing moves. */
+	em_decision d;
+	em_env env = { .now = T("2026-12-01T05:00:00Z"), .fleet = f->fleet, .policy = f->policy,
+		       .fx = fx_of, .fx_arg = f };
+	em_decide(f->r, &env, &d);
+	assert_int_equal(json_array_size(d.ops), 0);
+	em_decision_free(&d);
+}
+
+/* Mid-wave, a tenant deploying or verifying is not interrupted. */
+static void test_preemption_interrupts_nothing_deploying(void **state)
+{
+	fixture *f = *state;
+	preempt(f, json_pack("{s:i, s:s}", "by", 9, "by_release", "3-sec"));
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("verifying"));
+	set(dep_of(f, 1), "state", json_string("healthy"));
+	const char *ops = decide(f, "2026-12-01T02:30:00Z");
+	assert_true(has(ops, "\"from\":\"deploying\",\"to\":\"verifying\""));
+	assert_null(strstr(ops, "preempted"));
+}
+
+static void test_approved_standard_holds_while_urgent_moves(void **state)
+{
+	fixture *f = *state;
+	set(f->doc, "state", json_string("approved"));
+	preempt(f, json_pack("{s:i, s:s}", "by", 9, "by_release", "3-sec"));
+	assert_string_equal(decide(f, "2026-12-02T00:00:00Z"), "[]");
+	assert_true(has(f->d.note, "held by urgent rollout 9 (release 3-sec)"));
+	/* The urgent rollout ended: the re-plan comes before the start. */
+	preempt(f, json_pack("{s:b, s:i, s:i, s:[]}", "resume", 1, "plan_version", 1, "base", 0, "remaining"));
+	assert_string_equal(decide(f, "2026-12-02T00:00:00Z"), "[]");
+	assert_true(has(f->d.note, "waits for its re-plan after the urgent rollout"));
+	preempt(f, json_object());
+	assert_true(has(decide(f, "2026-12-02T00:00:00Z"), "\"to\":\"running\""));
+}
+
+/* An urgent rollout starts no wave while a standard one over its tenants
+ * has not reached its boundary; a wave already started goes on. */
+static void test_urgent_waits_for_the_standard_boundary(void **state)
+{
+	fixture *f = *state;
+	set(f->doc, "kind", json_string("urgent"));
+	preempt(f, json_pack("{s:i, s:s}", "wait_for", 5, "wait_state", "running"));
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_true(has(f->d.note, "wave 1 waits for rollout 5 (running) to reach its wave boundary"));
+	preempt(f, json_object());
+	assert_true(has(decide(f, "2026-12-01T02:00:00Z"), "\"from\":\"pending\",\"to\":\"backup_check\""));
+	preempt(f, json_pack("{s:i, s:s}", "wait_for", 5, "wait_state", "paused"));
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("verifying"));
+	set(dep_of(f, 1), "state", json_string("healthy"));
+	assert_true(has(decide(f, "2026-12-01T02:30:00Z"), "\"from\":\"deploying\",\"to\":\"verifying\""));
+}
+
+static void test_preempt_rows_of_the_wrong_shape_are_refused(void **state)
+{
+	fixture *f = *state;
+	char why[200];
+	preempt(f, json_integer(3));
+	char *text = json_dumps(f->doc, JSON_COMPACT);
+	assert_null(em_rollout_parse(text, why, sizeof(why)));
+	free(text);
+	assert_string_equal(why, "\"preempt\" is not an object");
+	preempt(f, json_pack("{s:b, s:i}", "resume", 1, "plan_version", 1));
+	text = json_dumps(f->doc, JSON_COMPACT);
+	assert_null(em_rollout_parse(text, why, sizeof(why)));
+	free(text);
+	assert_string_equal(why, "\"preempt\" lacks the remaining tenants, the base wave or the plan version");
+	preempt(f, json_pack("{s:b, s:i, s:i, s:[s]}", "resume", 1, "plan_version", 2, "base", 1, "remaining", "b"));
+	text = json_dumps(f->doc, JSON_COMPACT);
+	em_rollout *r = em_rollout_parse(text, why, sizeof(why));
+	free(text);
+	assert_non_null(r);
+	assert_true(r->resume);
+	assert_int_equal(r->resume_base, 1);
+	assert_int_equal(r->plan_version, 2);
+	assert_int_equal(json_array_size(r->remaining), 1);
+	em_rollout_free(r);
+}
+
+/* The re-plan on resume: only the remaining tenants, a dependency on a
+ * tenant outside them counted as met, wave indexes after the base. */
+static void test_resume_plan_of_the_remaining_tenants(void **state)
+{
+	fixture *f = *state;
+	static const char *DEPS =
+		"apiVersion: wavesched/v1\n"
+		"kind: Fleet\n"
+		"clusters:\n"
+		"  - {name: c1, hosting: shared, region: eu}\n"
+		"tenants:\n"
+		"  - {slug: a, cluster: c1, timezone: UTC}\n"
+		"  - {slug: b, cluster: c1, timezone: UTC, depends_on: [a]}\n"
+		"  - {slug: c, cluster: c1, timezone: UTC, depends_on: [b]}\n"
+		"calendars:\n"
+		"  - name: freeze\n"
+		"    hard: true\n"
+		"    occurrences: [{from: '2026-12-02T00:00:00Z', to: '2026-12-03T00:00:00Z'}]\n";
+	ws_diags d;
+	ws_diags_init(&d);
+	ws_fleet *fl = fleet_parse("deps.yaml", DEPS, strlen(DEPS), &d);
+	assert_non_null(fl);
+	ws_diags_free(&d);
+	char err[200] = "";
+	json_t *settings = NULL;
+	json_t *remaining = json_pack("[s, s]", "b", "c");
+	char *text = engine_resume_plan(fl, f->policy, "2", WS_RELEASE_STANDARD, T("2026-12-01T00:00:00Z") / US,
+					remaining, 3, &settings, err, sizeof(err));
+	assert_non_null(text);
+	json_t *plan = json_loads(text, 0, NULL);
+	json_t *waves = json_object_get(plan, "waves");
+	assert_true(json_array_size(waves) >= 1);
+	assert_int_equal(json_array_size(settings), json_array_size(waves));
+	size_t i, k;
+	json_t *w, *t;
+	int placed = 0;
+	json_array_foreach(waves, i, w) {
+		assert_true(json_integer_value(json_object_get(w, "index")) > 3);
+		json_array_foreach(json_object_get(w, "tenants"), k, t) {
+			assert_string_not_equal(json_string_value(json_object_get(t, "slug")), "a");
+			placed++;
+		}
+	}
+	assert_int_equal(placed, 2);
+	json_decref(plan);
+	json_decref(settings);
+	free(text);
+	json_decref(remaining);
+	/* Nobody left (all on the urgent release): a plan of no wave. */
+	remaining = json_array();
+	text = engine_resume_plan(fl, f->policy, "2", WS_RELEASE_STANDARD, T("2026-12-01T00:00:00Z") / US,
+				  remaining, 3, &settings, err, sizeof(err));
+	if (!text)
+		print_error("%s\n", err);
+	assert_non_null(text);
+	plan = json_loads(text, 0, NULL);
+	assert_int_equal(json_array_size(json_object_get(plan, "waves")), 0);
+	assert_int_equal(json_array_size(settings), 0);
+	json_decref(plan);
+	json_decref(settings);
+	free(text);
+	json_decref(remaining);
+	/* A remaining tenant the fleet no longer has: no plan, and why. */
+	remaining = json_pack("[s, s]", "b", "gone");
+	text = engine_resume_plan(fl, f->policy, "2", WS_RELEASE_STANDARD, T("2026-12-01T00:00:00Z") / US,
+				  remaining, 3, &settings, err, sizeof(err));
+	assert_null(text);
+	assert_null(settings);
+	assert_string_equal(err, "1 of the remaining tenants are no longer in the fleet");
+	json_decref(remaining);
+	/* A release kind the policy refuses: the planner's reason. */
+	remaining = json_pack("[s]", "b");
+	text = engine_resume_plan(fl, f->policy, "2", WS_RELEASE_URGENT, T("2026-12-01T00:00:00Z") / US,
+				  remaining, 0, &settings, err, sizeof(err));
+	assert_null(text);
+	assert_true(strlen(err) > 0);
+	json_decref(remaining);
+	fleet_free(fl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -629,6 +828,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_http_backup_rechecked_then_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_backup_fetch_stops_when_unneeded, setup, teardown),
 		cmocka_unit_test(test_rows_of_the_wrong_shape_are_refused),
+		cmocka_unit_test_setup_teardown(test_standard_preempted_at_the_wave_boundary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preemption_interrupts_nothing_deploying, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_approved_standard_holds_while_urgent_moves, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_urgent_waits_for_the_standard_boundary, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_preempt_rows_of_the_wrong_shape_are_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_plan_of_the_remaining_tenants, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
