@@ -768,6 +768,24 @@ static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, co
 	}
 }
 
+/* A tenant of a wave being rolled back that ended its deploy (healthy or
+ * failed) and has not been rolled back yet: its latest intent was the
+ * deploy.  A failed rollback (latest intent "rollback") is not retried. */
+static bool needs_rollback(const em_dep *dep)
+{
+	return (dep->state == WS_DEP_HEALTHY || dep->state == WS_DEP_FAILED) && dep->attempt > 0 &&
+	       (!dep->outbox_kind || strcmp(dep->outbox_kind, "rollback") != 0);
+}
+
+static void rollback_dep(em_decision *d, const em_dep *dep, int64_t now)
+{
+	json_t *set = json_pack("{s:i}", "attempt", dep->attempt + 1);
+	dep_op(d, dep, WS_DEP_EV_ROLLBACK, "rollback of the wave", now, set);
+	json_array_append_new(d->ops, json_pack("{s:s, s:I, s:s, s:i, s:{s:s?}}", "op", "outbox", "deployment",
+						(json_int_t)dep->id, "kind", "rollback", "attempt",
+						dep->attempt + 1, "request", "version", dep->previous_version));
+}
+
 /* Beyond the failure budget: true when it acted. */
 static bool apply_budget(em_decision *d, const em_rollout *r, const em_wave *w, const em_env *env)
 {
@@ -783,18 +801,9 @@ static bool apply_budget(em_decision *d, const em_rollout *r, const em_wave *w, 
 	if (w->s.action == WS_FAIL_ROLLBACK_WAVE) {
 		char rb[240];
 		snprintf(rb, sizeof(rb), "%s; rolling back the wave", why);
-		for (size_t k = 0; k < w->nd; k++) {
-			const em_dep *dep = &w->d[k];
-			if ((dep->state == WS_DEP_HEALTHY || dep->state == WS_DEP_FAILED) &&
-			    dep->attempt > 0) {
-				json_t *set = json_pack("{s:i}", "attempt", dep->attempt + 1);
-				dep_op(d, dep, WS_DEP_EV_ROLLBACK, "rollback of the wave", now, set);
-				json_array_append_new(d->ops, json_pack("{s:s, s:I, s:s, s:i, s:{s:s?}}", "op",
-					"outbox", "deployment", (json_int_t)dep->id, "kind", "rollback",
-					"attempt", dep->attempt + 1, "request", "version",
-					dep->previous_version));
-			}
-		}
+		for (size_t k = 0; k < w->nd; k++)
+			if (needs_rollback(&w->d[k]))
+				rollback_dep(d, &w->d[k], now);
 		skip_undeployed(d, w, "rollout halted", now);
 		wave_op(d, w, WS_WAVE_EV_FAIL, rb, now, NULL);
 		rollout_op(d, r, WS_RO_EV_HALT, rb, now);
@@ -956,6 +965,22 @@ static void decide_idle(em_decision *d, const em_rollout *r, const em_env *env)
 				dep_op(d, dep, WS_DEP_EV_SKIP, "rollout aborted", now, NULL);
 		}
 	}
+	/* A wave rolled back while some of its tenants were still deploying or
+	 * verifying: each is rolled back once it has ended, so that none is
+	 * left on the new version of a wave reported rolled back. */
+	if (r->state == WS_RO_HALTED)
+		for (size_t i = 0; i < r->nw; i++) {
+			const em_wave *w = &r->w[i];
+			if (w->state != WS_WAVE_FAILED || w->s.action != WS_FAIL_ROLLBACK_WAVE)
+				continue;
+			for (size_t k = 0; k < w->nd; k++) {
+				em_fx fx = env->fx ? env->fx(env->fx_arg, w->d[k].id) : EM_FX_NONE;
+				if (needs_rollback(&w->d[k]) && fx == EM_FX_NONE) {
+					rollback_dep(d, &w->d[k], now);
+					rolling = true;
+				}
+			}
+		}
 	if (r->state == WS_RO_HALTED && !busy && !rolling) {
 		/* A rollback that has finished: every rolled-back tenant is back. */
 		bool any = false, pending = false;

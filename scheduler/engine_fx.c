@@ -267,6 +267,21 @@ static void baseline_cb(void *arg, bool ok, uint64_t median_us, const char *reas
 
 /* Deploy calls ------------------------------------------------------------------ */
 
+/* A reason cut to its buffer may end inside a UTF-8 sequence, which jansson
+ * refuses (the op would lose its reason): drop the broken tail. */
+static void utf8_cut(char *s)
+{
+	size_t n = strlen(s), i = n;
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+		i--;
+	if (i == 0)
+		return;
+	unsigned char lead = (unsigned char)s[i - 1];
+	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	if (n - (i - 1) < need)
+		s[i - 1] = '\0';
+}
+
 static void deploy_cb(void *arg, const ws_deploy_result *res)
 {
 	efx *f = arg;
@@ -298,6 +313,7 @@ static void deploy_cb(void *arg, const ws_deploy_result *res)
 		char why[300];
 		snprintf(why, sizeof(why), "%s failed: %s", rollback ? "rollback" : "deploy",
 			 res->reason ? res->reason : "the executor reported a failure");
+		utf8_cut(why);
 		json_array_append_new(ops, dep_op(f, from, "failed", "fail", why));
 	}
 	submit(f, ops);

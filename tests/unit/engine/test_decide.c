@@ -367,6 +367,37 @@ static void test_failure_budget_rollback(void **state)
 			"\"from\":\"halted\",\"to\":\"rolled_back\",\"event\":\"rollback_done\""));
 }
 
+/* A tenant still verifying when its wave was rolled back: once it ends it
+ * is rolled back too, and the rollout is not rolled_back before that. */
+static void test_rollback_reaches_tenants_that_were_still_verifying(void **state)
+{
+	fixture *f = *state;
+	json_object_set_new(json_object_get(wave0(f), "settings"), "failure",
+			    json_pack("{s:i, s:s}", "max_failed", 0, "action", "rollback_wave"));
+	set(f->doc, "state", json_string("halted"));
+	set(wave0(f), "state", json_string("failed"));
+	/* a: its rollback failed (latest intent: the rollback); b: was
+	 * verifying at the halt, healthy now on the new version. */
+	set(dep_of(f, 0), "state", json_string("failed"));
+	set(dep_of(f, 0), "attempt", json_integer(2));
+	set(dep_of(f, 0), "outbox", json_pack("{s:i, s:s, s:s, s:s, s:i}", "id", 5, "key", "7/a/2", "kind",
+					      "rollback", "state", "failed", "attempt", 2));
+	set(dep_of(f, 1), "state", json_string("healthy"));
+	set(dep_of(f, 1), "attempt", json_integer(1));
+	set(dep_of(f, 1), "outbox", json_pack("{s:i, s:s, s:s, s:s, s:i}", "id", 6, "key", "7/b/1", "kind",
+					      "deploy", "state", "done", "attempt", 1));
+	const char *ops = decide(f, "2026-12-01T03:20:00Z");
+	assert_true(has(ops, "\"id\":2,\"from\":\"healthy\",\"to\":\"rolling_back\""));
+	assert_true(has(ops, "{\"op\":\"outbox\",\"deployment\":2,\"kind\":\"rollback\",\"attempt\":2,"
+			     "\"request\":{\"version\":\"1\"}}"));
+	assert_null(strstr(ops, "\"deployment\":1,"));          /* a failed rollback is not retried */
+	assert_null(strstr(ops, "rollback_done"));
+	/* Under the plain halt action, nothing is rolled back. */
+	json_object_set_new(json_object_get(wave0(f), "settings"), "failure",
+			    json_pack("{s:i, s:s}", "max_failed", 0, "action", "halt"));
+	assert_null(strstr(decide(f, "2026-12-01T03:20:00Z"), "rolling_back"));
+}
+
 static void test_verify_soak_pass_complete(void **state)
 {
 	fixture *f = *state;
@@ -820,6 +851,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pending_intent_is_reissued, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_budget_halt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_budget_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback_reaches_tenants_that_were_still_verifying, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_soak_pass_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_probes_stop_when_their_purpose_ends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apply_then_decide_chains_steps, setup, teardown),
