@@ -277,5 +277,44 @@ class PauseResumeAbort(EngineCase):
         self.assertFalse([s for s, x in t.items() if x["state"] in ("scheduled", "waiting_window")])
 
 
+class PlatformPatchByCluster(EngineCase):
+    """The mission's shared platform patch: examples/policies/platform-patch.yaml
+    (unit: cluster) pushes whole clusters in segmented waves, in the
+    clusters' own windows; cluster dependencies come from tenant
+    dependencies (labs-shared-services on shared-us-2 depends on hq-finance
+    on dedicated-hq, so shared-us-2 goes after the dedicated clusters)."""
+    policy = "platform-patch.yaml"
+
+    def test_clusters_move_together_in_dependency_order(self):
+        rid = self.create_rollout()
+        self.approve_all(rid)
+        self.start(rid)
+        ro = self.wait_state(rid, ("completed", "halted", "rolled_back", "aborted"), timeout=400)
+        self.assertEqual(ro["state"], "completed", ro.get("state_reason"))
+        cluster = {t["slug"]: t["cluster"] for t in
+                   self.svc.request("GET", "/v1/tenants", token=self.admin).json["tenants"]}
+        wave_of = {t["slug"]: w["name"] for w in ro["waves"] for t in w["tenants"]}
+        # Every candidate tenant of a cluster is in its cluster's wave.
+        by_cluster = {}
+        for slug, wave in wave_of.items():
+            by_cluster.setdefault(cluster[slug], set()).add(wave)
+        self.assertTrue(all(len(w) == 1 for w in by_cluster.values()), by_cluster)
+        self.assertEqual(by_cluster["dedicated-hq"], {"dedicated-clusters"})
+        self.assertEqual(by_cluster["shared-us-2"], {"overflow-1"})
+        # Segmented: a wave's deploys start only after the previous wave's
+        # tenants are all healthy; shared-us-2 after dedicated-hq.
+        t = self.tenants(ro)
+        def started(c):
+            return [t[s]["started_at"] for s in wave_of if cluster[s] == c]
+        def ended(c):
+            return [t[s]["ended_at"] for s in wave_of if cluster[s] == c]
+        self.assertGreater(min(started("shared-us-2")), max(ended("dedicated-hq")))
+        self.assertGreater(min(started("dedicated-hq")), max(ended("shared-us-1")))
+        self.assertTrue(all(x["state"] == "healthy" for x in t.values()), t)
+        self.assertNotIn("legacy-archive", wave_of)            # frozen: never a candidate
+        versions = {s: x["version"] for s, x in self.sim.tenants().items()}
+        self.assertEqual({s: versions[s] for s in wave_of}, {s: RELEASE for s in wave_of})
+
+
 if __name__ == "__main__":
     h.main()
