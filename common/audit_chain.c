@@ -130,7 +130,8 @@ static int node_text(FILE *out, const ydoc *doc, const ynode *n, int depth, ws_d
 		}
 		order[i] = i;
 	}
-	qsort_r(order, n->len, sizeof(*order), key_cmp, (void *)n);
+	if (n->len > 1)
+		qsort_r(order, n->len, sizeof(*order), key_cmp, (void *)n);
 	fputc('{', out);
 	int rc = 0;
 	for (uint32_t i = 0; i < n->len && !rc; i++) {
