@@ -115,6 +115,8 @@ size_t fuzz_http_run(const char *data, size_t size, const ws_http_limits *lim,
 		fuzz_fail("the loop ran dry before the connection and the server were closed", NULL);
 	}
 	size_t received = cl->received;
+	if (getenv("FUZZ_HTTP_VERBOSE"))
+		fprintf(stderr, "fuzz_http: %zu bytes in, %zu bytes of answers out\n", size, received);
 	free(cl);
 	if (uv_loop_close(&loop) != 0) {
 		uv_walk(&loop, walk_report, NULL);
