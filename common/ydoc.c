@@ -496,7 +496,9 @@ static void yb_pop(ybuild *b)
 	yframe *f = &b->stack[b->depth - 1];
 	ynode *n = f->node;
 	size_t count = b->n_kids - f->base;
-	ynode **kids = b->kids + f->base;
+	/* No child was ever pushed in an empty document's only collection
+	 * ("[]"): b->kids is still NULL, and NULL + 0 is undefined. */
+	ynode **kids = count ? b->kids + f->base : NULL;
 	ynode **arr = ws_arena_try_alloc_aligned(b->doc->arena, (count ? count : 1) * sizeof(*arr),
 						 _Alignof(ynode *));
 	if (!arr) {

@@ -2089,7 +2089,8 @@ static size_t unit_reasons(out_ctx *o, unit *u, const char **out)
 		out[n++] = o->slot_policy;
 	else if (u->slot_kind == SLOT_NO_WINDOWS)
 		out[n++] = o->slot_none;
-	delay *dl = pl->delays + u->delay_off;
+	/* pl->delays stays NULL in a plan without any delay: NULL + 0 is undefined. */
+	delay *dl = u->n_delays ? pl->delays + u->delay_off : NULL;
 	if (u->n_delays > 1)
 		qsort_r(dl, u->n_delays, sizeof(*dl), delay_cmp, pl);
 	for (uint32_t k = 0; k < u->n_delays; k++)

@@ -1279,6 +1279,7 @@ static void server_listener_close_cb(uv_handle_t *h)
 }
 
 static void server_accept(ws_http_server *s);
+static ws_http_conn *conn_new(ws_http_server *s);
 
 static void server_reject_close_cb(uv_handle_t *h)
 {
@@ -1336,11 +1337,27 @@ static void server_accept(ws_http_server *s)
 		server_reject(s, "max_connections reached");
 		return;
 	}
-	ws_http_conn *c = http_accept_calloc(1, sizeof(*c));
+	ws_http_conn *c = conn_new(s);
 	if (!c) {
 		server_reject(s, "out of memory");
 		return;
 	}
+	int rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp);
+	if (rc) {
+		conn_close(c, uv_strerror(rc));
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	conn_update_io(c);
+}
+
+/* A connection record on `s`, counted and linked, its handles initialised
+ * but not yet connected to a socket. */
+static ws_http_conn *conn_new(ws_http_server *s)
+{
+	ws_http_conn *c = http_accept_calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
 	c->s = s;
 	c->state = CONN_ACTIVE;
 	uv_tcp_init(s->loop, &c->tcp);
@@ -1356,13 +1373,24 @@ static void server_accept(ws_http_server *s)
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	int rc = uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->tcp);
+	return c;
+}
+
+int ws_http_server_adopt(ws_http_server *s, uv_os_sock_t sock)
+{
+	if (s->draining || s->n_conns >= s->lim.max_connections)
+		return WS_EUNAVAIL;
+	ws_http_conn *c = conn_new(s);
+	if (!c)
+		return WS_ENOMEM;
+	int rc = uv_tcp_open(&c->tcp, sock);
 	if (rc) {
+		ws_warn(HTTP_SUBSYS, "cannot adopt socket %d: %s", (int)sock, uv_strerror(rc));
 		conn_close(c, uv_strerror(rc));
-		return;
+		return WS_EIO;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
 	conn_update_io(c);
+	return 0;
 }
 
 static void server_connection_cb(uv_stream_t *l, int status)

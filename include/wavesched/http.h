@@ -57,6 +57,11 @@ WS_API ws_http_server *ws_http_server_new(uv_loop_t *loop, const ws_http_limits 
 /* Binds "host:port" ("127.0.0.1:8480", "[::1]:0"); port 0 picks one. */
 WS_API int ws_http_server_listen(ws_http_server *s, const char *addr, ws_diags *d);
 WS_API int ws_http_server_port(const ws_http_server *s);
+/* Serves an already connected stream socket as if it had been accepted
+ * (the fuzz targets feed requests through a socketpair this way).  0: the
+ * server owns `sock` from then on; otherwise the caller still does:
+ * WS_EUNAVAIL while draining or at max_connections, WS_ENOMEM, WS_EIO. */
+WS_API int ws_http_server_adopt(ws_http_server *s, uv_os_sock_t sock);
 /* Stops accepting, closes idle connections, lets in-flight requests finish
  * (at most `grace_ms`), then closes everything and calls `cb` once; the
  * server is freed after `cb` returns. */
