@@ -186,20 +186,23 @@ static PGconn *connect_db(const char *url)
 
 /* ---- fixture ------------------------------------------------------------------------ */
 
-/* A fleet of ndeps tenants (shared by every run on this database), a release
- * and a policy of this run, and per client a rollout with one wave and a
- * deployment per tenant, all created scheduled.  The rollouts and waves are
+/* A fleet of ndeps tenants per client (shared by every run on this
+ * database), a release and a policy of this run, and per client a rollout
+ * with one wave and a deployment for each of its own tenants (a tenant is
+ * deployed by one rollout at a time: migration 0016 refuses two), all
+ * created scheduled.  The rollouts and waves are
  * then started through ws_engine_tx itself, as the engine would. */
 static void fixture(PGconn *pg, client *cl, int nclients, int ndeps, const char *tag, long long epoch)
 {
-	char n[32], ep[32];
+	char n[32], ep[32], all[32];
 	snprintf(n, sizeof(n), "%d", ndeps);
+	snprintf(all, sizeof(all), "%d", ndeps * nclients);
 	snprintf(ep, sizeof(ep), "%lld", epoch);
 	PQclear(q(pg, "BEGIN", "BEGIN", 0, NULL));
 	PQclear(q(pg, "creating the cluster",
 		  "INSERT INTO clusters (name, hosting) VALUES ('txload', 'shared') ON CONFLICT (name) DO NOTHING",
 		  0, NULL));
-	const char *pn[] = { n };
+	const char *pn[] = { all };
 	PQclear(q(pg, "creating the tenants",
 		  "INSERT INTO tenants (slug, name, cluster_id, criticality, timezone, version)"
 		  " SELECT format('txl-%s', g), format('tx_load tenant %s', g), c.id, 'standard', 'UTC', '1.0.0'"
@@ -217,7 +220,9 @@ static void fixture(PGconn *pg, client *cl, int nclients, int ndeps, const char 
 		  "  FROM (VALUES ('name: txload' || chr(10))) v(b)",
 		  0, NULL));
 	for (int i = 0; i < nclients; i++) {
-		const char *p[] = { tag, n };
+		char first[32];
+		snprintf(first, sizeof(first), "%d", i * ndeps + 1);
+		const char *p[] = { tag, n, first };
 		PGresult *r = q(pg, "creating a rollout",
 			"WITH ro AS (INSERT INTO rollouts (release_id, policy_id, policy_sha256, created_by)"
 			"            SELECT rel.id, p.id, p.sha256, 'tx_load' FROM releases rel,"
@@ -231,9 +236,10 @@ static void fixture(PGconn *pg, client *cl, int nclients, int ndeps, const char 
 			" d AS (INSERT INTO deployments (rollout_id, wave_id, tenant_id, slug, target_version,"
 			"                                previous_version)"
 			"       SELECT w.rollout_id, w.id, t.id, t.slug, $1, t.version FROM w, tenants t"
-			"        WHERE t.slug LIKE 'txl-%' AND substr(t.slug, 5)::integer <= $2::integer)"
+			"        WHERE t.slug LIKE 'txl-%' AND substr(t.slug, 5)::integer >= $3::integer"
+			"          AND substr(t.slug, 5)::integer < $3::integer + $2::integer)"
 			" SELECT ro.id, w.id FROM ro, w",
-			2, p);
+			3, p);
 		if (PQntuples(r) != 1)
 			die("creating the rollout of client %d: the release or the policy is missing", i);
 		cl[i].rollout = strtoll(PQgetvalue(r, 0, 0), NULL, 10);

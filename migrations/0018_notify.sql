@@ -209,6 +209,12 @@ $$;
 CREATE FUNCTION ws__notify_events_trigger() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- Cheap first: without a sink there is nothing to queue, and the
+    -- exception block below is a subtransaction the engine's hot path
+    -- should not pay for.
+    IF NOT EXISTS (SELECT 1 FROM notification_sinks s WHERE s.removed_at IS NULL) THEN
+        RETURN NULL;
+    END IF;
     BEGIN
         PERFORM ws__notify_event(NEW);
     EXCEPTION WHEN OTHERS THEN
@@ -217,8 +223,15 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- Only the events that make a message (ws__notify_event's first CASE):
+-- most deployment transitions (deploying, verifying) never call it.
 CREATE TRIGGER events_notify AFTER INSERT ON events
-    FOR EACH ROW WHEN (NEW.kind IN ('deployment.state', 'deployment.moved', 'rollout.state'))
+    FOR EACH ROW WHEN (NEW.kind = 'deployment.moved'
+                       OR (NEW.kind = 'deployment.state' AND NEW.tenant IS NOT NULL
+                           AND (NEW.payload ->> 'event' = 'move'
+                                OR NEW.payload ->> 'to' IN ('skipped', 'healthy', 'failed', 'rolled_back')))
+                       OR (NEW.kind = 'rollout.state'
+                           AND NEW.payload ->> 'to' IN ('halted', 'rolled_back', 'preempted', 'aborted', 'completed')))
     EXECUTE FUNCTION ws__notify_events_trigger();
 
 CREATE FUNCTION ws__notify_gate_trigger() RETURNS trigger
