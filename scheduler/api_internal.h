@@ -128,6 +128,11 @@ void h_events(api_call *c);
  * function's message; a DETAIL that is a JSON array becomes "details"),
  * anything else through reply_db_error. */
 void reply_sql_error(api_call *c, const ws_pg_err *err);
+/* The common end of a handler whose SQL function returns one JSON
+ * document (as text) or NULL for "no such object": a failed statement goes
+ * to reply_sql_error, no row or NULL to 404 with `missing`, the text as
+ * the answer with `status` (api_rollouts.c). */
+void reply_doc_row(api_call *c, const PGresult *res, const ws_pg_err *err, int status, const char *missing);
 /* The tenant slugs a tenant token is scoped to, as a JSON array text for a
  * query parameter; NULL (no filter) for every other role.  Caller frees. */
 char *principal_tenants_param(const api_call *c);

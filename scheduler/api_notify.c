@@ -56,17 +56,8 @@ static bool admin_only(api_call *c)
 static void text_done(void *arg, const PGresult *res, const ws_pg_err *err)
 {
 	api_call *c = arg;
-	if (err) {
-		reply_sql_error(c, err);
-		return;
-	}
-	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-		reply_error(c, 404, "not_found", "no such notification sink", NULL);
-		return;
-	}
-	int status = strcmp(ws_http_req_method(c->req), "POST") == 0 ? 201 : 200;
-	ws_http_respond(c->req, status, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-	call_finish(c);
+	reply_doc_row(c, res, err, strcmp(ws_http_req_method(c->req), "POST") == 0 ? 201 : 200,
+		      "no such notification sink");
 }
 
 /* http or https with a host, as libcurl parses it (the same parser the

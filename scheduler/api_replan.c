@@ -200,17 +200,7 @@ void rollout_replan_commit(api_call *c, const rollout_new *n)
 
 static void plans_done(void *arg, const PGresult *res, const ws_pg_err *err)
 {
-	api_call *c = arg;
-	if (err) {
-		reply_db_error(c, err);
-		return;
-	}
-	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-		reply_error(c, 404, "not_found", "no such rollout", NULL);
-		return;
-	}
-	ws_http_respond(c->req, 200, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-	call_finish(c);
+	reply_doc_row(arg, res, err, 200, "no such rollout");
 }
 
 void h_rollout_plans(api_call *c)

@@ -15,17 +15,7 @@
 
 static void text_done(void *arg, const PGresult *res, const ws_pg_err *err)
 {
-	api_call *c = arg;
-	if (err) {
-		reply_sql_error(c, err);
-		return;
-	}
-	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-		reply_error(c, 404, "not_found", "no such review", NULL);
-		return;
-	}
-	ws_http_respond(c->req, 200, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-	call_finish(c);
+	reply_doc_row(arg, res, err, 200, "no such review");
 }
 
 void h_review_list(api_call *c)

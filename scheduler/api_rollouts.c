@@ -249,19 +249,23 @@ void rollout_commit(api_call *c, const rollout_new *n)
 
 /* ---- reading -------------------------------------------------------------- */
 
-static void doc_done(void *arg, const PGresult *res, const ws_pg_err *err)
+void reply_doc_row(api_call *c, const PGresult *res, const ws_pg_err *err, int status, const char *missing)
 {
-	api_call *c = arg;
 	if (err) {
-		reply_db_error(c, err);
+		reply_sql_error(c, err);
 		return;
 	}
 	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-		reply_error(c, 404, "not_found", "no such rollout", NULL);
+		reply_error(c, 404, "not_found", missing, NULL);
 		return;
 	}
-	ws_http_respond(c->req, 200, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
+	ws_http_respond(c->req, status, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
 	call_finish(c);
+}
+
+static void doc_done(void *arg, const PGresult *res, const ws_pg_err *err)
+{
+	reply_doc_row(arg, res, err, 200, "no such rollout");
 }
 
 void h_rollout_list(api_call *c)
