@@ -45,6 +45,46 @@ CREATE INDEX approvals_withdrawn_rollout_idx ON approvals_withdrawn (rollout_id)
 CREATE TRIGGER approvals_withdrawn_append_only BEFORE UPDATE OR DELETE ON approvals_withdrawn
     FOR EACH ROW EXECUTE FUNCTION ws_refuse_change();
 
+-- A plan text the API made, checked before anything is written from it:
+-- JSON, a plan of release p_release, one settings object per wave, each
+-- well formed.  p_empty: the message when the plan places nobody (with %s
+-- for the unassigned count); NULL allows an empty plan.  Returns the plan.
+-- (ws_rollout_create of 0004 has these checks inline; 0016 re-creates it
+-- calling this.)
+CREATE FUNCTION ws__plan_checked(p_plan text, p_release text, p_settings jsonb, p_empty text)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_plan    jsonb;
+    v_waves   integer;
+    v_problem text;
+BEGIN
+    BEGIN
+        v_plan := p_plan::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        PERFORM ws__fail('WSE04', 'plan: not JSON');
+    END;
+    IF v_plan ->> 'release' IS DISTINCT FROM p_release OR jsonb_typeof(v_plan -> 'waves') IS DISTINCT FROM 'array' THEN
+        PERFORM ws__fail('WSE04', format('plan: not a plan of release %s', p_release));
+    END IF;
+    v_waves := jsonb_array_length(v_plan -> 'waves');
+    IF v_waves = 0 AND p_empty IS NOT NULL THEN
+        PERFORM ws__fail('WSE04', format(p_empty, jsonb_array_length(COALESCE(v_plan -> 'unassigned', '[]'))));
+    END IF;
+    IF jsonb_typeof(p_settings) IS DISTINCT FROM 'array' OR jsonb_array_length(p_settings) <> v_waves THEN
+        PERFORM ws__fail('WSE04', format('settings: one object per plan wave expected (%s waves)', v_waves));
+    END IF;
+    SELECT format('settings of wave %s: %s', n, ws__wave_settings_problem(s)) INTO v_problem
+      FROM jsonb_array_elements(p_settings) WITH ORDINALITY x(s, n)
+     WHERE ws__wave_settings_problem(s) IS NOT NULL
+     ORDER BY n LIMIT 1;
+    IF v_problem IS NOT NULL THEN
+        PERFORM ws__fail('WSE04', v_problem);
+    END IF;
+    RETURN v_plan;
+END
+$$;
+
 -- Result: {"id", "plan_version", "plan_sha256", "wave_count", "tenant_count", "diff"}.
 -- The diff (stored with the plan version):
 --   {"from_version", "to_version", "reason", "policy": {"from", "to"}?,
@@ -112,29 +152,8 @@ BEGIN
     END IF;
     SELECT x.version INTO v_release FROM releases x WHERE x.id = v_ro.release_id;
 
-    BEGIN
-        v_plan := p_plan::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        PERFORM ws__fail('WSE04', 'plan: not JSON');
-    END;
-    IF v_plan ->> 'release' IS DISTINCT FROM v_release OR jsonb_typeof(v_plan -> 'waves') IS DISTINCT FROM 'array' THEN
-        PERFORM ws__fail('WSE04', format('plan: not a plan of release %s', v_release));
-    END IF;
+    v_plan := ws__plan_checked(p_plan, v_release, p_settings, 'the new plan places no tenant: nothing to roll out (%s unassigned); abort the rollout instead');
     v_waves := jsonb_array_length(v_plan -> 'waves');
-    IF v_waves = 0 THEN
-        PERFORM ws__fail('WSE04', format('the new plan places no tenant: nothing to roll out (%s unassigned); abort the rollout instead',
-                                         jsonb_array_length(COALESCE(v_plan -> 'unassigned', '[]'))));
-    END IF;
-    IF jsonb_typeof(p_settings) IS DISTINCT FROM 'array' OR jsonb_array_length(p_settings) <> v_waves THEN
-        PERFORM ws__fail('WSE04', format('settings: one object per plan wave expected (%s waves)', v_waves));
-    END IF;
-    SELECT format('settings of wave %s: %s', n, ws__wave_settings_problem(s)) INTO v_problem
-      FROM jsonb_array_elements(p_settings) WITH ORDINALITY x(s, n)
-     WHERE ws__wave_settings_problem(s) IS NOT NULL
-     ORDER BY n LIMIT 1;
-    IF v_problem IS NOT NULL THEN
-        PERFORM ws__fail('WSE04', v_problem);
-    END IF;
 
     CREATE TEMP TABLE IF NOT EXISTS ws_replan_new (
         slug text PRIMARY KEY, wave_idx integer, wave_name text, window_start timestamptz,

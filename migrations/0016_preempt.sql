@@ -130,29 +130,8 @@ BEGIN
                                          v_release.kind, p_kind));
     END IF;
 
-    BEGIN
-        v_plan := p_plan::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        PERFORM ws__fail('WSE04', 'plan: not JSON');
-    END;
-    IF v_plan ->> 'release' IS DISTINCT FROM p_release OR jsonb_typeof(v_plan -> 'waves') IS DISTINCT FROM 'array' THEN
-        PERFORM ws__fail('WSE04', format('plan: not a plan of release %s', p_release));
-    END IF;
+    v_plan := ws__plan_checked(p_plan, p_release, p_settings, 'the plan places no tenant: nothing to roll out (%s unassigned)');
     v_waves := jsonb_array_length(v_plan -> 'waves');
-    IF v_waves = 0 THEN
-        PERFORM ws__fail('WSE04', format('the plan places no tenant: nothing to roll out (%s unassigned)',
-                                         jsonb_array_length(COALESCE(v_plan -> 'unassigned', '[]'))));
-    END IF;
-    IF jsonb_typeof(p_settings) IS DISTINCT FROM 'array' OR jsonb_array_length(p_settings) <> v_waves THEN
-        PERFORM ws__fail('WSE04', format('settings: one object per plan wave expected (%s waves)', v_waves));
-    END IF;
-    SELECT format('settings of wave %s: %s', n, ws__wave_settings_problem(s)) INTO v_problem
-      FROM jsonb_array_elements(p_settings) WITH ORDINALITY x(s, n)
-     WHERE ws__wave_settings_problem(s) IS NOT NULL
-     ORDER BY n LIMIT 1;
-    IF v_problem IS NOT NULL THEN
-        PERFORM ws__fail('WSE04', v_problem);
-    END IF;
 
     CREATE TEMP TABLE IF NOT EXISTS ws_new_deployments (
         slug text PRIMARY KEY, wave_idx integer, window_start timestamptz, window_end timestamptz,
@@ -460,25 +439,8 @@ BEGIN
     END IF;
     SELECT x.version INTO v_release FROM releases x WHERE x.id = v_ro.release_id;
 
-    BEGIN
-        v_plan := p_plan::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        PERFORM ws__fail('WSE04', 'plan: not JSON');
-    END;
-    IF v_plan ->> 'release' IS DISTINCT FROM v_release OR jsonb_typeof(v_plan -> 'waves') IS DISTINCT FROM 'array' THEN
-        PERFORM ws__fail('WSE04', format('plan: not a plan of release %s', v_release));
-    END IF;
+    v_plan := ws__plan_checked(p_plan, v_release, p_settings, NULL);
     v_waves := jsonb_array_length(v_plan -> 'waves');
-    IF jsonb_typeof(p_settings) IS DISTINCT FROM 'array' OR jsonb_array_length(p_settings) <> v_waves THEN
-        PERFORM ws__fail('WSE04', format('settings: one object per plan wave expected (%s waves)', v_waves));
-    END IF;
-    SELECT format('settings of wave %s: %s', n, ws__wave_settings_problem(s)) INTO v_problem
-      FROM jsonb_array_elements(p_settings) WITH ORDINALITY x(s, n)
-     WHERE ws__wave_settings_problem(s) IS NOT NULL
-     ORDER BY n LIMIT 1;
-    IF v_problem IS NOT NULL THEN
-        PERFORM ws__fail('WSE04', v_problem);
-    END IF;
     SELECT format('wave index %s', w ->> 'index') INTO v_bad
       FROM jsonb_array_elements(v_plan -> 'waves') w
      WHERE jsonb_typeof(w -> 'index') IS DISTINCT FROM 'number' OR (w ->> 'index')::integer <= v_base
