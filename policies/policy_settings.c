@@ -9,9 +9,9 @@
  * is on when `defaults` or the wave names it; nothing turns it off again
  * (a wave cannot quietly drop a backup gate the policy asked for).
  *
- * Gate keys that later parts of the engine will read (restore verification,
- * attestations, metrics) are accepted here and checked for shape only, so
- * that a policy written for them is not refused today.
+ * The two lists (attestations, metrics) are fields too: a wave that writes
+ * one replaces the inherited list whole, so that a wave can name exactly
+ * the attestations it needs.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -175,9 +175,8 @@ static void read_backup(wsv *v, const ynode *n, ws_gate_backup *g)
 		/* Neither this block nor `defaults` says how fresh a backup must be,
 		 * and there is no safe default for that. */
 		wsv_error(v, n, "missing required key \"max_age\" in backup gate");
-	int64_t ignored;
 	if ((x = wsv_get(v, n, "require_restore_verified", false, NULL)))
-		policy_duration(v, x, "require_restore_verified", false, &ignored);
+		policy_duration(v, x, "require_restore_verified", false, &g->restore_max_age_s);
 	const ynode *src = wsv_get(v, n, "source", false, NULL);
 	bool src_ok = true;
 	if (src) {
@@ -289,35 +288,100 @@ static void read_approval(wsv *v, const ynode *n, ws_gate_approval *g)
 	g->n_roles = k;
 }
 
-static void read_attestations(wsv *v, const ynode *n)
+#define ATTESTATION_NAME_MAX 63
+#define METRIC_QUERY_MAX 4096
+
+/* Attestation and metric names are words a reason and an API path can
+ * carry as they are: [a-z0-9-], like wave names. */
+static bool gate_name_ok(const char *t)
+{
+	size_t n = strlen(t);
+	if (n == 0 || n > ATTESTATION_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-'))
+			return false;
+	return true;
+}
+
+static void read_attestations(wsv *v, const ynode *n, ws_wave_settings *s)
 {
 	if (!wsv_seq(v, n, "attestations"))
 		return;
+	const char **names = ws_arena_alloc(v->a, (n->len ? n->len : 1) * sizeof(*names));
+	size_t k = 0;
 	for (size_t i = 0; i < n->len; i++) {
 		const char *t = wsv_text_in(v, n->items[i], "attestations");
-		if (t && !*t)
-			wsv_error(v, n->items[i], "attestation names must not be empty");
+		if (!t)
+			continue;
+		bool repeated = false;
+		for (size_t j = 0; j < k && !repeated; j++)
+			repeated = strcmp(t, names[j]) == 0;
+		if (!gate_name_ok(t))
+			wsv_error(v, n->items[i], "invalid attestation name \"%s\" (expected 1 to %d "
+				  "characters of a-z, 0-9 and -)", t, ATTESTATION_NAME_MAX);
+		else if (repeated)
+			wsv_error(v, n->items[i], "duplicate attestation \"%s\"", t);
+		else
+			names[k++] = t;
 	}
+	s->attestations = names;
+	s->n_attestations = k;
 }
 
-static void read_metric(wsv *v, const ynode *n)
+static bool read_metric(wsv *v, const ynode *n, ws_gate_metric *m)
 {
 	if (!wsv_map(v, n, NULL))
-		return;
+		return false;
+	int before = v->errors;
 	wsv_keys(v, n, metric_keys, "metric");
+	memset(m, 0, sizeof(*m));
 	const ynode *x;
-	double d;
-	int64_t s;
-	if ((x = wsv_get(v, n, "name", true, "metric")))
-		wsv_text(v, x, "name");
-	if ((x = wsv_get(v, n, "query", true, "metric")))
-		wsv_text(v, x, "query");
+	if ((x = wsv_get(v, n, "name", true, "metric")) && (m->name = wsv_text(v, x, "name")) &&
+	    !gate_name_ok(m->name))
+		wsv_error(v, x, "invalid metric name \"%s\" (expected 1 to %d characters of a-z, "
+			  "0-9 and -)", m->name, ATTESTATION_NAME_MAX);
+	if ((x = wsv_get(v, n, "query", true, "metric")) && (m->query = wsv_text(v, x, "query"))) {
+		size_t len = strlen(m->query);
+		if (len == 0)
+			wsv_error(v, x, "query must not be empty");
+		else if (len > METRIC_QUERY_MAX)
+			wsv_error(v, x, "query is %zu characters long (at most %d)", len, METRIC_QUERY_MAX);
+	}
 	if ((x = wsv_get(v, n, "min", false, NULL)))
-		read_number(v, x, "min", &d);
-	if ((x = wsv_get(v, n, "max", false, NULL)))
-		read_number(v, x, "max", &d);
+		m->has_min = read_number(v, x, "min", &m->min);
+	const ynode *xmax = wsv_get(v, n, "max", false, NULL);
+	if (xmax)
+		m->has_max = read_number(v, xmax, "max", &m->max);
 	if ((x = wsv_get(v, n, "for", false, NULL)))
-		policy_duration(v, x, "for", true, &s);
+		policy_duration(v, x, "for", true, &m->for_s);
+	if (v->errors == before && !m->has_min && !m->has_max)
+		wsv_error(v, n, "metric \"%s\" needs min or max (a check with neither always passes)",
+			  m->name ? m->name : "");
+	else if (m->has_min && m->has_max && m->min > m->max)
+		wsv_error(v, xmax, "max (%s) is below min", xmax->value);
+	return v->errors == before;
+}
+
+static void read_metrics(wsv *v, const ynode *n, ws_wave_settings *s)
+{
+	if (!wsv_seq(v, n, "metrics"))
+		return;
+	ws_gate_metric *ms = ws_arena_alloc(v->a, (n->len ? n->len : 1) * sizeof(*ms));
+	size_t k = 0;
+	for (size_t i = 0; i < n->len; i++) {
+		if (!read_metric(v, n->items[i], &ms[k]))
+			continue;
+		bool repeated = false;
+		for (size_t j = 0; j < k && !repeated; j++)
+			repeated = strcmp(ms[k].name, ms[j].name) == 0;
+		if (repeated)
+			wsv_error(v, n->items[i], "duplicate metric \"%s\"", ms[k].name);
+		else
+			k++;
+	}
+	s->metrics = ms;
+	s->n_metrics = k;
 }
 
 static void read_gates(wsv *v, const ynode *n, ws_wave_settings *s)
@@ -333,10 +397,9 @@ static void read_gates(wsv *v, const ynode *n, ws_wave_settings *s)
 	if ((x = wsv_get(v, n, "approval", false, NULL)))
 		read_approval(v, x, &s->approval);
 	if ((x = wsv_get(v, n, "attestations", false, NULL)))
-		read_attestations(v, x);
-	if ((x = wsv_get(v, n, "metrics", false, NULL)) && wsv_seq(v, x, "metrics"))
-		for (size_t i = 0; i < x->len; i++)
-			read_metric(v, x->items[i]);
+		read_attestations(v, x, s);
+	if ((x = wsv_get(v, n, "metrics", false, NULL)))
+		read_metrics(v, x, s);
 }
 
 /* Failure budget ---------------------------------------------------------- */

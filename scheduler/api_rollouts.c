@@ -154,6 +154,31 @@ json_t *rollout_wave_settings_json(const ws_wave_settings *s)
 		json_object_set_new(b, "source", json_string(ws_backup_source_name(s->backup.source)));
 		json_object_set_new(b, "url", json_string(s->backup.url));
 	}
+	/* Likewise the gates of issue 7 are written only when the policy asks
+	 * for them. */
+	if (o && s->backup.restore_max_age_s > 0)
+		json_object_set_new(json_object_get(o, "backup"), "restore_max_age_s",
+				    json_integer((json_int_t)s->backup.restore_max_age_s));
+	if (o && s->n_attestations) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < s->n_attestations; i++)
+			json_array_append_new(a, json_string(s->attestations[i]));
+		json_object_set_new(o, "attestations", a);
+	}
+	if (o && s->n_metrics) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < s->n_metrics; i++) {
+			const ws_gate_metric *m = &s->metrics[i];
+			json_t *jm = json_pack("{s:s, s:s, s:I}", "name", m->name, "query", m->query,
+					       "for_s", (json_int_t)m->for_s);
+			if (m->has_min)
+				json_object_set_new(jm, "min", json_real(m->min));
+			if (m->has_max)
+				json_object_set_new(jm, "max", json_real(m->max));
+			json_array_append_new(a, jm);
+		}
+		json_object_set_new(o, "metrics", a);
+	}
 	return o;
 }
 

@@ -51,7 +51,25 @@ char *backup_url_expand(const char *tmpl, const char *slug, const char *cluster)
 	return out;
 }
 
-int backup_status_parse(const char *body, size_t len, int64_t *out_us, char *why, size_t n)
+/* An RFC 3339 time of the answer, in microseconds; -1 with `why` filled. */
+static int status_time(const json_t *v, const char *key, int64_t *out_us, char *why, size_t n)
+{
+	int64_t t;
+	if (!json_is_string(v))
+		snprintf(why, n, "%s is not a string", key);
+	else if (ws_time_parse(json_string_value(v), &t) != 0)
+		snprintf(why, n, "invalid %s \"%.64s\" (expected RFC 3339)", key, json_string_value(v));
+	else if (t > INT64_MAX / US || t < INT64_MIN / US)
+		snprintf(why, n, "%s \"%.64s\" is out of range", key, json_string_value(v));
+	else {
+		*out_us = t * US;
+		return 0;
+	}
+	return -1;
+}
+
+int backup_status_parse(const char *body, size_t len, int64_t *out_us, int64_t *restore_us,
+			char *why, size_t n)
 {
 	json_error_t jerr;
 	/* JSON_REJECT_DUPLICATES: two last_success keys are two answers, and
@@ -64,20 +82,21 @@ int backup_status_parse(const char *body, size_t len, int64_t *out_us, char *why
 		return -1;
 	}
 	json_t *v = json_object_get(doc, "last_success");
-	int64_t t;
+	json_t *r = json_object_get(doc, "restore_verified_at");
+	int64_t last, restore = EM_NONE;
 	if (!json_is_object(doc))
 		snprintf(why, n, "not a JSON object");
 	else if (!v || json_is_null(v))
 		snprintf(why, n, "no last_success in the answer");
-	else if (!json_is_string(v))
-		snprintf(why, n, "last_success is not a string");
-	else if (ws_time_parse(json_string_value(v), &t) != 0)
-		snprintf(why, n, "invalid last_success \"%.64s\" (expected RFC 3339)",
-			 json_string_value(v));
-	else if (t > INT64_MAX / US || t < INT64_MIN / US)
-		snprintf(why, n, "last_success \"%.64s\" is out of range", json_string_value(v));
+	else if (status_time(v, "last_success", &last, why, n) != 0)
+		;
+	/* A restore time that cannot be read makes the whole answer
+	 * unusable: it may be the one a require_restore_verified gate needs. */
+	else if (r && !json_is_null(r) && status_time(r, "restore_verified_at", &restore, why, n) != 0)
+		;
 	else {
-		*out_us = t * US;
+		*out_us = last;
+		*restore_us = restore;
 		rc = 0;
 	}
 	json_decref(doc);

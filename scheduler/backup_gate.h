@@ -23,13 +23,15 @@
 char *backup_url_expand(const char *tmpl, const char *slug, const char *cluster);
 
 /*
- * Reads a status answer `{"last_success": "RFC3339"}` (other keys are
- * ignored).  Returns 0 with the time (unix microseconds) in `*out_us`, or
- * -1 with what is wrong in `why` ("not JSON: ...", "no last_success",
- * "last_success is not a string", "invalid last_success \"...\"").
- * Judging the age is the decision's business.
+ * Reads a status answer `{"last_success": "RFC3339", "restore_verified_at"?:
+ * "RFC3339"}` (other keys are ignored).  Returns 0 with the times (unix
+ * microseconds; the restore EM_NONE when absent or null), or -1 with what
+ * is wrong in `why` ("not JSON: ...", "no last_success", "last_success is
+ * not a string", "invalid restore_verified_at \"...\"").  Judging the ages
+ * is the decision's business.
  */
-int backup_status_parse(const char *body, size_t len, int64_t *out_us, char *why, size_t why_size);
+int backup_status_parse(const char *body, size_t len, int64_t *out_us, int64_t *restore_us,
+			char *why, size_t why_size);
 
 /* The statuses fetched for one rollout, by deployment id; the latest per
  * deployment replaces the one before.  Strings are copied. */

@@ -385,10 +385,12 @@ static void deploy_start(efx *f)
 
 /* Backup status (source http) ---------------------------------------------------- */
 
-static void backup_done(efx *f, long http_status, int64_t last_success, const char *error)
+static void backup_done(efx *f, long http_status, int64_t last_success, int64_t restore_at,
+			const char *error)
 {
 	erun *run = f->run;
 	em_backup_status st = { .checked_at = ws_clock_now(f->e->clock), .last_success = last_success,
+				.restore_verified_at = restore_at,
 				.http_status = http_status, .url = f->backup_url, .error = error };
 	if (error)
 		ws_info("engine", "rollout %" PRId64 " tenant=%s: backup status %s: %s", run->id,
@@ -409,7 +411,7 @@ static void backup_cb(void *arg, const ws_outbound_res *res)
 		return;
 	}
 	char why[300];
-	int64_t at = EM_NONE;
+	int64_t at = EM_NONE, restore = EM_NONE;
 	if (res->reason != WS_OUT_OK) {
 		/* The outbound layer names the call ("GET URL: why"); the reason
 		 * built from this names the URL already. */
@@ -421,26 +423,26 @@ static void backup_cb(void *arg, const ws_outbound_res *res)
 		snprintf(why, sizeof(why), "%s", err);
 	} else if (res->status < 200 || res->status > 299) {
 		snprintf(why, sizeof(why), "HTTP %ld", res->status);
-	} else if (backup_status_parse(res->body, res->body_len, &at, why, sizeof(why)) == 0) {
-		backup_done(f, res->status, at, NULL);
+	} else if (backup_status_parse(res->body, res->body_len, &at, &restore, why, sizeof(why)) == 0) {
+		backup_done(f, res->status, at, restore, NULL);
 		return;
 	}
-	backup_done(f, res->status, EM_NONE, why);
+	backup_done(f, res->status, EM_NONE, EM_NONE, why);
 }
 
 static void backup_fetch(efx *f, const char *tmpl)
 {
 	if (!tmpl) {
-		backup_done(f, 0, EM_NONE, "the backup gate has no status url");
+		backup_done(f, 0, EM_NONE, EM_NONE, "the backup gate has no status url");
 		return;
 	}
 	if (!f->cluster) {
-		backup_done(f, 0, EM_NONE, "the tenant is not in the fleet");
+		backup_done(f, 0, EM_NONE, EM_NONE, "the tenant is not in the fleet");
 		return;
 	}
 	f->backup_url = backup_url_expand(tmpl, f->slug, f->cluster);
 	if (!f->backup_url) {
-		backup_done(f, 0, EM_NONE, "out of memory");
+		backup_done(f, 0, EM_NONE, EM_NONE, "out of memory");
 		return;
 	}
 	static const char *const headers[] = { "Accept: application/json", NULL };
@@ -448,7 +450,7 @@ static void backup_fetch(efx *f, const char *tmpl)
 				.timeout_ms = BACKUP_TIMEOUT_MS, .max_bytes = BACKUP_STATUS_MAX_BYTES };
 	if (ws_outbound_request(f->e->outbound, &req, backup_cb, f, &f->call) != 0) {
 		f->call = NULL;
-		backup_done(f, 0, EM_NONE, "cannot start the request");
+		backup_done(f, 0, EM_NONE, EM_NONE, "cannot start the request");
 	}
 }
 

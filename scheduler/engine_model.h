@@ -28,10 +28,16 @@ typedef struct em_settings {
 	int64_t backup_max_age_s;
 	ws_backup_source backup_source;    /* "source" absent: the catalog */
 	const char *backup_url;            /* the template, with source http */
+	int64_t restore_max_age_s;         /* require_restore_verified; 0: not required */
 	ws_gate_health health;
 	int approval_min;
 	int max_failed;
 	ws_failure_action action;
+	/* Borrowed from the document, shapes checked by parse_settings: an array
+	 * of attestation names, an array of {name, query, for_s, min?, max?};
+	 * NULL when the wave has none. */
+	json_t *attestations;
+	json_t *metrics;
 } em_settings;
 
 typedef struct em_dep {
@@ -49,6 +55,9 @@ typedef struct em_dep {
 	int64_t backup_at;                 /* latest successful backup in the catalog; EM_NONE */
 	int64_t baseline_us;               /* median latency before the deploy; -1 */
 	double p90_s;                      /* past deploy times; < 0: none */
+	double release_p90_s;              /* this release's deploy times so far, any
+					    * tenant (ws__release_timing); < 0: none */
+	int64_t restore_at;                /* latest verified restore (catalog); EM_NONE */
 } em_dep;
 
 typedef struct em_wave {
@@ -82,6 +91,9 @@ typedef struct em_rollout {
 	int resume_base;                   /* the last wave that left pending (0: none) */
 	int plan_version;
 	json_t *remaining;                 /* slugs to re-plan on resume (borrowed from doc) */
+	/* ws__release_gate_doc(): what the release carries for its gates
+	 * (attestations, 0021); an object, maybe empty (borrowed from doc). */
+	json_t *release_gates;
 	json_t *doc;                       /* owns every string above */
 } em_rollout;
 
@@ -109,6 +121,7 @@ typedef enum {
 typedef struct em_backup_status {
 	int64_t checked_at;                /* schedule time the answer or failure came, us */
 	int64_t last_success;              /* us; EM_NONE when there is none to trust */
+	int64_t restore_verified_at;       /* us, "restore_verified_at" if given; EM_NONE */
 	long http_status;                  /* 0: no HTTP answer */
 	const char *url;                   /* the URL asked */
 	const char *error;                 /* NULL, or what made the answer unusable */
@@ -151,8 +164,11 @@ bool em_apply(em_rollout *r, const json_t *ops);
 void em_decision_free(em_decision *d);
 
 /* The expected deployment time of a tenant (engine.md "Windows in
- * practice"): its p90, else the estimate. */
+ * practice"): the longer of its own p90 and this release's p90 so far (a
+ * migration measured in staging), else the policy's estimate; `source`
+ * (may be NULL) says which. */
 int64_t em_expected_s(const em_dep *d, const em_env *env);
+const char *em_expected_source(const em_dep *d);
 
 /* The next window occurrence that starts at or after `from`, is at least
  * `need_s` long, and overlaps no blackout of the policy that applies to the

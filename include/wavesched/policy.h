@@ -44,6 +44,9 @@ typedef struct ws_gate_backup {
 	int64_t max_age_s;
 	ws_backup_source source;       /* default catalog */
 	const char *url;               /* the template; NULL unless source is http */
+	/* require_restore_verified: the backup must also carry a successful
+	 * restore verification younger than this; 0: not required. */
+	int64_t restore_max_age_s;
 } ws_gate_backup;
 
 WS_API const char *ws_backup_source_name(ws_backup_source s);
@@ -64,6 +67,20 @@ typedef struct ws_gate_approval {
 	size_t n_roles;
 } ws_gate_approval;
 
+/*
+ * `metrics: [{name: queue-backlog, query: '...', max: 500, for: 10m}]`: a
+ * PromQL check, the query a template of {slug}, {cluster} and {version}
+ * (other braces are PromQL's own).  Every sample of the answer must be
+ * within min/max, and stay so for `for`; errors, empty answers and NaN fail.
+ */
+typedef struct ws_gate_metric {
+	const char *name;              /* unique within one list */
+	const char *query;
+	bool has_min, has_max;         /* at least one */
+	double min, max;
+	int64_t for_s;                 /* default 0: one good answer suffices */
+} ws_gate_metric;
+
 /* What a wave inherits from `defaults` and may override. */
 typedef struct ws_wave_settings {
 	int64_t soak_s;                /* default 0 */
@@ -71,6 +88,14 @@ typedef struct ws_wave_settings {
 	ws_gate_backup backup;
 	ws_gate_health health;
 	ws_gate_approval approval;
+	/* gates.attestations: names the release must carry, each with a passing
+	 * latest result, before the wave starts.  A wave's list replaces the
+	 * defaults' list. */
+	const char **attestations;
+	size_t n_attestations;
+	/* gates.metrics; a wave's list replaces the defaults' list. */
+	const ws_gate_metric *metrics;
+	size_t n_metrics;
 	int max_failed;                /* failure.max_failed, default 0 */
 	ws_failure_action failure_action;   /* default halt */
 } ws_wave_settings;

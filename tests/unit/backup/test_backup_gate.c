@@ -33,24 +33,38 @@ static void test_url_expand(void **state)
 static void expect_bad(const char *body, const char *why_prefix)
 {
 	char why[300] = "";
-	int64_t at = 42;
-	assert_int_equal(backup_status_parse(body, body ? strlen(body) : 0, &at, why, sizeof(why)), -1);
+	int64_t at = 42, restore = 43;
+	assert_int_equal(backup_status_parse(body, body ? strlen(body) : 0, &at, &restore, why,
+					     sizeof(why)), -1);
 	if (strncmp(why, why_prefix, strlen(why_prefix)) != 0)
 		fail_msg("expected \"%s...\", got \"%s\"", why_prefix, why);
 	assert_int_equal(at, 42);   /* untouched */
+	assert_int_equal(restore, 43);
 }
 
 static void test_status_parse(void **state)
 {
 	(void)state;
 	char why[300];
-	int64_t at = 0;
+	int64_t at = 0, restore = 0;
 	const char *ok = "{\"tenant\": \"a\", \"last_success\": \"2026-12-01T01:30:00Z\", \"x\": [1]}";
-	assert_int_equal(backup_status_parse(ok, strlen(ok), &at, why, sizeof(why)), 0);
+	assert_int_equal(backup_status_parse(ok, strlen(ok), &at, &restore, why, sizeof(why)), 0);
 	assert_int_equal(at, 1796088600LL * US);
+	assert_true(restore == EM_NONE);
 	const char *off = "{\"last_success\": \"2026-12-01T02:30:00+01:00\"}";
-	assert_int_equal(backup_status_parse(off, strlen(off), &at, why, sizeof(why)), 0);
+	assert_int_equal(backup_status_parse(off, strlen(off), &at, &restore, why, sizeof(why)), 0);
 	assert_int_equal(at, 1796088600LL * US);
+	const char *rv = "{\"last_success\": \"2026-12-01T01:30:00Z\", "
+			 "\"restore_verified_at\": \"2026-11-30T01:30:00Z\"}";
+	assert_int_equal(backup_status_parse(rv, strlen(rv), &at, &restore, why, sizeof(why)), 0);
+	assert_int_equal(restore, (1796088600LL - 86400) * US);
+	const char *rnull = "{\"last_success\": \"2026-12-01T01:30:00Z\", \"restore_verified_at\": null}";
+	assert_int_equal(backup_status_parse(rnull, strlen(rnull), &at, &restore, why, sizeof(why)), 0);
+	assert_true(restore == EM_NONE);
+	expect_bad("{\"last_success\": \"2026-12-01T01:30:00Z\", \"restore_verified_at\": 5}",
+		   "restore_verified_at is not a string");
+	expect_bad("{\"last_success\": \"2026-12-01T01:30:00Z\", \"restore_verified_at\": \"last week\"}",
+		   "invalid restore_verified_at \"last week\"");
 	expect_bad("", "not JSON: ");
 	expect_bad(NULL, "not JSON: ");
 	expect_bad("<html>OK</html>", "not JSON: ");

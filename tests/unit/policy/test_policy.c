@@ -817,8 +817,9 @@ static void test_approval_gate(void **state)
 	policy_free(p);
 }
 
-/* Gate keys for later parts of the engine are accepted, shape-checked. */
-static void test_future_gates(void **state)
+/* The gates of issue 7: restore verification, attestations and metrics;
+ * a wave's list replaces the inherited one whole. */
+static void test_gate_lists(void **state)
 {
 	(void)state;
 	ws_policy *p = pt_parse_ok(PT_HEAD
@@ -830,27 +831,53 @@ static void test_future_gates(void **state)
 		"      metrics:\n"
 		"        - {name: errors, query: 'rate(x{tenant=\"{slug}\"}[5m])', max: 0.01, for: 5m}\n"
 		"        - {name: p99, query: q, min: 0, max: 250}\n"
-		"        - {name: z, query: q, for: 0}\n"
 		"  waves:\n"
-		"    - {name: a, select: {}, gates: {attestations: [signature], metrics: []}}\n");
-	assert_true(p->waves[0].s.backup.enabled);
+		"    - {name: a, select: {}, gates: {attestations: [signature], metrics: []}}\n"
+		"    - {name: b, select: {}}\n");
+	const ws_wave_settings *a = &p->waves[0].s, *b = &p->waves[1].s;
+	assert_true(a->backup.enabled);
+	assert_int_equal(a->backup.restore_max_age_s, 7 * 86400);
+	assert_int_equal(a->n_attestations, 1);
+	assert_string_equal(a->attestations[0], "signature");
+	assert_int_equal(a->n_metrics, 0);
+	assert_int_equal(b->n_attestations, 2);
+	assert_string_equal(b->attestations[1], "image-scan");
+	assert_int_equal(b->n_metrics, 2);
+	assert_string_equal(b->metrics[0].name, "errors");
+	assert_string_equal(b->metrics[0].query, "rate(x{tenant=\"{slug}\"}[5m])");
+	assert_true(b->metrics[0].has_max && !b->metrics[0].has_min);
+	assert_true(b->metrics[0].max == 0.01);
+	assert_int_equal(b->metrics[0].for_s, 300);
+	assert_true(b->metrics[1].has_min && b->metrics[1].has_max);
+	assert_int_equal(b->metrics[1].for_s, 0);
 	policy_free(p);
 	pt_expect_errors(KINDS_STD
 		"    - name: a\n"
 		"      select: {}\n"
 		"      gates:\n"
-		"        attestations: [\"\", ok]\n"
+		"        attestations: [\"\", ok, Tests, ok]\n"
 		"        metrics:\n"
 		"          - {query: q, min: low, for: -5m}\n"
 		"          - [a]\n"
-		"          - {name: m, query: {a: 1}, max: \"1\"}\n",
-		"p.yaml:11:24: attestation names must not be empty\n"
+		"          - {name: m, query: {a: 1}, max: \"1\"}\n"
+		"          - {name: z, query: q, for: 0}\n"
+		"          - {name: y, query: q, min: 5, max: 1}\n"
+		"          - {name: x, query: q, min: 1}\n"
+		"          - {name: x, query: q, max: 1}\n",
+		"p.yaml:11:24: invalid attestation name \"\" (expected 1 to 63 characters of a-z, "
+		"0-9 and -)\n"
+		"p.yaml:11:32: invalid attestation name \"Tests\" (expected 1 to 63 characters of a-z, "
+		"0-9 and -)\n"
+		"p.yaml:11:39: duplicate attestation \"ok\"\n"
 		"p.yaml:13:13: missing required key \"name\" in metric\n"
 		"p.yaml:13:29: expected a number for \"min\", got a string\n"
 		"p.yaml:13:39: for must not be negative\n"
 		"p.yaml:14:13: expected a mapping, got a sequence\n"
 		"p.yaml:15:30: expected a string for \"query\", got a mapping\n"
-		"p.yaml:15:43: expected a number for \"max\", got a string");
+		"p.yaml:15:43: expected a number for \"max\", got a string\n"
+		"p.yaml:16:13: metric \"z\" needs min or max (a check with neither always passes)\n"
+		"p.yaml:17:46: max (1) is below min\n"
+		"p.yaml:19:13: duplicate metric \"x\"");
 }
 
 static void test_deferral(void **state)
@@ -973,7 +1000,7 @@ int main(void)
 		cmocka_unit_test(test_backup_source),
 		cmocka_unit_test(test_backup_url_rules),
 		cmocka_unit_test(test_approval_gate),
-		cmocka_unit_test(test_future_gates),
+		cmocka_unit_test(test_gate_lists),
 		cmocka_unit_test(test_deferral),
 		cmocka_unit_test(test_blackouts),
 		cmocka_unit_test(test_long_lists),

@@ -1,0 +1,146 @@
+-- 0020: the gates of issue 7 in the wave settings, and what the engine reads
+-- for them.
+--
+-- waves.settings may carry, only when the policy asks for them:
+--    "backup": {..., "restore_max_age_s": 604800}   require_restore_verified
+--    "attestations": ["tests", "image-scan"]
+--    "metrics": [{"name": "queue-backlog", "query": "...", "for_s": 600,
+--                 "min"?: number, "max"?: number}]
+-- The check of 0012 is replaced so that a settings row with these keys in
+-- another shape is refused when the rollout is created.
+CREATE OR REPLACE FUNCTION ws__wave_settings_problem(s jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(s) IS DISTINCT FROM 'object' THEN 'settings must be an object'
+        WHEN jsonb_typeof(s -> 'soak_s') IS DISTINCT FROM 'number' THEN 'soak_s is missing'
+        WHEN jsonb_typeof(s -> 'max_parallel_per_cluster') IS DISTINCT FROM 'number' THEN 'max_parallel_per_cluster is missing'
+        WHEN jsonb_typeof(s #> '{backup,enabled}') IS DISTINCT FROM 'boolean'
+          OR jsonb_typeof(s #> '{backup,max_age_s}') IS DISTINCT FROM 'number' THEN 'backup.enabled or backup.max_age_s is missing'
+        WHEN (s #> '{backup,source}') IS NOT NULL
+         AND (jsonb_typeof(s #> '{backup,source}') IS DISTINCT FROM 'string'
+              OR (s #>> '{backup,source}') NOT IN ('catalog', 'http')) THEN 'backup.source must be "catalog" or "http"'
+        WHEN (s #>> '{backup,source}') = 'http'
+         AND (jsonb_typeof(s #> '{backup,url}') IS DISTINCT FROM 'string'
+              OR (s #>> '{backup,url}') !~ '^https?://') THEN 'backup.url must be an http(s) URL template with source http'
+        WHEN (s #>> '{backup,source}') IS DISTINCT FROM 'http'
+         AND (s #> '{backup,url}') IS NOT NULL THEN 'backup.url is only used with source http'
+        WHEN (s #> '{backup,restore_max_age_s}') IS NOT NULL
+         AND (jsonb_typeof(s #> '{backup,restore_max_age_s}') IS DISTINCT FROM 'number'
+              OR (s #>> '{backup,restore_max_age_s}')::numeric <= 0) THEN 'backup.restore_max_age_s must be a positive number'
+        WHEN jsonb_typeof(s #> '{health,enabled}') IS DISTINCT FROM 'boolean'
+          OR jsonb_typeof(s #> '{health,interval_s}') IS DISTINCT FROM 'number'
+          OR jsonb_typeof(s #> '{health,timeout_s}') IS DISTINCT FROM 'number'
+          OR jsonb_typeof(s #> '{health,consecutive_successes}') IS DISTINCT FROM 'number'
+          OR jsonb_typeof(s #> '{health,max_consecutive_failures}') IS DISTINCT FROM 'number'
+          OR jsonb_typeof(s #> '{health,max_latency_ms}') IS DISTINCT FROM 'number'
+          OR jsonb_typeof(s #> '{health,latency_regression}') IS DISTINCT FROM 'number' THEN 'a health setting is missing'
+        WHEN jsonb_typeof(s #> '{approval,min}') IS DISTINCT FROM 'number'
+          OR jsonb_typeof(s #> '{approval,roles}') IS DISTINCT FROM 'array' THEN 'approval.min or approval.roles is missing'
+        WHEN jsonb_typeof(s #> '{failure,max_failed}') IS DISTINCT FROM 'number'
+          OR (s #>> '{failure,action}') IS NULL
+          OR (s #>> '{failure,action}') NOT IN ('halt', 'rollback_wave', 'continue') THEN 'failure.max_failed or failure.action is missing'
+        WHEN (s -> 'attestations') IS NOT NULL
+         AND (jsonb_typeof(s -> 'attestations') IS DISTINCT FROM 'array'
+              OR EXISTS (SELECT 1 FROM jsonb_array_elements(s -> 'attestations') e
+                          WHERE jsonb_typeof(e) <> 'string' OR e #>> '{}' !~ '^[a-z0-9-]{1,63}$'))
+            THEN 'attestations must be an array of names'
+        WHEN (s -> 'metrics') IS NOT NULL
+         AND (jsonb_typeof(s -> 'metrics') IS DISTINCT FROM 'array'
+              OR EXISTS (SELECT 1 FROM jsonb_array_elements(s -> 'metrics') m
+                          WHERE jsonb_typeof(m) <> 'object'
+                             OR jsonb_typeof(m -> 'name') IS DISTINCT FROM 'string'
+                             OR jsonb_typeof(m -> 'query') IS DISTINCT FROM 'string'
+                             OR jsonb_typeof(m -> 'for_s') IS DISTINCT FROM 'number'
+                             OR (m ->> 'for_s')::numeric < 0
+                             OR ((m -> 'min') IS NULL AND (m -> 'max') IS NULL)
+                             OR ((m -> 'min') IS NOT NULL AND jsonb_typeof(m -> 'min') <> 'number')
+                             OR ((m -> 'max') IS NOT NULL AND jsonb_typeof(m -> 'max') <> 'number')))
+            THEN 'metrics must be an array of {name, query, for_s, min and/or max}'
+    END
+$$;
+
+-- What the gates of a release need to know about it, joined to the engine's
+-- document as "release_gates".  Empty here; the attestations (0021) replace
+-- it with their state, so that the engine's load stays one function.
+CREATE FUNCTION ws__release_gate_doc(p_release bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT '{}'::jsonb
+$$;
+
+-- How long deploying a release has taken so far (engine.md "Windows in
+-- practice", issue 7 "migration timing from staging"): the 90th percentile
+-- of deploying -> verifying over the deployments of this version that got
+-- there, in any rollout (a staging rollout with production-like data
+-- counts).  A migration that took an hour in staging makes the engine
+-- expect an hour in production, whatever the tenant's own history says.
+CREATE FUNCTION ws__release_timing(p_version text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN count(*) = 0 THEN NULL ELSE jsonb_build_object(
+               'p90_s', percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM (x.ended_at - x.started_at))),
+               'count', count(*),
+               'waves', (SELECT jsonb_agg(DISTINCT w.name) FROM deployments y JOIN waves w ON w.id = y.wave_id
+                          WHERE y.target_version = p_version AND y.started_at IS NOT NULL
+                            AND y.ended_at IS NOT NULL AND y.state IN ('verifying', 'healthy'))) END
+      FROM deployments x
+     WHERE x.target_version = p_version AND x.started_at IS NOT NULL AND x.ended_at IS NOT NULL
+       AND x.state IN ('verifying', 'healthy')
+$$;
+
+-- 0005's document, with per deployment the latest successful backup whose
+-- restore was verified ("restore_at"), and per rollout the release's gate
+-- state and deploy timing.
+CREATE OR REPLACE FUNCTION ws_engine_rollout(p_rollout bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', r.id, 'state', r.state, 'state_reason', r.state_reason,
+        'created_by', r.created_by, 'start_at', ws__us(r.start_at),
+        'release', rel.version, 'digest', rel.digest, 'kind', rel.kind,
+        'policy_id', r.policy_id,
+        'release_gates', ws__release_gate_doc(rel.id),
+        'release_timing', ws__release_timing(rel.version),
+        'waves', COALESCE((
+            SELECT jsonb_agg(jsonb_build_object(
+                'id', w.id, 'idx', w.idx, 'name', w.name, 'state', w.state,
+                'start_at', ws__us(w.start_at), 'end_at', ws__us(w.end_at),
+                'started_at', ws__us(w.started_at), 'soak_until', ws__us(w.soak_until),
+                'settings', w.settings,
+                'approvals', (SELECT count(*) FROM approvals a
+                               WHERE a.wave_id = w.id AND a.decision = 'approve'),
+                'rejected_by', (SELECT min(a.actor) FROM approvals a
+                                 WHERE a.wave_id = w.id AND a.decision = 'reject'),
+                'deployments', COALESCE((
+                    SELECT jsonb_agg(jsonb_build_object(
+                        'id', d.id, 'tenant_id', d.tenant_id, 'slug', d.slug, 'state', d.state,
+                        'window_start', ws__us(d.window_start), 'window_end', ws__us(d.window_end),
+                        'attempt', d.attempt, 'previous_version', d.previous_version,
+                        'target_version', d.target_version, 'started_at', ws__us(d.started_at),
+                        'outbox', (SELECT jsonb_build_object('id', o.id, 'key', o.idempotency_key,
+                                                             'kind', o.kind, 'state', o.state,
+                                                             'attempt', o.attempt)
+                                     FROM outbox o WHERE o.deployment_id = d.id
+                                    ORDER BY o.id DESC LIMIT 1),
+                        'backup_at', (SELECT ws__us(max(b.completed_at)) FROM backups b
+                                       WHERE b.tenant_id = d.tenant_id AND b.succeeded),
+                        'restore_at', (SELECT ws__us(max(b.restore_verified_at)) FROM backups b
+                                        WHERE b.tenant_id = d.tenant_id AND b.succeeded
+                                          AND b.restore_result = 'ok'),
+                        'baseline_us', (SELECT (g.evidence ->> 'median_us')::bigint FROM gate_results g
+                                         WHERE g.deployment_id = d.id AND g.gate = 'baseline'
+                                         ORDER BY g.id DESC LIMIT 1),
+                        'p90_s', (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY
+                                         extract(epoch FROM (x.ended_at - x.started_at)))
+                                    FROM deployments x
+                                   WHERE x.tenant_id = d.tenant_id AND x.id <> d.id
+                                     AND x.started_at IS NOT NULL AND x.ended_at IS NOT NULL
+                                     AND x.state IN ('verifying', 'healthy'))
+                    ) ORDER BY d.window_start NULLS LAST, d.slug)
+                    FROM deployments d WHERE d.wave_id = w.id), '[]'::jsonb)
+            ) ORDER BY w.idx)
+            FROM waves w WHERE w.rollout_id = r.id), '[]'::jsonb))
+    FROM rollouts r JOIN releases rel ON rel.id = r.release_id
+    WHERE r.id = p_rollout
+$$;
+
+-- ws__release_timing() reads a release's finished deploys at every load.
+CREATE INDEX deployments_version_idx ON deployments (target_version)
+    WHERE started_at IS NOT NULL AND ended_at IS NOT NULL AND state IN ('verifying', 'healthy');
