@@ -293,6 +293,22 @@ static int rollout_list(int argc, char **argv)
 }
 
 /* The latest result of each gate of a tenant: "backup:pass health:wait". */
+/* "45m (release)": the deploy time the engine expects and where it comes
+ * from (the release's deployments so far, the tenant's past ones, or the
+ * policy's deploy_estimate). */
+static void expected_summary(const json_t *e, char *out, size_t n)
+{
+	json_t *sec = json_object_get(e, "seconds");
+	const char *src = json_string_value(json_object_get(e, "source"));
+	if (!json_is_integer(sec) || !src) {
+		snprintf(out, n, "-");
+		return;
+	}
+	char d[32];
+	ws_duration_format(json_integer_value(sec), d, sizeof(d));
+	snprintf(out, n, "%s (%s)", d, strcmp(src, "deploy_estimate") == 0 ? "estimate" : src);
+}
+
 static void gate_summary(json_t *gates, char *out, size_t size)
 {
 	size_t used = 0;
@@ -345,14 +361,16 @@ static void print_rollout(json_t *r)
 			       str(a, "at"), *comment && strcmp(comment, "-") ? ": " : "",
 			       strcmp(comment, "-") ? comment : "");
 		}
-		printf("  %-24s %-14s %-46s %-7s %s\n", "TENANT", "STATE", "WINDOW (UTC)", "ATTEMPT", "GATES");
+		printf("  %-24s %-14s %-46s %-7s %-22s %s\n", "TENANT", "STATE", "WINDOW (UTC)", "ATTEMPT",
+		       "EXPECTS", "GATES");
 		json_t *t;
 		json_array_foreach(json_object_get(w, "tenants"), k, t) {
-			char window[64], gates[200];
+			char window[64], gates[200], expects[48];
 			snprintf(window, sizeof(window), "%s .. %s", str(t, "window_start"), str(t, "window_end"));
 			gate_summary(json_object_get(t, "gates"), gates, sizeof(gates));
-			printf("  %-24s %-14s %-46s %-7lld %s\n", str(t, "slug"), str(t, "state"), window,
-			       (long long)json_integer_value(json_object_get(t, "attempt")), gates);
+			expected_summary(json_object_get(t, "expected"), expects, sizeof(expects));
+			printf("  %-24s %-14s %-46s %-7lld %-22s %s\n", str(t, "slug"), str(t, "state"), window,
+			       (long long)json_integer_value(json_object_get(t, "attempt")), expects, gates);
 		}
 	}
 	json_t *un = json_object_get(r, "unassigned");

@@ -144,3 +144,89 @@ $$;
 -- ws__release_timing() reads a release's finished deploys at every load.
 CREATE INDEX deployments_version_idx ON deployments (target_version)
     WHERE started_at IS NOT NULL AND ended_at IS NOT NULL AND state IN ('verifying', 'healthy');
+
+
+-- The deploy time the engine expects of a deployment (engine_decide.c
+-- em_expected_s, the same rule): the longer of the tenant's own p90 and the
+-- release's p90 so far, else the policy's deploy_estimate (carried by the
+-- wave's settings); with where it comes from, for the rollout's views.
+CREATE FUNCTION ws__deploy_expected(p_dep bigint, p_tenant bigint, p_version text, p_settings jsonb)
+RETURNS json
+LANGUAGE sql STABLE AS $$
+    WITH own AS (
+        SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM (x.ended_at - x.started_at))) AS p90,
+               count(*) AS n
+          FROM deployments x
+         WHERE x.tenant_id = p_tenant AND x.id <> p_dep
+           AND x.started_at IS NOT NULL AND x.ended_at IS NOT NULL AND x.state IN ('verifying', 'healthy')
+    ), rel AS (
+        SELECT (t ->> 'p90_s')::float8 AS p90, (t ->> 'count')::int AS n, t -> 'waves' AS waves
+          FROM ws__release_timing(p_version) t
+    )
+    SELECT CASE
+        WHEN rel.p90 IS NOT NULL AND (own.p90 IS NULL OR rel.p90 > own.p90) THEN
+            json_build_object('seconds', ceil(rel.p90)::bigint, 'source', 'release',
+                              'detail', format('p90 of %s deployment(s) of %s so far (waves: %s)', rel.n, p_version,
+                                               (SELECT string_agg(v, ', ') FROM jsonb_array_elements_text(rel.waves) v)))
+        WHEN own.p90 IS NOT NULL THEN
+            json_build_object('seconds', ceil(own.p90)::bigint, 'source', 'tenant',
+                              'detail', format('p90 of the tenant''s %s past deployment(s)', own.n))
+        ELSE json_build_object('seconds', (p_settings ->> 'deploy_estimate_s')::bigint, 'source', 'deploy_estimate',
+                               'detail', 'the policy''s schedule.deploy_estimate (no deployment measured yet)')
+    END
+      FROM own, rel
+$$;
+
+-- 0004's document, with what each deployment is expected to take.
+CREATE OR REPLACE FUNCTION ws_rollout_doc(p_id bigint, p_tenants text[]) RETURNS json
+LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
+        'id', r.id, 'release', rel.version, 'release_kind', rel.kind, 'release_digest', rel.digest,
+        'policy', p.name, 'policy_version', p.version, 'policy_sha256', r.policy_sha256,
+        'state', r.state, 'state_reason', r.state_reason, 'created_by', r.created_by,
+        'created_at', ws__rfc3339(r.created_at), 'updated_at', ws__rfc3339(r.updated_at),
+        'start', ws__rfc3339(r.start_at), 'plan_version', r.plan_version, 'plan_sha256', pl.sha256,
+        'waves', COALESCE((
+            SELECT json_agg(json_build_object(
+                'index', w.idx, 'name', w.name, 'state', w.state, 'state_reason', w.state_reason,
+                'start', ws__rfc3339(w.start_at), 'end', ws__rfc3339(w.end_at),
+                'started_at', ws__rfc3339(w.started_at), 'soak_until', ws__rfc3339(w.soak_until),
+                'ended_at', ws__rfc3339(w.ended_at), 'settings', w.settings,
+                'approvals', COALESCE((
+                    SELECT json_agg(json_build_object('actor', a.actor, 'role', a.role, 'decision', a.decision,
+                                                      'comment', a.comment, 'at', ws__rfc3339(a.at)) ORDER BY a.id)
+                      FROM approvals a WHERE a.wave_id = w.id), '[]'),
+                'gates', CASE WHEN p_tenants IS NULL THEN COALESCE((
+                    SELECT json_agg(json_build_object('gate', g.gate, 'result', g.result, 'evidence', g.evidence,
+                                                      'at', ws__rfc3339(g.at)) ORDER BY g.id)
+                      FROM gate_results g WHERE g.wave_id = w.id AND g.deployment_id IS NULL), '[]') ELSE '[]' END,
+                'tenants', COALESCE((
+                    SELECT json_agg(json_build_object(
+                        'slug', d.slug, 'state', d.state, 'state_reason', d.state_reason,
+                        'window_start', ws__rfc3339(d.window_start), 'window_end', ws__rfc3339(d.window_end),
+                        'attempt', d.attempt, 'reasons', d.reasons, 'previous_version', d.previous_version,
+                        'target_version', d.target_version, 'moves', d.moves,
+                        'started_at', ws__rfc3339(d.started_at), 'ended_at', ws__rfc3339(d.ended_at),
+                        'expected', ws__deploy_expected(d.id, d.tenant_id, rel.version, w.settings),
+                        'gates', COALESCE((
+                            SELECT json_agg(json_build_object('gate', g.gate, 'result', g.result,
+                                                              'evidence', g.evidence, 'at', ws__rfc3339(g.at))
+                                            ORDER BY g.id)
+                              FROM gate_results g WHERE g.deployment_id = d.id), '[]'))
+                        ORDER BY d.window_start, d.id)
+                      FROM deployments d
+                     WHERE d.wave_id = w.id AND (p_tenants IS NULL OR d.slug = ANY (p_tenants))), '[]'))
+                ORDER BY w.idx)
+              FROM waves w WHERE w.rollout_id = r.id), '[]'),
+        'unassigned', COALESCE((
+            SELECT json_agg(u ORDER BY u ->> 'slug')
+              FROM jsonb_array_elements(pl.plan::jsonb -> 'unassigned') u
+             WHERE p_tenants IS NULL OR u ->> 'slug' = ANY (p_tenants)), '[]'))
+      FROM rollouts r
+      JOIN releases rel ON rel.id = r.release_id
+      JOIN policies p ON p.id = r.policy_id
+      JOIN rollout_plans pl ON pl.rollout_id = r.id AND pl.version = r.plan_version
+     WHERE r.id = p_id
+       AND (p_tenants IS NULL OR EXISTS (SELECT 1 FROM deployments d
+                                          WHERE d.rollout_id = r.id AND d.slug = ANY (p_tenants)))
+$$;

@@ -439,6 +439,12 @@ static ws_policy *policy_build(const ydoc *doc, ws_diags *d)
 		policy_free(p);
 		return NULL;
 	}
+	/* The estimate is a schedule rule, but each wave's settings carry it
+	 * so that a rollout's views can say what the engine will expect
+	 * without the policy text at hand. */
+	p->defaults.deploy_estimate_s = p->deploy_estimate_s;
+	for (size_t i = 0; i < p->n_waves; i++)
+		p->waves[i].s.deploy_estimate_s = p->deploy_estimate_s;
 	return p;
 }
 

@@ -154,6 +154,8 @@ json_t *rollout_wave_settings_json(const ws_wave_settings *s)
 		json_object_set_new(b, "source", json_string(ws_backup_source_name(s->backup.source)));
 		json_object_set_new(b, "url", json_string(s->backup.url));
 	}
+	if (o && s->deploy_estimate_s > 0)
+		json_object_set_new(o, "deploy_estimate_s", json_integer((json_int_t)s->deploy_estimate_s));
 	/* Likewise the gates of issue 7 are written only when the policy asks
 	 * for them. */
 	if (o && s->backup.restore_max_age_s > 0)

@@ -644,8 +644,11 @@ bool em_next_window(const ws_fleet *f, const ws_policy *p, const ws_tenant *t, i
 	const char *zone = t->timezone ? t->timezone : "UTC";
 	bool slots = !t->n_windows || (p && !p->respect_windows);
 	int64_t slot = p && p->slot_s > 0 ? p->slot_s : 30 * 60;
+	/* A slot just as long as the deployment would be too short again at
+	 * the next decision, an instant later: the deployment gets a slot's
+	 * margin on top. */
 	if (slot < need_s)
-		slot = need_s;
+		slot = need_s + slot;
 	int64_t at = from_s;
 	for (int guard = 0; guard < 10000 && at < until_s; guard++) {
 		int64_t best_s = INT64_MAX, best_e = 0;

@@ -96,6 +96,7 @@ typedef struct ws_wave_settings {
 	/* gates.metrics; a wave's list replaces the defaults' list. */
 	const ws_gate_metric *metrics;
 	size_t n_metrics;
+	int64_t deploy_estimate_s;     /* schedule.deploy_estimate, copied into every wave */
 	int max_failed;                /* failure.max_failed, default 0 */
 	ws_failure_action failure_action;   /* default halt */
 } ws_wave_settings;

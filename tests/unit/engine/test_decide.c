@@ -311,6 +311,81 @@ static void test_short_window_moves_past_the_blackout(void **state)
 	assert_int_equal(f->d.act[0].kind, EM_START_BASELINE);
 }
 
+/* A deploy of this release measured in an earlier wave (staging) is
+ * expected of every later tenant too, when it is longer than its own. */
+static void test_release_timing_moves_a_short_window(void **state)
+{
+	fixture *f = *state;
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("waiting_window"));
+	set(dep_of(f, 1), "state", json_string("skipped"));
+	set(dep_of(f, 0), "p90_s", json_real(600));          /* its own: 10m */
+	set(f->doc, "release_timing", json_pack("{s:f, s:i, s:[s]}", "p90_s", 5400.0, "count", 2,
+						"waves", "staging"));   /* staging: 1h30m */
+	const char *ops = decide(f, "2026-12-01T03:00:00Z");
+	assert_true(has(ops, "\"event\":\"move\""));
+	assert_true(has(ops, "window too short: it ends 2026-12-01T04:00:00Z, the deployment needs 90m "
+			     "(this release's deployments so far)"));
+	assert_true(has(ops, "\"window_start\":\"2026-12-03T02:00:00Z\""));
+	/* Shorter than its own history: its own decides, and it starts. */
+	set(f->doc, "release_timing", json_pack("{s:f, s:i}", "p90_s", 300.0, "count", 1));
+	assert_string_equal(decide(f, "2026-12-01T03:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_BASELINE);
+	assert_int_equal(em_expected_s(&f->r->w[0].d[0], &(em_env){ 0 }), 600);
+	assert_string_equal(em_expected_source(&f->r->w[0].d[0]), "the tenant's past deployments");
+}
+
+/* require_restore_verified: a fresh backup is not enough without a
+ * verified restore young enough; the reason says which is missing. */
+static void test_restore_verification_required(void **state)
+{
+	fixture *f = *state;
+	json_object_set_new(json_object_get(json_object_get(wave0(f), "settings"), "backup"),
+			    "restore_max_age_s", json_integer(7 * 86400));
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 1), "state", json_string("skipped"));
+	set(dep_of(f, 0), "backup_at", json_integer(T("2026-12-01T01:00:00Z")));   /* fresh */
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");   /* waits, re-checks */
+	assert_int_equal(f->d.wake, T("2026-12-01T02:05:00Z"));
+	const char *ops = decide(f, "2026-12-01T04:00:00Z");
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"fail\""));
+	assert_true(has(ops, "\"restore_verified_at\":null"));
+	assert_true(has(ops, "\"reason\":\"restore not verified: no backup with a verified restore "
+			     "(require_restore_verified 7d)\""));
+	/* Verified nine days ago: too old. */
+	set(dep_of(f, 0), "restore_at", json_integer(T("2026-11-22T02:00:00Z")));
+	ops = decide(f, "2026-12-01T04:00:00Z");
+	assert_true(has(ops, "restore not verified: the latest verified restore is from "
+			     "2026-11-22T02:00:00Z (require_restore_verified 7d)"));
+	/* Verified two days ago: through, with the restore in the evidence. */
+	set(dep_of(f, 0), "restore_at", json_integer(T("2026-11-29T02:00:00Z")));
+	ops = decide(f, "2026-12-01T02:00:00Z");
+	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"pass\""));
+	assert_true(has(ops, "\"restore_age_s\":172800"));
+	assert_true(has(ops, "\"to\":\"waiting_window\""));
+	/* Without the requirement a missing restore does not matter. */
+	json_object_del(json_object_get(json_object_get(wave0(f), "settings"), "backup"),
+			"restore_max_age_s");
+	set(dep_of(f, 0), "restore_at", json_null());
+	assert_true(has(decide(f, "2026-12-01T02:00:00Z"), "\"to\":\"waiting_window\""));
+}
+
+/* An http status may carry the restore time; without one the gate waits. */
+static void test_restore_verification_from_http(void **state)
+{
+	fixture *f = *state;
+	use_http(f);
+	json_object_set_new(json_object_get(json_object_get(wave0(f), "settings"), "backup"),
+			    "restore_max_age_s", json_integer(86400));
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 1), "state", json_string("skipped"));
+	status(f, 1, "2026-12-01T02:00:00Z", 200, "2026-12-01T01:00:00Z", NULL);
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	f->bs[1].restore_verified_at = T("2026-11-30T12:00:00Z");
+	assert_true(has(decide(f, "2026-12-01T02:00:00Z"), "\"to\":\"waiting_window\""));
+}
+
 static void test_pending_intent_is_reissued(void **state)
 {
 	fixture *f = *state;
@@ -848,6 +923,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_backup_is_rechecked_then_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_opens_baseline_then_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_short_window_moves_past_the_blackout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_timing_moves_a_short_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_verification_required, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_verification_from_http, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pending_intent_is_reissued, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_budget_halt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_budget_rollback, setup, teardown),
