@@ -14,7 +14,7 @@ from wsharness import SOURCE_ROOT, ServiceCase, example_fleet, main, wavectl
 POLICIES = os.path.join(SOURCE_ROOT, "examples", "policies")
 START = "2026-12-01T00:00:00Z"
 DIGEST = "sha256:" + "ab" * 32
-SETTINGS_KEYS = {"soak_s", "max_parallel_per_cluster", "backup", "health", "approval", "failure"}
+SETTINGS_KEYS = {"deploy_estimate_s", "soak_s", "max_parallel_per_cluster", "backup", "health", "approval", "failure"}
 HEALTH_KEYS = {"enabled", "interval_s", "timeout_s", "consecutive_successes", "max_consecutive_failures",
                "max_latency_ms", "latency_regression"}
 
