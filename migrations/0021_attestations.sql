@@ -158,17 +158,24 @@ BEGIN
                             jsonb_build_object('id', v_row.id, 'name', p_name, 'result', p_result,
                                                'digest', p_digest, 'sha256', v_sha, 'produced_by', p_produced_by));
     -- One event per rollout of the release that still moves, so that a
-    -- rollout's stream shows why its held wave goes on; the engine is woken
-    -- for each, and a waiting wave decides again at once.
+    -- rollout's stream shows why its held wave goes on (one without a
+    -- rollout when none moves); the engine is woken for each, and a waiting
+    -- wave decides again at once.
     FOR v_ro IN SELECT r.id FROM rollouts r
                  WHERE r.release_id = v_rel.id
                    AND r.state IN ('planned', 'approved', 'running', 'paused', 'preempted')
-                 ORDER BY r.id LOOP
+                UNION ALL
+                SELECT NULL WHERE NOT EXISTS (
+                    SELECT 1 FROM rollouts r WHERE r.release_id = v_rel.id
+                       AND r.state IN ('planned', 'approved', 'running', 'paused', 'preempted'))
+                 ORDER BY 1 LOOP
         INSERT INTO events (rollout_id, kind, payload)
-        VALUES (v_ro, 'release.attestation', jsonb_build_object(
+        VALUES (v_ro, 'release.attestation', jsonb_strip_nulls(jsonb_build_object(
             'object', 'release', 'release', p_version, 'rollout', v_ro, 'id', v_row.id, 'name', p_name,
-            'result', p_result, 'sha256', v_sha, 'produced_by', p_produced_by, 'actor', p_actor));
-        PERFORM pg_notify('ws_engine', v_ro::text);
+            'result', p_result, 'sha256', v_sha, 'produced_by', p_produced_by, 'actor', p_actor)));
+        IF v_ro IS NOT NULL THEN
+            PERFORM pg_notify('ws_engine', v_ro::text);
+        END IF;
     END LOOP;
     PERFORM pg_notify('ws_events', '');
     RETURN ws__attestation_doc(v_row, p_version, true);

@@ -303,6 +303,10 @@ class AttestationSuite(unittest.TestCase):
         r = self.attest("20.3.0", "signature", "passed", token=self.sec, document={"sig": "MEUC"})
         self.assertEqual(r.status, 201, r)
         self.assertEqual(r.json["sha256"], hashlib.sha256(b'{"sig": "MEUC"}').hexdigest())
+        # Announced without a rollout: this release has none.
+        self.assertEqual(self.db.sql("SELECT coalesce(rollout_id::text, '-') || ' ' || (payload ->> 'name') FROM events "
+                                     "WHERE kind = 'release.attestation' AND payload ->> 'release' = '20.3.0'"),
+                         "- signature")
         for change in ("UPDATE release_attestations SET result = 'failed'", "DELETE FROM release_attestations"):
             with self.assertRaisesRegex(RuntimeError, "release_attestations rows cannot be changed or removed"):
                 self.db.sql(change)
@@ -319,6 +323,13 @@ class AttestationSuite(unittest.TestCase):
                       "--digest", OTHER_DIGEST, token=self.ci, url=self.url)
         self.assertEqual(out.returncode, 1, out.stderr)
         self.assertIn("is not the digest of release 20.3.0", out.stderr)
+        with open(doc, "w") as f:
+            json.dump({"subject": [{"name": "odoo-erp", "digest": {"sha256": DIGEST[7:]}}]}, f)
+        out = wavectl("release", "attest", "20.3.0", "--name", "tests", "--result", "passed", "--document", doc,
+                      "--digest", OTHER_DIGEST, token=self.ci, url=self.url)
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn(f"the in-toto subject digest {DIGEST} is not --digest {OTHER_DIGEST}", out.stderr)
+        self.assertEqual(len(self.svc.request("GET", path, token=self.viewer).json["attestations"]), 1)
 
 
 if __name__ == "__main__":
