@@ -129,7 +129,10 @@ BEGIN
     END IF;
     IF octet_length(p_document::text) > ws__attestation_document_max() THEN
         PERFORM ws__fail('WSE04', format('document is %s bytes as stored; at most %s',
-                                         octet_length(p_document::text), ws__attestation_document_max()));
+                                         octet_length(p_document::text), ws__attestation_document_max()),
+                         jsonb_build_array(jsonb_build_object('field', 'document', 'message',
+                             format('document is %s bytes as stored (its jsonb text); at most %s',
+                                    octet_length(p_document::text), ws__attestation_document_max())))::text);
     END IF;
     IF p_produced_by IS NULL OR length(p_produced_by) NOT BETWEEN 1 AND 200 THEN
         PERFORM ws__fail('WSE04', 'produced_by must be 1 to 200 characters');

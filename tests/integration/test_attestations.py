@@ -194,6 +194,10 @@ class AttestationSuite(unittest.TestCase):
         self.assertIn("3 attestation(s)", out.stdout)
         self.assertIn("image-scan passed", out.stdout)
         self.assertIn("ci: pipeline 4412 (trivy)", out.stdout)
+        out = wavectl("release", "show", "20.1.0", token=self.viewer, url=self.url)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("attestations (latest of each name):", out.stdout)
+        self.assertRegex(out.stdout, r"\n\d+ +image-scan +passed ")
 
         r = self.start(rid)
         self.assertEqual(r.status, 200, r)
@@ -295,6 +299,13 @@ class AttestationSuite(unittest.TestCase):
                              "digest": DIGEST, "produced_by": "x", "document": {"blob": "x" * 70000}})
         self.assertEqual(r.status, 422, r)
         self.assertIn("at most 65536", r.json["error"]["details"][0]["message"])
+        # Under the cap written compactly, over it as stored (jsonb adds a
+        # space after each ":" and ","): refused by the database, naming it.
+        r = self.svc.request("POST", path, token=self.ci, body={"name": "tests", "result": "passed",
+                             "digest": DIGEST, "produced_by": "x", "document": {f"k{i}": i for i in range(5100)}})
+        self.assertEqual(r.status, 422, r)
+        self.assertEqual(r.json["error"]["details"][0]["field"], "document")
+        self.assertIn("as stored", r.json["error"]["message"])
         r = self.svc.request("POST", path, token=self.ci, body=b'{"name": "tests", ')
         self.assertEqual(r.status, 400, r)
         self.assertEqual(self.attest("9.9.9", "tests", "passed").status, 404)
