@@ -37,7 +37,9 @@ static const char usage_evidence[] =
 	"        follows the links between them, checks the policy's and the plans'\n"
 	"        sha256 against their texts, and checks that the rollout's creation,\n"
 	"        its approvals, its executor calls and the states of the rollout, its\n"
-	"        waves and deployments are the ones the audit entries recorded.\n"
+	"        waves and deployments are the ones the audit entries recorded; each\n"
+	"        release attestation's document matches its sha256 and is bound to the\n"
+	"        release digest.\n"
 	"        Prints a summary, or names the first problem.\n"
 	"\n"
 	"Exit codes: 0 done (verify: the bundle is consistent), 1 refused, or the\n"
@@ -516,6 +518,68 @@ static bool check_calls(vctx *v, const ynode *root, int *n_calls)
 
 /* ---- the commands ------------------------------------------------------------ */
 
+/* Release attestations (issue 7): each document's sha256 is recomputed from
+ * the document as the bundle carries it -- the jsonb text the service
+ * hashed (migrations/0021), the same rendering as the audit entries' --
+ * and each must be bound to the release's digest.  The attestation gate
+ * results of the waves may only name attestations of the bundle, with the
+ * same sha256 and result. */
+static bool check_attestations(vctx *v, const ynode *root, int *n_att)
+{
+	const ynode *atts = ynode_get(root, "attestations"), *gates = ynode_get(root, "attestation_gates");
+	const char *digest = sval(ynode_get(root, "release"), "digest");
+	*n_att = 0;
+	if (!atts && !gates)
+		return true;   /* a bundle from before attestations */
+	if (!seq(atts))
+		return fail(v, "attestations: must be a list");
+	for (uint32_t i = 0; i < atts->len; i++) {
+		const ynode *a = atts->items[i];
+		const char *name = sval(a, "name"), *sha = sval(a, "sha256");
+		long long id = 0;
+		if (!is_map(a) || !ival(a, "id", &id) || !name || !hex64(sha) || !is_map(ynode_get(a, "document")))
+			return fail(v, "attestations[%u]: id, name, sha256 and document (an object) are required", i);
+		char *text = jtext(v, ynode_get(a, "document"));
+		if (!text)
+			return false;
+		char got[65];
+		ws_sha256_hex(text, strlen(text), got);
+		free(text);
+		if (strcmp(got, sha) != 0)
+			return fail(v, "attestations[%u] (%s, id %lld): document does not match its sha256 %s "
+				    "(sha256 of the document is %s)", i, name, id, sha, got);
+		if (!eq(sval(a, "digest"), digest))
+			return fail(v, "attestations[%u] (%s, id %lld): bound to digest %s, not the release's %s", i,
+				    name, id, sval(a, "digest") ? sval(a, "digest") : "(none)",
+				    digest ? digest : "(none)");
+	}
+	for (uint32_t w = 0; seq(gates) && w < gates->len; w++) {
+		const ynode *res = ynode_get(gates->items[w], "results");
+		for (uint32_t j = 0; seq(res) && j < res->len; j++) {
+			const ynode *list = ynode_get(ynode_get(res->items[j], "evidence"), "attestations");
+			for (uint32_t k = 0; seq(list) && k < list->len; k++) {
+				const ynode *e = list->items[k];
+				long long id = 0;
+				if (!ival(e, "id", &id))
+					continue;   /* a missing one names no attestation */
+				const ynode *found = NULL;
+				for (uint32_t i = 0; i < atts->len && !found; i++) {
+					long long aid = 0;
+					if (ival(atts->items[i], "id", &aid) && aid == id)
+						found = atts->items[i];
+				}
+				if (!found || !eq(sval(found, "sha256"), sval(e, "sha256")) ||
+				    !eq(sval(found, "result"), sval(e, "result")))
+					return fail(v, "attestation_gates[%u].results[%u].evidence.attestations[%u]: "
+						    "attestation %lld is not in the bundle with that sha256 and result",
+						    w, j, k, id);
+			}
+		}
+	}
+	*n_att = (int)atts->len;
+	return true;
+}
+
 static int evidence_verify(const char *path)
 {
 	char *text = NULL;
@@ -540,7 +604,7 @@ static int evidence_verify(const char *path)
 	vctx v = { .doc = doc };
 	const ynode *root = ydoc_root(doc), *audit = ynode_get(root, "audit");
 	const ynode *check = ynode_get(audit, "check");
-	int n_plans = 0, n_approvals = 0, n_calls = 0, n_states = 0;
+	int n_plans = 0, n_approvals = 0, n_calls = 0, n_states = 0, n_att = 0;
 	size_t n_links = 0;
 	bool ok = is_map(root) && eq(sval(root, "format"), "wavesched-evidence/1");
 	if (!ok)
@@ -548,7 +612,7 @@ static int evidence_verify(const char *path)
 	ok = ok && check_policy_and_plans(&v, root, &n_plans) &&
 	     check_chain(&v, ynode_get(audit, "entries"), &n_links) && check_creation(&v, root) &&
 	     check_approvals(&v, root, &n_approvals) && check_calls(&v, root, &n_calls) &&
-	     check_states(&v, root, &n_states);
+	     check_states(&v, root, &n_states) && check_attestations(&v, root, &n_att);
 	if (ok && !(is_map(check) && ynode_get(check, "ok") && !ynode_get(check, "ok")->quoted &&
 		    strcmp(ynode_get(check, "ok")->value, "true") == 0)) {
 		const char *msg = sval(ynode_get(check, "first_broken"), "message");
@@ -578,6 +642,9 @@ static int evidence_verify(const char *path)
 	       n_approvals, n_calls);
 	printf("  the states of the rollout, its waves and deployments (%d) are where the audited transitions left them\n",
 	       n_states);
+	if (ynode_get(root, "attestations"))
+		printf("  %d attestation(s) of the release: each document matches its sha256 and is bound to "
+		       "the release digest\n", n_att);
 	printf("  %u gate result(s) included (the audit entries do not record gate results)\n",
 	       seq(gates) ? gates->len : 0);
 	printf("  the service's check of this stretch of the log: ok; the log's head then: %lld:%s\n", head_id,

@@ -412,6 +412,8 @@ static const route routes[] = {
 	{ "POST", "/v1/releases", true, WS_PERM_FLEET_WRITE, h_release_create },
 	{ "GET", "/v1/releases", true, WS_PERM_READ_FLEET, h_release_list },
 	{ "GET", "/v1/releases/{version}", true, WS_PERM_READ_FLEET, h_release_get },
+	{ "POST", "/v1/releases/{version}/attestations", true, WS_PERM_FLEET_WRITE, h_release_attest },
+	{ "GET", "/v1/releases/{version}/attestations", true, WS_PERM_READ_FLEET, h_release_attestations },
 	{ "POST", "/v1/backups", true, WS_PERM_FLEET_WRITE, h_backup_report },
 	{ "GET", "/v1/tenants/{slug}/backups", true, WS_PERM_READ_TENANT, h_tenant_backups },
 	{ "GET", "/v1/tenants/{slug}/windows", true, WS_PERM_READ_TENANT, h_tenant_windows },

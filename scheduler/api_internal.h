@@ -101,6 +101,9 @@ void h_release_list(api_call *c);
 void h_release_get(api_call *c);
 void h_backup_report(api_call *c);
 void h_tenant_backups(api_call *c);
+/* api_attestations.c */
+void h_release_attest(api_call *c);
+void h_release_attestations(api_call *c);
 /* api_windows.c */
 void h_tenant_windows(api_call *c);
 void h_tenant_windows_ics(api_call *c);

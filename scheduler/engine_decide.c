@@ -956,6 +956,123 @@ static bool all_in(const em_wave *w, const ws_deployment_state *set, size_t n)
 	return true;
 }
 
+/* Release attestations (issue 7, migrations/0021) ------------------------------
+ * A wave whose settings name attestations leaves `pending` only once the
+ * latest attestation of each name, for this release, has passed; a missing
+ * one makes it wait, a failed one too (a new passing run releases it).
+ * Anything that is not a readable "passed" holds the wave: the gate fails
+ * closed.  The decision runs whenever anything changes, so a gate row is
+ * written only when the outcome differs from the last one recorded for the
+ * wave (the load's release_gates.attestation_gates, which em_apply keeps
+ * current within a chain); the pass row goes with the wave's start. */
+static json_t *attest_evidence(const em_rollout *r, const em_wave *w, char *lacking, size_t n,
+			       bool *failed)
+{
+	json_t *latest = json_object_get(r->release_gates, "attestations");
+	json_t *list = json_array();
+	size_t i, used = 0;
+	json_t *name;
+	lacking[0] = '\0';
+	*failed = false;
+	json_array_foreach(w->s.attestations, i, name) {
+		const char *nm = json_string_value(name);
+		json_t *a = json_object_get(latest, nm);
+		const char *res = json_string_value(json_object_get(a, "result"));
+		json_t *e;
+		char part[200];
+		if (!json_is_object(a) || !res) {
+			e = json_pack("{s:s, s:s}", "name", nm, "result", "missing");
+			snprintf(part, sizeof(part), "%s missing", nm);
+		} else {
+			e = json_deep_copy(a);
+			json_object_set_new(e, "name", json_string(nm));
+			if (!strcmp(res, "passed"))
+				part[0] = '\0';
+			else {
+				const char *at = json_string_value(json_object_get(a, "at"));
+				const char *by = json_string_value(json_object_get(a, "recorded_by"));
+				*failed = true;
+				snprintf(part, sizeof(part), "%s %s (recorded %s by %s)", nm,
+					 strcmp(res, "failed") ? "unreadable" : "failed", at ? at : "?",
+					 by ? by : "?");
+			}
+		}
+		json_array_append_new(list, e);
+		if (part[0] && used < n) {
+			int k = snprintf(lacking + used, n - used, "%s%s", used ? ", " : "", part);
+			used += k > 0 ? (size_t)k : 0;
+		}
+	}
+	return json_pack("{s:O, s:o}", "required", w->s.attestations, "attestations", list);
+}
+
+static bool attest_recorded(const em_rollout *r, const em_wave *w, const char *result,
+			    const json_t *evidence)
+{
+	char key[24];
+	snprintf(key, sizeof(key), "%" PRId64, w->id);
+	json_t *g = json_object_get(json_object_get(r->release_gates, "attestation_gates"), key);
+	const char *was = json_string_value(json_object_get(g, "result"));
+	return was && !strcmp(was, result) && json_equal(json_object_get(g, "evidence"), (json_t *)evidence);
+}
+
+/* True while the wave must wait for its attestations (d->note says why). */
+static bool attestations_hold(em_decision *d, const em_rollout *r, const em_wave *w, int64_t now)
+{
+	if (!w->s.attestations)
+		return false;
+	char lacking[600], reason[700];
+	bool failed;
+	json_t *ev = attest_evidence(r, w, lacking, sizeof(lacking), &failed);
+	if (!ev)
+		return true;   /* out of memory: decided again at the next wake-up */
+	if (!lacking[0]) {
+		json_decref(ev);
+		return false;
+	}
+	snprintf(reason, sizeof(reason), "wave %d waits for attestations: %s", w->idx, lacking);
+	snprintf(d->note, sizeof(d->note), "%.250s", reason);   /* the row has it whole */
+	json_object_set_new(ev, "reason", json_string(reason));
+	const char *result = failed ? "fail" : "wait";
+	if (attest_recorded(r, w, result, ev))
+		json_decref(ev);
+	else
+		gate_op(d, r, w, NULL, "attestations", result, ev, now);
+	return true;
+}
+
+static void attestations_pass(em_decision *d, const em_rollout *r, const em_wave *w, int64_t now)
+{
+	char lacking[8];
+	bool failed;
+	if (w->s.attestations)
+		gate_op(d, r, w, NULL, "attestations", "pass",
+			attest_evidence(r, w, lacking, sizeof(lacking), &failed), now);
+}
+
+/* em_apply: an attestation gate row about to be committed is the one the
+ * next step of the chain compares with. */
+static void attest_apply(em_rollout *r, const json_t *op)
+{
+	const char *gate = json_string_value(json_object_get(op, "gate"));
+	json_t *wave = json_object_get(op, "wave");
+	if (!gate || strcmp(gate, "attestations") || !json_is_integer(wave) || json_object_get(op, "deployment"))
+		return;
+	if (!json_is_object(r->release_gates)) {
+		json_object_set_new(r->doc, "release_gates", json_object());
+		r->release_gates = json_object_get(r->doc, "release_gates");
+	}
+	json_t *ag = json_object_get(r->release_gates, "attestation_gates");
+	if (!json_is_object(ag)) {
+		json_object_set_new(r->release_gates, "attestation_gates", json_object());
+		ag = json_object_get(r->release_gates, "attestation_gates");
+	}
+	char key[24];
+	snprintf(key, sizeof(key), "%" JSON_INTEGER_FORMAT, json_integer_value(wave));
+	json_object_set_new(ag, key, json_pack("{s:O, s:O}", "result", json_object_get(op, "result"),
+					       "evidence", json_object_get(op, "evidence")));
+}
+
 /* The current wave of a running rollout. */
 static void decide_wave(em_decision *d, const em_rollout *r, const em_wave *w, const em_env *env)
 {
@@ -970,6 +1087,8 @@ static void decide_wave(em_decision *d, const em_rollout *r, const em_wave *w, c
 			rollout_op(d, r, WS_RO_EV_HALT, why, now);
 			return;
 		}
+		if (attestations_hold(d, r, w, now))
+			return;
 		if (w->approvals < w->s.approval_min) {
 			snprintf(d->note, sizeof(d->note), "wave %d waits for approvals: %d of %d", w->idx,
 				 w->approvals, w->s.approval_min);
@@ -981,6 +1100,7 @@ static void decide_wave(em_decision *d, const em_rollout *r, const em_wave *w, c
 			snprintf(d->note, sizeof(d->note), "wave %d starts with its first window", w->idx);
 			return;
 		}
+		attestations_pass(d, r, w, now);
 		json_t *set = json_pack("{s:o}", "started_at", time_json(now));
 		wave_op(d, w, WS_WAVE_EV_CHECK_BACKUPS, NULL, now, set);
 		return;
@@ -1265,6 +1385,8 @@ bool em_apply(em_rollout *r, const json_t *ops)
 		json_t *set = json_object_get(op, "set");
 		if (!kind)
 			return false;
+		if (!strcmp(kind, "gate"))
+			attest_apply(r, op);
 		if (!strcmp(kind, "gate") || !strcmp(kind, "check") || !strcmp(kind, "audit") ||
 		    !strcmp(kind, "event"))
 			continue;

@@ -75,6 +75,17 @@ class Evidence(ServiceCase):
         r = svc.request("POST", "/v1/releases", token=cls.plat,
                         body={"version": "18.1.0", "digest": DIGEST, "notes": "evidence suite"})
         assert r.status == 201, r
+        # Attestations of the release (issue 7), recorded before the rollout
+        # so that their audit entries stay outside its stretch of the log.
+        cls.attestations = []
+        for name, result, document in (("tests", "passed", {"passed": 412, "failed": 0, "suite": "unit"}),
+                                       ("image-scan", "failed", {"critical": 2, "scanner": "trivy"}),
+                                       ("image-scan", "passed", {"critical": 0, "scanner": "trivy"})):
+            r = svc.request("POST", "/v1/releases/18.1.0/attestations", token=cls.plat,
+                            body={"name": name, "result": result, "digest": DIGEST, "document": document,
+                                  "produced_by": "ci: pipeline 7"})
+            assert r.status == 201, r
+            cls.attestations.append(r.json)
         r = svc.request("POST", "/v1/rollouts", token=cls.plat,
                         body={"release": "18.1.0", "policy": "evidence-policy", "start": "2026-12-01T00:00:00Z"})
         assert r.status == 201, r
@@ -384,6 +395,41 @@ class Evidence(ServiceCase):
         out = wavectl("evidence", "verify", os.path.join(self.tmp, "missing.json"))
         self.assertEqual(out.returncode, 1)
         self.assertIn("cannot open", out.stderr)
+
+
+    # ---- attestations (issue 7) -------------------------------------------------------
+
+    def test_attestations_in_the_bundle(self):
+        doc = json.loads(self.bundle_text)
+        self.assertEqual([(a["id"], a["name"], a["result"], a["sha256"]) for a in doc["attestations"]],
+                         [(a["id"], a["name"], a["result"], a["sha256"]) for a in self.attestations])
+        self.assertEqual(doc["attestations"][1]["document"], {"critical": 2, "scanner": "trivy"})
+        self.assertEqual(doc["attestation_gates"], [])   # the policy requires none
+        out = self.verify(self.bundle_text)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("3 attestation(s) of the release: each document matches its sha256 and is bound to "
+                      "the release digest", out.stdout)
+
+    def test_attestation_edits(self):
+        a = self.attestations[1]
+        doc = self.doc()
+        doc["attestations"][1]["document"]["critical"] = Raw("0")
+        self.refused(dump(doc), f"attestations[1] (image-scan, id {a['id']}): document does not match its "
+                     f"sha256 {a['sha256']}")
+        doc = self.doc()
+        doc["attestations"][1]["result"] = "passed"
+        doc["attestations"][1]["sha256"] = doc["attestations"][2]["sha256"]
+        self.refused(dump(doc), f"attestations[1] (image-scan, id {a['id']}): document does not match")
+        doc = self.doc()
+        doc["attestations"][0]["digest"] = "sha256:" + "00" * 32
+        self.refused(dump(doc), f"attestations[0] (tests, id {self.attestations[0]['id']}): bound to digest "
+                     f"sha256:{'00' * 32}, not the release's {DIGEST}")
+        doc = self.doc()
+        doc["attestation_gates"] = [{"wave": 1, "name": "training", "required": ["image-scan"], "results": [
+            {"id": 1, "result": "pass", "at": "2026-12-01T00:00:00Z", "evidence": {"attestations": [
+                {"name": "image-scan", "id": a["id"], "result": "passed", "sha256": a["sha256"]}]}}]}]
+        self.refused(dump(doc), "attestation_gates[0].results[0].evidence.attestations[0]: "
+                     f"attestation {a['id']} is not in the bundle with that sha256 and result")
 
 
 if __name__ == "__main__":
