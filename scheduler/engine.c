@@ -158,6 +158,8 @@ static void commit_done(void *arg, const PGresult *res, const ws_pg_err *err)
 	erun *run = arg;
 	ws_engine *e = run->e;
 	run->committing = false;
+	bool exact = run->commit_exact;
+	run->commit_exact = false;
 	if (err || run->closing) {
 		conts_fail(run->conts, &run->n_conts);
 	} else if (run->n_conts) {
@@ -204,12 +206,16 @@ static void commit_done(void *arg, const PGresult *res, const ws_pg_err *err)
 		commit(run, q);
 		return;
 	}
-	run_load(run);
+	if (exact && !run->load_again)
+		run_decide(run);
+	else
+		run_load(run);
 }
 
 static void commit(erun *run, json_t *ops)
 {
 	ws_engine *e = run->e;
+	run->commit_exact = false;   /* run_decide says when it is */
 	for (size_t i = 0; i < json_array_size(ops); i++) {
 		const char *op = json_string_value(json_object_get(json_array_get(ops, i), "op"));
 		if (op && (!strcmp(op, "rollout") || !strcmp(op, "wave") || !strcmp(op, "deployment")))
@@ -742,6 +748,7 @@ static void run_decide(erun *run)
 	em_decision d;
 	em_decide(run->model, &env, &d);
 	json_t *chain = NULL;
+	bool exact = true;
 	for (int steps = 1; json_array_size(d.ops) > 0; steps++) {
 		if (!chain)
 			chain = json_array();
@@ -755,6 +762,7 @@ static void run_decide(erun *run)
 		bool more = steps < CHAIN_MAX && em_apply(run->model, d.ops);
 		em_decision_free(&d);
 		if (!more) {
+			exact = false;
 			memset(&d, 0, sizeof(d));
 			d.wake = EM_NONE;
 			break;
@@ -780,6 +788,7 @@ static void run_decide(erun *run)
 		d.ops = NULL;
 	}
 	if (run->queue && json_array_size(run->queue) > 0) {
+		exact = false;   /* the effects' results are not in the model */
 		if (!ops)
 			ops = json_array();
 		conts_take_queue(run, json_array_size(ops));
@@ -790,6 +799,7 @@ static void run_decide(erun *run)
 	if (ops) {
 		em_decision_free(&d);
 		commit(run, ops);
+		run->commit_exact = exact && run->committing;
 		return;
 	}
 	for (size_t i = 0; i < d.n_act; i++) {

@@ -27,6 +27,11 @@ struct erun {
 	bool loading;            /* a load is in flight */
 	bool load_again;         /* ... and another is wanted after it */
 	bool committing;         /* a ws_engine_tx call is in flight */
+	/* ... and it holds exactly the steps em_apply made of the model: once
+	 * it commits, the model is the rows, and the next step is decided
+	 * without reloading them (the reaction from a wave passing to the
+	 * next wave's first deploy call is one load shorter). */
+	bool commit_exact;
 	json_t *queue;           /* ops waiting for that call to end */
 	/* Deploy intents whose effect starts from the commit's own result (the
 	 * outbox row's id and key), without waiting for the reload: by index
