@@ -1245,7 +1245,7 @@ static void git_run(ws_deploy_job *j, git_step step, const char *input, const ch
 	static const char *const fixed[] = {
 		"git", "--no-pager", "-c", "user.name=wavesched", "-c", "user.email=wavesched@localhost",
 		"-c", "core.hooksPath=/dev/null", "-c", "gc.auto=0", "-c", "maintenance.auto=false",
-		"-c", "commit.gpgSign=false", "-c", "credential.interactive=false", NULL,
+		"-c", "commit.gpgSign=false", NULL,
 	};
 	char *gitdir = NULL;
 	char **argv = NULL, **env = NULL;

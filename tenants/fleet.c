@@ -596,7 +596,12 @@ static json_t *parse_deploy(wsv *v, const ynode *n)
 		if (val)
 			json_object_set_new(o, keys[i], val);
 	}
-	if (also_required && v->errors == before) {
+	bool gitops = strcmp(executor, "gitops") == 0;
+	if (gitops && v->errors == before && !json_object_get(o, "timeout"))
+		/* A sync is awaited, not just a call: the default is said in
+		 * the canonical form rather than left to the engine's. */
+		json_object_set_new(o, "timeout", json_string("10m"));
+	if (gitops && v->errors == before) {
 		/* gitops: the status URL is how `sync: status_url` observes, and
 		 * is read by nothing else. */
 		const char *sync = json_string_value(json_object_get(o, "sync"));

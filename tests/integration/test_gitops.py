@@ -427,5 +427,35 @@ class GitopsNeverSynced(GitopsCase):
         self.assertEqual(len(self.commits()), len(keys))
 
 
+class SimVersions(unittest.TestCase):
+    """simfleet's PUT /_sim/versions/{slug}, the agent's way in: the health
+    endpoint reports the version set; bad bodies and unknown tenants are
+    refused and change nothing."""
+
+    def test_set_version(self):
+        tmp = tempfile.mkdtemp(prefix="ws-gitops-sim-")
+        try:
+            with SimFleet(tmp, fleet=fleet("http://127.0.0.1:9", "/r.git", "/r.git", "10m")) as sim:
+                self.assertEqual(sim.health("a1").json["version"], OLD)
+                self.assertEqual(sim.set_version("a1", RELEASE), {"tenant": "a1", "version": RELEASE})
+                self.assertEqual(sim.health("a1").json["version"], RELEASE)
+                for body in ({"version": ""}, {"version": 17}, {}, {"version": "x" * 129}):
+                    r = sim.request("PUT", "/_sim/versions/a1", body=body)
+                    self.assertEqual(r.status, 400, r)
+                    self.assertEqual(r.json["error"]["details"][0]["field"], "version")
+                r = sim.request("PUT", "/_sim/versions/a1", body="not json",
+                                headers={"Content-Type": "application/json"})
+                self.assertEqual(r.status, 400, r)
+                r = sim.request("PUT", "/_sim/versions/zz9", body={"version": RELEASE})
+                self.assertEqual(r.status, 404, r)
+                r = sim.request("GET", "/_sim/versions/a1")
+                self.assertEqual(r.status, 405, r)
+                self.assertEqual(sim.tenants()["a1"]["version"], RELEASE)
+                self.assertEqual(sim.tenants()["a1"]["deploys"], 0)   # no deploy counted
+                self.assertEqual(sim.calls()["calls"], {})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     h.main()

@@ -494,7 +494,8 @@ static void test_deploy_gitops(void **state)
 	s = json_dumps(f->clusters[0].deploy, JSON_COMPACT);
 	assert_string_equal(s, "{\"executor\":\"gitops\",\"repo\":\"git@example.com:ops/fleet.git\","
 			    "\"path\":\"{slug}.yaml\",\"sync\":\"status_url\",\"status_url\":"
-			    "\"https://argocd/api/v1/applications/{slug}\",\"token_env\":\"ARGOCD_TOKEN\"}");
+			    "\"https://argocd/api/v1/applications/{slug}\",\"token_env\":\"ARGOCD_TOKEN\","
+			    "\"timeout\":\"10m\"}");
 	free(s);
 	fleet_free(f);
 }
