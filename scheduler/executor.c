@@ -42,7 +42,7 @@ static const char *const kind_names[] = { "webhook", "kubernetes", "command", "g
 /* The git command a gitops job is running, in sequence order. */
 typedef enum {
 	G_NONE, G_INIT, G_FETCH, G_REVPARSE, G_FIND, G_HASH, G_READTREE, G_UPDINDEX,
-	G_WRITETREE, G_COMMIT, G_PUSH, G_ANCESTOR,
+	G_WRITETREE, G_COMMIT, G_PUSH, G_ANCESTOR, G_SYNCFETCH,
 } git_step;
 
 typedef struct repo_lock repo_lock;
@@ -106,6 +106,7 @@ struct ws_deploy_job {
 	uv_write_t wreq;
 	char *in_buf;
 	char *base, *base_tree, *blob, *tree, *commit, *content, *revision;
+	char *fetched_for;        /* the revision a sync-time fetch was made for */
 	int push_attempts;
 	json_t *git_log;          /* in evidence */
 	repo_lock *lock;
@@ -360,6 +361,7 @@ static void job_free(ws_deploy_job *j)
 	free(j->commit);
 	free(j->content);
 	free(j->revision);
+	free(j->fetched_for);
 	free(j);
 }
 
@@ -1206,7 +1208,7 @@ static const char *git_step_name(git_step s)
 	case G_FETCH: case G_REVPARSE: case G_FIND: return "fetch";
 	case G_HASH: case G_READTREE: case G_UPDINDEX: case G_WRITETREE: case G_COMMIT: return "commit";
 	case G_PUSH: return "push";
-	case G_ANCESTOR: case G_NONE: break;
+	case G_ANCESTOR: case G_SYNCFETCH: case G_NONE: break;
 	}
 	return "sync";
 }
@@ -1674,10 +1676,34 @@ static void gitops_step_cb(uv_timer_t *t)
 				   j->revision);
 			return;
 		}
+		if (j->exit_status != 1 && !j->term_signal &&
+		    (!j->fetched_for || strcmp(j->fetched_for, j->revision) != 0)) {
+			/* A commit made after ours by someone else: fetch its
+			 * objects, once per revision.  No FETCH_HEAD and no ref is
+			 * written, so the clone's owner (another job's git sequence)
+			 * is not disturbed and no lock is needed. */
+			set_str(&j->fetched_for, strdup(j->revision));
+			char ref[600];
+			snprintf(ref, sizeof(ref), "refs/heads/%s", j->branch);
+			const char *args[] = { "fetch", "-q", "--no-tags", "--no-write-fetch-head",
+					       "--no-recurse-submodules", "--", j->repo, ref, NULL };
+			return git_run(j, G_SYNCFETCH, NULL, args);
+		}
 		snprintf(j->last_state, sizeof(j->last_state), "revision %.40s does not contain commit "
 			 "%.12s yet%s", j->revision, j->commit,
-			 j->exit_status == 1 ? "" : " (not known to the clone)");
+			 j->exit_status == 1 ? "" : " (not in the branch as fetched)");
 		return poll_later(j);
+	case G_SYNCFETCH: {
+		if (!ok) {
+			char tail[EX_GIT_TAIL_BUF];
+			git_tail(j, tail);
+			snprintf(j->last_state, sizeof(j->last_state), "fetch for revision %.12s failed: %.80s",
+				 j->revision, tail);
+			return poll_later(j);
+		}
+		const char *args[] = { "merge-base", "--is-ancestor", j->commit, j->revision, NULL };
+		return git_run(j, G_ANCESTOR, NULL, args);
+	}
 	case G_NONE:
 		break;
 	}
@@ -1793,7 +1819,7 @@ static void gitops_timed_out(ws_deploy_job *j)
 	char tail[EX_GIT_TAIL_BUF] = "";
 	if (j->proc_alive)
 		git_tail(j, tail);
-	if (j->syncing || j->gstep == G_ANCESTOR)
+	if (j->syncing)
 		job_finish(j, false, "gitops sync: timed out after %llu ms waiting for commit %s to "
 			   "be applied (%s)%s%s", (unsigned long long)j->timeout_ms, j->commit,
 			   j->poll_url, *j->last_state ? "; last state: " : "", j->last_state);

@@ -65,7 +65,8 @@
  *               the Argo CD Application it answers has
  *               status.sync.status "Synced", status.sync.revision equal to
  *               the commit (or a descendant of it, checked with
- *               `git merge-base --is-ancestor` in the clone) and
+ *               `git merge-base --is-ancestor` in the clone, after fetching
+ *               the branch's objects once for a revision it lacks) and
  *               status.health.status "Healthy"; "Degraded" health at such
  *               a revision fails.  Failures name the step (clone, fetch,
  *               commit, push, sync) and quote the end of git's stderr.

@@ -1054,6 +1054,72 @@ static void test_gitops_failures(void **state)
 	world_done(&w);
 }
 
+/* The queue of one clone: a deploy waiting behind a slow push times out
+ * naming the wait, one cancelled while waiting leaves the queue, the slow
+ * push itself is killed at its time-out -- with the hook it waits for, its
+ * process group -- and the clone serves the next deploy as if nothing had
+ * happened. */
+static void test_gitops_queue_and_kill(void **state)
+{
+	(void)state;
+	world w;
+	world_init(&w, "127.0.0.0/8");
+	const char *repo = git_repo("slow");
+	free(sh("printf '#!/bin/sh\\necho $$ > %s/hook.pid\\nexec sleep 5\\n' > %s/hooks/pre-receive;"
+		"chmod +x %s/hooks/pre-receive", git_tmp, repo, repo));
+	ws_executor *e = gitops(&w, repo, NULL);
+	ws_deploy_call c1 = gitops_call("t1", "/gh/new", "r3/t1/1");
+	ws_deploy_call c2 = gitops_call("t2", "/gh/new", "r3/t2/1");
+	ws_deploy_call c3 = gitops_call("t3", "/gh/new", "r3/t3/1");
+	c1.timeout_ms = 1500;
+	c2.timeout_ms = 800;
+	outcome o1 = { 0 }, o2 = { 0 }, o3 = { 0 };
+	ws_deploy_job *j3 = NULL;
+	assert_int_equal(ws_executor_run(e, &c1, outcome_cb, &o1, NULL), 0);
+	assert_int_equal(ws_executor_run(e, &c2, outcome_cb, &o2, NULL), 0);
+	assert_int_equal(ws_executor_run(e, &c3, outcome_cb, &o3, &j3), 0);
+	run_for(&w.t, 100);
+	assert_false(o3.done);
+	ws_deploy_job_cancel(j3);
+	assert_true(run_until(&w.t, &o3.done, 5000));
+	assert_string_equal(o3.reason, "cancelled");
+	assert_true(run_until(&w.t, &o2.done, 5000));
+	char expect[512];
+	snprintf(expect, sizeof(expect), "gitops clone: timed out after 800 ms waiting for another "
+		 "deploy to %s main", repo);
+	assert_string_equal(o2.reason, expect);
+	assert_false(o1.done);
+	assert_true(run_until(&w.t, &o1.done, 5000));
+	assert_string_equal(o1.reason, "gitops push: timed out after 1500 ms; git was killed");
+	json_t *git = json_object_get(o1.evidence, "git");
+	json_t *last = json_array_get(git, json_array_size(git) - 1);
+	assert_string_equal(json_string_value(json_object_get(last, "step")), "push");
+	assert_int_equal(json_integer_value(json_object_get(last, "signal")), SIGKILL);
+	/* No process of the push is left: the hook's sleep went with it. */
+	char *pid = sh("cat %s/hook.pid", git_tmp);
+	for (int i = 0; i < 100 && process_running(atoi(pid)); i++)
+		run_for(&w.t, 10);
+	assert_false(process_running(atoi(pid)));
+	free(pid);
+	assert_int_equal(commits(repo, "main"), 1);
+	run_for(&w.t, 10);
+	assert_int_equal(o1.calls + o2.calls + o3.calls, 3);
+	outcome_free(&o1);
+	outcome_free(&o2);
+	outcome_free(&o3);
+
+	free(sh("rm %s/hooks/pre-receive", repo));
+	ws_deploy_call c4 = gitops_call("t4", "/gh/new", "r3/t4/1");
+	outcome o4;
+	run(&w, e, &c4, &o4);
+	if (!o4.ok)
+		fail_msg("%s", o4.reason);
+	assert_int_equal(commits(repo, "main"), 2);
+	outcome_free(&o4);
+	ws_executor_free(e);
+	world_done(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1072,6 +1138,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gitops_commit_sync_and_key, gitops_setup, gitops_teardown),
 		cmocka_unit_test_setup_teardown(test_gitops_concurrent, gitops_setup, gitops_teardown),
 		cmocka_unit_test_setup_teardown(test_gitops_failures, gitops_setup, gitops_teardown),
+		cmocka_unit_test_setup_teardown(test_gitops_queue_and_kill, gitops_setup, gitops_teardown),
 	};
 	if (getenv("WS_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("WS_TEST_FILTER"));
