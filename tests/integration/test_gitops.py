@@ -301,7 +301,13 @@ class GitopsRollout(GitopsCase):
         rid = self.begin()
         ro = self.wait(rid)
         rows = self.assert_completed(rid, ro)
-        self.assert_one_commit_per_deployment(rid, rows)
+        by_key = self.assert_one_commit_per_deployment(rid, rows)
+        # The evidence bundle carries each deployment's commit.
+        r = self.svc.request("GET", f"/v1/rollouts/{rid}/evidence", token=self.admin)
+        self.assertEqual(r.status, 200, r)
+        bundle = r.body.decode() if isinstance(r.body, bytes) else r.body
+        for c in by_key.values():
+            self.assertIn(c["sha"], bundle)
         for row in rows.values():
             ev = row["result"]
             self.assertTrue(ev["committed"], ev)
