@@ -1828,8 +1828,8 @@ static void gitops_timed_out(ws_deploy_job *j)
 			   "deploy to %s %s", (unsigned long long)j->timeout_ms, j->repo, j->branch);
 	else
 		job_finish(j, false, "gitops %s: timed out after %llu ms; git was killed%s%s",
-			   git_step_name(j->gstep), (unsigned long long)j->timeout_ms,
-			   *tail ? ": " : "", tail);
+			   j->gstep == G_NONE ? "clone" : git_step_name(j->gstep),
+			   (unsigned long long)j->timeout_ms, *tail ? ": " : "", tail);
 }
 
 /* Checks what the git part needs before anything is written: the sync
