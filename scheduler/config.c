@@ -96,6 +96,13 @@ static int apply(ws_config *c, const char *key, const char *val)
 		c->rate_burst = (unsigned)v;
 	} else if (strcmp(key, "migrations_dir") == 0)
 		set_str(&c->migrations_dir, val);
+	else if (strcmp(key, "state_dir") == 0) {
+		/* git runs with other working directories: a relative path
+		 * would name another place for each of them. */
+		if (val[0] != '/')
+			return WS_EINVAL;
+		set_str(&c->state_dir, val);
+	}
 	else if (strcmp(key, "db_pool_size") == 0) {
 		char *end;
 		long v = strtol(val, &end, 10);
@@ -119,7 +126,7 @@ static int apply(ws_config *c, const char *key, const char *val)
 
 static const char *const keys[] = {
 	"listen", "database_url", "redis_url", "log_format", "log_level", "outbound_allow",
-	"outbound_deny", "lease_ttl", "review_window", "rate_limit", "rate_burst", "migrations_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
+	"outbound_deny", "lease_ttl", "review_window", "rate_limit", "rate_burst", "migrations_dir", "state_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
 	"max_body_bytes", "max_header_bytes",
 	"notify_lead", "notify_max_attempts", "notify_backoff", "notify_backoff_max",
 };
@@ -131,6 +138,7 @@ int ws_config_load(ws_config *c, const char *path, ws_diags *d)
 	set_str(&c->listen, "127.0.0.1:8480");
 	set_str(&c->log_format, "text");
 	set_str(&c->log_level, "info");
+	set_str(&c->state_dir, "/var/lib/wavesched");
 	c->db_pool_size = 4;
 	c->query_timeout_ms = 30000;
 	c->max_body_bytes = 8u << 20;
@@ -214,6 +222,7 @@ void ws_config_free(ws_config *c)
 	free(c->outbound_allow);
 	free(c->outbound_deny);
 	free(c->migrations_dir);
+	free(c->state_dir);
 	memset(c, 0, sizeof(*c));
 }
 

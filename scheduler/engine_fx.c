@@ -341,7 +341,11 @@ static void deploy_start(efx *f)
 		.artifact = f->run->model && f->run->model->digest ? f->run->model->digest : "",
 		.idempotency_key = f->key,
 		.rollback = rollback,
+		.health_url = f->health_url,
 	};
+	for (size_t i = 0; f->run->model && i < f->run->model->nw; i++)
+		if (f->run->model->w[i].id == f->wave_id)
+			call.wave = f->run->model->w[i].name;   /* gitops: the commit's trailer */
 	/* Polls and the call's deadline are schedule time: a deploy that takes
 	 * minutes takes milliseconds under --time-scale, like everything else.
 	 * Floors keep a fast clock from polling a deployer to death. */

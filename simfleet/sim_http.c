@@ -808,6 +808,35 @@ static void handle_fault_delete(sim_http *h, ws_http_req *req, const char *slug)
 	reply_json(req, 200, json_pack("{s:s, s:n}", "tenant", t->slug, "fault"));
 }
 
+/* PUT /_sim/versions/{slug} {"version": V}: what a GitOps sync agent does
+ * when it applies a commit.  The deployers above change a version through a
+ * deploy with a key; a sync agent has no key to give, only the repository's
+ * content, so this sets the version as an observed fact, counting no call. */
+static void handle_version_put(sim_http *h, ws_http_req *req, const char *slug)
+{
+	json_t *doc = parse_body(req, "a version must be a JSON object {\"version\": ...}");
+	if (!doc)
+		return;
+	const json_t *v = json_object_get(doc, "version");
+	const char *version = json_string_value(v);
+	if (!version || !*version || strlen(version) > 128) {
+		reply_field_error(req, "version", "\"version\": expected a string of 1 to 128 characters");
+		json_decref(doc);
+		return;
+	}
+	sim_tenant *t = tenant_or_404(h, req, slug);
+	char *copy = t ? strdup(version) : NULL;
+	if (t && !copy) {
+		reply_error(req, 500, "internal", "out of memory");
+	} else if (t) {
+		free(t->version);
+		t->version = copy;
+		ws_info(SIM_SUBSYS, "tenant=%s version=%s set by PUT /_sim/versions", t->slug, copy);
+		reply_json(req, 200, json_pack("{s:s, s:s}", "tenant", t->slug, "version", t->version));
+	}
+	json_decref(doc);
+}
+
 /* ---- metrics ----------------------------------------------------------- */
 
 typedef struct tbuf {
@@ -1010,6 +1039,11 @@ void sim_http_handle(void *arg, ws_http_req *req)
 			if (strcmp(m, "DELETE") == 0)
 				return handle_fault_delete(h, req, seg[2]);
 			return method_not_allowed(req, "PUT, DELETE");
+		}
+		if (n == 3 && IS(1, "versions")) {
+			ws_http_req_set_route(req, "/_sim/versions/{slug}");
+			return strcmp(m, "PUT") == 0 ? handle_version_put(h, req, seg[2])
+						     : method_not_allowed(req, "PUT");
 		}
 		if (n == 2 && IS(1, "reset")) {
 			ws_http_req_set_route(req, "/_sim/reset");

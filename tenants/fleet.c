@@ -99,6 +99,9 @@ static const char *const kubernetes_keys[] = {
 static const char *const command_keys[] = {
 	"executor", "argv", "timeout", NULL,
 };
+static const char *const gitops_keys[] = {
+	"executor", "repo", "branch", "path", "sync", "status_url", "token_env", "timeout", NULL,
+};
 
 #define NAME_RULE "expected 1 to 63 characters a-z, 0-9 or -"
 #define MAX_PARALLEL_LIMIT 10000
@@ -424,6 +427,74 @@ static bool url_key(const char *key)
 	       strcmp(key, "api_url") == 0;
 }
 
+/* A gitops `path` template: {slug}, {cluster} and {version} only, and it
+ * must name a file inside the working tree -- an absolute path, a ".."
+ * component or a ".git" component would let a fleet file write outside the
+ * clone or into git's own metadata. */
+static bool gitops_path_valid(wsv *v, const ynode *x, const char *t)
+{
+	static const char *const names[] = { "slug", "cluster", "version", NULL };
+	for (const char *s = t; *s; s++) {
+		if ((s[0] == '{' || s[0] == '}') && s[1] == s[0]) {
+			s++;
+			continue;
+		}
+		if (*s != '{')
+			continue;
+		const char *end = strchr(s, '}');
+		if (!end) {
+			wsv_error(v, x, "unclosed \"{\" in path \"%s\"", t);
+			return false;
+		}
+		size_t n = (size_t)(end - s - 1), i;
+		for (i = 0; names[i]; i++)
+			if (strlen(names[i]) == n && strncmp(names[i], s + 1, n) == 0)
+				break;
+		if (!names[i]) {
+			wsv_error(v, x, "unknown placeholder \"{%.*s}\" in path \"%s\" (expected "
+				  "{slug}, {cluster} or {version})", (int)n, s + 1, t);
+			return false;
+		}
+		s = end;
+	}
+	if (t[0] == '/') {
+		wsv_error(v, x, "path \"%s\" must be relative to the repository (no leading \"/\")", t);
+		return false;
+	}
+	size_t len = strlen(t);
+	if (t[len - 1] == '/') {
+		wsv_error(v, x, "path \"%s\" must name a file, not a directory", t);
+		return false;
+	}
+	for (const char *c = t; *c;) {
+		size_t n = strcspn(c, "/");
+		if ((n == 2 && strncmp(c, "..", 2) == 0) || (n == 4 && strncmp(c, ".git", 4) == 0)) {
+			wsv_error(v, x, "path \"%s\" must stay inside the repository (no \"%.*s\" "
+				  "component)", t, (int)n, c);
+			return false;
+		}
+		c += n;
+		if (*c == '/')
+			c++;
+	}
+	return true;
+}
+
+/* A branch name git would take as a plain branch: not an option, no
+ * revision syntax, no control characters (git-check-ref-format(1), the
+ * subset a fleet file has any use for). */
+static bool branch_valid(const char *t)
+{
+	size_t len = strlen(t);
+	if (t[0] == '-' || t[0] == '/' || t[len - 1] == '/' || t[len - 1] == '.' || strstr(t, "..") ||
+	    strstr(t, "//") || strstr(t, "@{") || (len >= 5 && strcmp(t + len - 5, ".lock") == 0))
+		return false;
+	for (const unsigned char *c = (const unsigned char *)t; *c; c++)
+		if (*c <= ' ' || *c == 0x7f || strchr("~^:?*[\\", *c))
+			return false;
+	return true;
+}
+
 /* One deploy setting, checked, as its canonical JSON value. */
 static json_t *deploy_value(wsv *v, const ynode *x, const char *key)
 {
@@ -465,6 +536,22 @@ static json_t *deploy_value(wsv *v, const ynode *x, const char *key)
 		wsv_error(v, x, "\"%s\" must not be empty", key);
 		return NULL;
 	}
+	if (strcmp(key, "repo") == 0 && t[0] == '-') {
+		/* git would read it as an option */
+		wsv_error(v, x, "invalid repository \"%s\" for \"repo\" (expected a path or a "
+			  "file, https or ssh URL)", t);
+		return NULL;
+	}
+	if (strcmp(key, "branch") == 0 && !branch_valid(t)) {
+		wsv_error(v, x, "invalid branch name \"%s\"", t);
+		return NULL;
+	}
+	if (strcmp(key, "path") == 0 && !gitops_path_valid(v, x, t))
+		return NULL;
+	if (strcmp(key, "sync") == 0 && strcmp(t, "health") != 0 && strcmp(t, "status_url") != 0) {
+		wsv_error(v, x, "invalid sync \"%s\" (expected health or status_url)", t);
+		return NULL;
+	}
 	return json_string(t);
 }
 
@@ -477,7 +564,7 @@ static json_t *parse_deploy(wsv *v, const ynode *n)
 	if (!executor)
 		return NULL;
 	const char *const *keys;
-	const char *required;
+	const char *required, *also_required = NULL;
 	if (strcmp(executor, "webhook") == 0) {
 		keys = webhook_keys;
 		required = "url";
@@ -487,9 +574,13 @@ static json_t *parse_deploy(wsv *v, const ynode *n)
 	} else if (strcmp(executor, "command") == 0) {
 		keys = command_keys;
 		required = "argv";
+	} else if (strcmp(executor, "gitops") == 0) {
+		keys = gitops_keys;
+		required = "repo";
+		also_required = "path";
 	} else {
-		wsv_error(v, ex, "invalid executor \"%s\" (expected one of: webhook, kubernetes, command)",
-			  executor);
+		wsv_error(v, ex, "invalid executor \"%s\" (expected one of: webhook, kubernetes, "
+			  "command, gitops)", executor);
 		return NULL;
 	}
 	int before = v->errors;
@@ -498,10 +589,32 @@ static json_t *parse_deploy(wsv *v, const ynode *n)
 	json_t *o = json_object();
 	json_object_set_new(o, "executor", json_string(executor));
 	for (size_t i = 1; keys[i]; i++) {
-		const ynode *x = wsv_get(v, n, keys[i], strcmp(keys[i], required) == 0, "deploy");
+		bool req = strcmp(keys[i], required) == 0 ||
+			   (also_required && strcmp(keys[i], also_required) == 0);
+		const ynode *x = wsv_get(v, n, keys[i], req, "deploy");
 		json_t *val = x ? deploy_value(v, x, keys[i]) : NULL;
 		if (val)
 			json_object_set_new(o, keys[i], val);
+	}
+	bool gitops = strcmp(executor, "gitops") == 0;
+	if (gitops && v->errors == before && !json_object_get(o, "timeout"))
+		/* A sync is awaited, not just a call: the default is said in
+		 * the canonical form rather than left to the engine's. */
+		json_object_set_new(o, "timeout", json_string("10m"));
+	if (gitops && v->errors == before) {
+		/* gitops: the status URL is how `sync: status_url` observes, and
+		 * is read by nothing else. */
+		const char *sync = json_string_value(json_object_get(o, "sync"));
+		bool by_status = sync && strcmp(sync, "status_url") == 0;
+		bool has_url = json_object_get(o, "status_url") != NULL;
+		if (by_status && !has_url)
+			wsv_error(v, n, "sync: status_url needs \"status_url\" in deploy");
+		else if (!by_status && has_url)
+			wsv_error(v, wsv_get(v, n, "status_url", false, "deploy"),
+				  "\"status_url\" is only read with sync: status_url");
+		else if (!by_status && json_object_get(o, "token_env"))
+			wsv_error(v, wsv_get(v, n, "token_env", false, "deploy"),
+				  "\"token_env\" is only read with sync: status_url");
 	}
 	if (v->errors != before) {
 		json_decref(o);

@@ -18,6 +18,7 @@ typedef struct ws_config {
 	char *outbound_allow;    /* comma-separated CIDRs */
 	char *outbound_deny;     /* WAVESCHED_OUTBOUND_DENY: CIDRs refused even when allowed */
 	char *migrations_dir;    /* WAVESCHED_MIGRATIONS_DIR */
+	char *state_dir;         /* WAVESCHED_STATE_DIR: the gitops executor's clones; default /var/lib/wavesched */
 	int db_pool_size;        /* default 4 */
 	uint64_t query_timeout_ms;   /* default 30 s */
 	size_t max_body_bytes;       /* default 8 MiB */

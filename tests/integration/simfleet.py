@@ -167,6 +167,11 @@ class SimFleet:
     def clear_fault(self, slug):
         return self._ok(self.request("DELETE", f"/_sim/faults/{slug}"), "clear_fault")
 
+    def set_version(self, slug, version):
+        """What a GitOps sync agent does on applying a commit (PUT /_sim/versions/{slug})."""
+        return self._ok(self.request("PUT", f"/_sim/versions/{slug}", body={"version": version}),
+                        "set_version")
+
     def reset(self):
         return self._ok(self.request("POST", "/_sim/reset"), "reset")
 

@@ -3,7 +3,8 @@
  * real HTTP server in another process (testsrv.py, scripted answers), the
  * command executor with real child processes.  Success, failure, time-out,
  * malformed answers and missing credentials, with the requests the server
- * actually received checked from its log.
+ * actually received checked from its log; the gitops executor with the real
+ * git against bare repositories in a temporary directory.
  */
 #include <errno.h>
 #include <signal.h>
@@ -46,7 +47,16 @@ static const char *const routes =
 	"    {\"body\": {\"metadata\": {\"generation\": \"2\"}, \"spec\": {\"replicas\": 3}}}],"
 	" \"/apis/apps/v1/namespaces/t-html/deployments/erp\": [{\"body\": \"<html>proxy error</html>\"}],"
 	" \"/apis/apps/v1/namespaces/t-forbidden/deployments/erp\": [{\"status\": 403,"
-	"    \"body\": {\"kind\": \"Status\", \"message\": \"forbidden\"}}]"
+	"    \"body\": {\"kind\": \"Status\", \"message\": \"forbidden\"}}],"
+	" \"/gh/acme\": [{\"status\": 503, \"body\": \"starting\"}, {\"body\": {\"version\": \"17.0.3\"}},"
+	"               {\"body\": {\"version\": \"17.0.4\"}}],"
+	" \"/gh/new\": [{\"body\": {\"status\": \"ok\", \"version\": \"17.0.4\"}}],"
+	" \"/gh/old\": [{\"body\": {\"version\": \"17.0.3\"}}],"
+	" \"/gh/html\": [{\"body\": \"<html>it works</html>\"}],"
+	" \"/gh/noversion\": [{\"body\": {\"status\": \"ok\"}}],"
+	" \"/argo/other\": [{\"body\": {\"status\": {\"sync\": {\"status\": \"Synced\","
+	"     \"revision\": \"0123456789abcdef0123456789abcdef01234567\"}, \"health\": {\"status\": \"Healthy\"}}}}],"
+	" \"/argo/bad\": [{\"body\": {\"sync\": {\"status\": \"Synced\"}}}]"
 	"}";
 
 static int group_setup(void **state)
@@ -734,6 +744,382 @@ static void test_cancel(void **state)
 	world_done(&w);
 }
 
+/* ---- gitops --------------------------------------------------------------
+ * A real bare repository in a temporary directory and the real `git`; the
+ * tenant's health endpoint and the Argo CD status are the scripted server. */
+
+static char git_tmp[64];
+
+/* Runs a shell command (set-up and checks of the test, never the code
+ * under test) and returns its stdout without the final newlines. */
+static char *sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *sh(const char *fmt, ...)
+{
+	char *cmd = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	assert_true(vasprintf(&cmd, fmt, ap) > 0);
+	va_end(ap);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&out, &len);
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+		fwrite(buf, 1, n, m);
+	int st = pclose(p);
+	fclose(m);
+	if (st != 0)
+		fail_msg("%s: exit %d: %s", cmd, st, out);
+	free(cmd);
+	while (len > 0 && out[len - 1] == '\n')
+		out[--len] = '\0';
+	return out;
+}
+
+static int commits(const char *repo, const char *branch)
+{
+	char *o = sh("git --git-dir=%s rev-list --count %s", repo, branch);
+	int v = atoi(o);
+	free(o);
+	return v;
+}
+
+/* A bare repository with one commit on main; returns its path (static). */
+static const char *git_repo(const char *name)
+{
+	static char path[128];
+	snprintf(path, sizeof(path), "%s/%s.git", git_tmp, name);
+	free(sh("set -e; git init -q --bare -b main %s; w=%s/work-%s; git init -q -b main $w;"
+		"echo '# tenants' > $w/README; git -C $w add README;"
+		"git -C $w -c user.name=t -c user.email=t@t commit -q -m init;"
+		"git -C $w push -q %s main 2>&1", path, git_tmp, name, path));
+	return path;
+}
+
+static int gitops_setup(void **state)
+{
+	(void)state;
+	snprintf(git_tmp, sizeof(git_tmp), "/tmp/wsgitopsXXXXXX");
+	assert_non_null(mkdtemp(git_tmp));
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/state", git_tmp);
+	ws_executor_set_state_dir(dir);
+	return 0;
+}
+
+static int gitops_teardown(void **state)
+{
+	(void)state;
+	free(sh("rm -rf %s", git_tmp));
+	ws_executor_set_state_dir(NULL);
+	return 0;
+}
+
+static ws_executor *gitops(world *w, const char *repo, const char *extra)
+{
+	char *js = settings_json("{\"executor\": \"gitops\", \"repo\": \"%s\", "
+				 "\"path\": \"tenants/{cluster}/{slug}.yaml\"%s}", repo, extra ? extra : "");
+	ws_executor *e = executor(w, js);
+	free(js);
+	return e;
+}
+
+static ws_deploy_call gitops_call(const char *slug, const char *health_path, const char *key)
+{
+	ws_deploy_call c = call_for(slug);
+	c.idempotency_key = key;
+	c.wave = "wave 1";
+	c.health_url = health_path ? testsrv_url(&srv, health_path) : NULL;
+	return c;
+}
+
+static void test_gitops_commit_sync_and_key(void **state)
+{
+	(void)state;
+	world w;
+	world_init(&w, "127.0.0.0/8");
+	const char *repo = git_repo("one");
+	ws_executor *e = gitops(&w, repo, NULL);
+	ws_deploy_call c = gitops_call("acme", "/gh/acme", "r1/acme/1");
+	outcome o;
+	run(&w, e, &c, &o);
+	if (!o.ok)
+		fail_msg("%s", o.reason);
+	const char *commit = json_string_value(json_object_get(o.evidence, "commit"));
+	char *tip = sh("git --git-dir=%s rev-parse main", repo);
+	assert_string_equal(commit, tip);
+	char expect[512];
+	snprintf(expect, sizeof(expect), "deployed: commit %s is in %s main and %s reports version 17.0.4",
+		 tip, repo, testsrv_url(&srv, "/gh/acme"));
+	assert_string_equal(o.reason, expect);
+	assert_true(json_is_true(json_object_get(o.evidence, "committed")));
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "path")), "tenants/c1/acme.yaml");
+	/* The health endpoint was polled through "not yet" (503, old version). */
+	assert_int_equal(json_array_size(json_object_get(o.evidence, "requests")), 3);
+	/* The commit: subject, trailers, the file, the fixed identity. */
+	char *msg = sh("git --git-dir=%s log -1 '--format=%%s%%n%%(trailers:only,unfold)' main", repo);
+	assert_string_equal(msg, "wavesched: deploy acme 17.0.4\nWavesched-Rollout: r1\n"
+			    "Wavesched-Wave: wave 1\nIdempotency-Key: r1/acme/1");
+	free(msg);
+	char *file = sh("git --git-dir=%s show main:tenants/c1/acme.yaml | python3 -c 'import json,sys;"
+			"d=json.load(sys.stdin);print(d[\"tenant\"],d[\"cluster\"],d[\"version\"],"
+			"d[\"previous_version\"],d[\"artifact\"],d[\"rollout\"],d[\"wave\"],"
+			"d[\"idempotency_key\"],d[\"rollback\"])'", repo);
+	assert_string_equal(file, "acme c1 17.0.4 17.0.3 sha256:abc r1 wave 1 r1/acme/1 False");
+	free(file);
+	char *who = sh("git --git-dir=%s log -1 --format=%%an/%%ae/%%cn main", repo);
+	assert_string_equal(who, "wavesched/wavesched@localhost/wavesched");
+	free(who);
+	assert_int_equal(commits(repo, "main"), 2);
+	outcome_free(&o);
+
+	/* The same key again (a leader restarted after the push): no second
+	 * commit, straight to the sync. */
+	c.health_url = testsrv_url(&srv, "/gh/new");
+	run(&w, e, &c, &o);
+	assert_true(o.ok);
+	assert_true(json_is_true(json_object_get(o.evidence, "found_by_key")));
+	assert_true(json_is_false(json_object_get(o.evidence, "committed")));
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "commit")), tip);
+	assert_int_equal(commits(repo, "main"), 2);
+	outcome_free(&o);
+
+	/* A key that is a prefix of a key in the history is another key. */
+	c.idempotency_key = "r1/acme/";
+	run(&w, e, &c, &o);
+	assert_true(o.ok);
+	assert_null(json_object_get(o.evidence, "found_by_key"));
+	assert_int_equal(commits(repo, "main"), 3);
+	outcome_free(&o);
+
+	/* History rewritten without trailers (a squash): the file already
+	 * says this, so no empty commit either. */
+	free(sh("git --git-dir=%s update-ref refs/heads/squashed "
+		"$(git --git-dir=%s -c user.name=t -c user.email=t@t commit-tree main^{tree} -m squashed)",
+		repo, repo));
+	ws_executor *e2 = gitops(&w, repo, ", \"branch\": \"squashed\"");
+	run(&w, e2, &c, &o);
+	assert_true(o.ok);
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "how")),
+			    "the file already held this content");
+	assert_int_equal(commits(repo, "squashed"), 1);
+	outcome_free(&o);
+	ws_executor_free(e2);
+
+	/* A rollback goes the same way, with its own subject. */
+	c = gitops_call("acme", "/gh/old", "r1/acme/rb1");
+	c.version = "17.0.3";
+	c.previous_version = "17.0.4";
+	c.rollback = true;
+	run(&w, e, &c, &o);
+	assert_true(o.ok);
+	char *subject = sh("git --git-dir=%s log -1 --format=%%s main", repo);
+	assert_string_equal(subject, "wavesched: roll back acme to 17.0.3");
+	free(subject);
+	outcome_free(&o);
+	free(tip);
+	ws_executor_free(e);
+	world_done(&w);
+}
+
+/* Many tenants at once on one repository: the queue serialises the
+ * sequences of one clone; a second clone of the same repository (spelled
+ * as a file:// URL) races them, and a refused push starts again from the
+ * new tip.  Every deploy ends with exactly one commit. */
+static void test_gitops_concurrent(void **state)
+{
+	(void)state;
+	world w;
+	world_init(&w, "127.0.0.0/8");
+	const char *repo = git_repo("many");
+	char url[160];
+	snprintf(url, sizeof(url), "file://%s", repo);
+	ws_executor *e1 = gitops(&w, repo, NULL);
+	ws_executor *e2 = gitops(&w, url, NULL);
+	enum { N = 6 };
+	outcome o[N];
+	memset(o, 0, sizeof(o));
+	char slugs[N][16], keys[N][32];
+	for (int i = 0; i < N; i++) {
+		snprintf(slugs[i], sizeof(slugs[i]), "t%d", i);
+		snprintf(keys[i], sizeof(keys[i]), "r1/t%d/1", i);
+		ws_deploy_call c = gitops_call(slugs[i], "/gh/new", keys[i]);
+		assert_int_equal(ws_executor_run(i % 2 ? e2 : e1, &c, outcome_cb, &o[i], NULL), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		assert_true(run_until(&w.t, &o[i].done, 30000));
+		if (!o[i].ok)
+			fail_msg("%s: %s", slugs[i], o[i].reason);
+	}
+	run_for(&w.t, 10);
+	assert_int_equal(commits(repo, "main"), 1 + N);
+	char *n = sh("git --git-dir=%s log '--format=%%(trailers:key=Idempotency-Key,valueonly)' "
+		     "main | sort -u | grep -cx 'r1/t[0-9]/1'", repo);
+	assert_string_equal(n, "6");
+	free(n);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(o[i].calls, 1);
+		outcome_free(&o[i]);
+	}
+	ws_executor_free(e1);
+	ws_executor_free(e2);
+	world_done(&w);
+}
+
+static void expect_gitops_failure(world *w, ws_executor *e, const ws_deploy_call *c,
+				  const char *prefix, const char *contains)
+{
+	outcome o;
+	run(w, e, c, &o);
+	assert_false(o.ok);
+	if (strncmp(o.reason, prefix, strlen(prefix)) != 0 || (contains && !strstr(o.reason, contains)))
+		fail_msg("reason \"%s\": expected to start with \"%s\" and contain \"%s\"", o.reason,
+			 prefix, contains ? contains : "");
+	assert_string_equal(json_string_value(json_object_get(o.evidence, "reason")), o.reason);
+	outcome_free(&o);
+}
+
+static void test_gitops_failures(void **state)
+{
+	(void)state;
+	world w;
+	world_init(&w, "127.0.0.0/8");
+	const char *repo = git_repo("fail");
+	char missing[160], prefix[256];
+	snprintf(missing, sizeof(missing), "%s/nonexistent.git", git_tmp);
+	ws_deploy_call c = gitops_call("acme", "/gh/new", "r2/acme/1");
+
+	ws_executor *e = gitops(&w, missing, NULL);
+	snprintf(prefix, sizeof(prefix), "gitops fetch: %s: git exited with status 128: ", missing);
+	expect_gitops_failure(&w, e, &c, prefix, "does not appear to be a git repository");
+	ws_executor_free(e);
+
+	e = gitops(&w, repo, ", \"branch\": \"nope\"");
+	snprintf(prefix, sizeof(prefix), "gitops fetch: %s: git exited with status 128: ", repo);
+	expect_gitops_failure(&w, e, &c, prefix, "couldn't find remote ref refs/heads/nope");
+	ws_executor_free(e);
+
+	/* Nothing is committed when the sync could not be observed. */
+	e = gitops(&w, repo, NULL);
+	ws_deploy_call nohealth = gitops_call("acme", NULL, "r2/acme/1");
+	expect_gitops_failure(&w, e, &nohealth, "gitops: tenant acme has no health_url to observe "
+			      "the sync (sync: health); nothing was committed", NULL);
+	assert_int_equal(commits(repo, "main"), 1);
+
+	/* The remote refuses the push. */
+	free(sh("printf '#!/bin/sh\\necho frozen by the change board >&2\\nexit 1\\n' > %s/hooks/pre-receive;"
+		"chmod +x %s/hooks/pre-receive", repo, repo));
+	snprintf(prefix, sizeof(prefix), "gitops push: %s main: git exited with status 1: ", repo);
+	expect_gitops_failure(&w, e, &c, prefix, "pre-receive hook declined");
+	free(sh("rm %s/hooks/pre-receive", repo));
+	assert_int_equal(commits(repo, "main"), 1);
+
+	/* The sync is never observed: the time-out names it. */
+	ws_deploy_call slow = gitops_call("acme", "/gh/old", "r2/acme/2");
+	slow.timeout_ms = 1500;
+	expect_gitops_failure(&w, e, &slow, "gitops sync: timed out after 1500 ms waiting for commit ",
+			      "; last state: version 17.0.3");
+	/* A health answer that cannot tell the version fails at once. */
+	ws_deploy_call html = gitops_call("acme", "/gh/html", "r2/acme/2");
+	snprintf(prefix, sizeof(prefix), "gitops sync GET %s: the answer is not JSON",
+		 testsrv_url(&srv, "/gh/html"));
+	expect_gitops_failure(&w, e, &html, prefix, NULL);
+	ws_deploy_call nov = gitops_call("acme", "/gh/noversion", "r2/acme/2");
+	snprintf(prefix, sizeof(prefix), "gitops sync: GET %s: expected a string \"version\" in the "
+		 "health answer, it is missing", testsrv_url(&srv, "/gh/noversion"));
+	expect_gitops_failure(&w, e, &nov, prefix, NULL);
+	/* The key r2/acme/2, three times: one commit. */
+	assert_int_equal(commits(repo, "main"), 2);
+	ws_executor_free(e);
+
+	/* Argo CD status: a revision that does not contain our commit is not
+	 * a sync; a document without the fields fails. */
+	char *js = settings_json(", \"sync\": \"status_url\", \"status_url\": \"http://127.0.0.1:%d/argo/{slug}\"",
+				 srv.port);
+	e = gitops(&w, repo, js);
+	free(js);
+	ws_deploy_call argo = gitops_call("other", NULL, "r2/other/1");
+	argo.timeout_ms = 1500;
+	expect_gitops_failure(&w, e, &argo, "gitops sync: timed out after 1500 ms waiting for commit ",
+			      "last state: revision 0123456789abcdef0123456789abcdef01234567 does not "
+			      "contain commit");
+	argo = gitops_call("bad", NULL, "r2/bad/1");
+	snprintf(prefix, sizeof(prefix), "gitops sync: GET %s: expected an Argo CD Application",
+		 testsrv_url(&srv, "/argo/bad"));
+	expect_gitops_failure(&w, e, &argo, prefix, NULL);
+	ws_executor_free(e);
+	world_done(&w);
+}
+
+/* The queue of one clone: a deploy waiting behind a slow push times out
+ * naming the wait, one cancelled while waiting leaves the queue, the slow
+ * push itself is killed at its time-out -- with the hook it waits for, its
+ * process group -- and the clone serves the next deploy as if nothing had
+ * happened. */
+static void test_gitops_queue_and_kill(void **state)
+{
+	(void)state;
+	world w;
+	world_init(&w, "127.0.0.0/8");
+	const char *repo = git_repo("slow");
+	free(sh("printf '#!/bin/sh\\necho $$ > %s/hook.pid\\nexec sleep 5\\n' > %s/hooks/pre-receive;"
+		"chmod +x %s/hooks/pre-receive", git_tmp, repo, repo));
+	ws_executor *e = gitops(&w, repo, NULL);
+	ws_deploy_call c1 = gitops_call("t1", "/gh/new", "r3/t1/1");
+	ws_deploy_call c2 = gitops_call("t2", "/gh/new", "r3/t2/1");
+	ws_deploy_call c3 = gitops_call("t3", "/gh/new", "r3/t3/1");
+	c1.timeout_ms = 1500;
+	c2.timeout_ms = 800;
+	outcome o1 = { 0 }, o2 = { 0 }, o3 = { 0 };
+	ws_deploy_job *j3 = NULL;
+	assert_int_equal(ws_executor_run(e, &c1, outcome_cb, &o1, NULL), 0);
+	assert_int_equal(ws_executor_run(e, &c2, outcome_cb, &o2, NULL), 0);
+	assert_int_equal(ws_executor_run(e, &c3, outcome_cb, &o3, &j3), 0);
+	run_for(&w.t, 100);
+	assert_false(o3.done);
+	ws_deploy_job_cancel(j3);
+	assert_true(run_until(&w.t, &o3.done, 5000));
+	assert_string_equal(o3.reason, "cancelled");
+	assert_true(run_until(&w.t, &o2.done, 5000));
+	char expect[512];
+	snprintf(expect, sizeof(expect), "gitops clone: timed out after 800 ms waiting for another "
+		 "deploy to %s main", repo);
+	assert_string_equal(o2.reason, expect);
+	assert_false(o1.done);
+	assert_true(run_until(&w.t, &o1.done, 5000));
+	assert_string_equal(o1.reason, "gitops push: timed out after 1500 ms; git was killed");
+	json_t *git = json_object_get(o1.evidence, "git");
+	json_t *last = json_array_get(git, json_array_size(git) - 1);
+	assert_string_equal(json_string_value(json_object_get(last, "step")), "push");
+	assert_int_equal(json_integer_value(json_object_get(last, "signal")), SIGKILL);
+	/* No process of the push is left: the hook's sleep went with it. */
+	char *pid = sh("cat %s/hook.pid", git_tmp);
+	for (int i = 0; i < 100 && process_running(atoi(pid)); i++)
+		run_for(&w.t, 10);
+	assert_false(process_running(atoi(pid)));
+	free(pid);
+	assert_int_equal(commits(repo, "main"), 1);
+	run_for(&w.t, 10);
+	assert_int_equal(o1.calls + o2.calls + o3.calls, 3);
+	outcome_free(&o1);
+	outcome_free(&o2);
+	outcome_free(&o3);
+
+	free(sh("rm %s/hooks/pre-receive", repo));
+	ws_deploy_call c4 = gitops_call("t4", "/gh/new", "r3/t4/1");
+	outcome o4;
+	run(&w, e, &c4, &o4);
+	if (!o4.ok)
+		fail_msg("%s", o4.reason);
+	assert_int_equal(commits(repo, "main"), 2);
+	outcome_free(&o4);
+	ws_executor_free(e);
+	world_done(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -749,6 +1135,10 @@ int main(void)
 		cmocka_unit_test(test_command_output_not_utf8),
 		cmocka_unit_test(test_command_timeout_kills_group),
 		cmocka_unit_test(test_cancel),
+		cmocka_unit_test_setup_teardown(test_gitops_commit_sync_and_key, gitops_setup, gitops_teardown),
+		cmocka_unit_test_setup_teardown(test_gitops_concurrent, gitops_setup, gitops_teardown),
+		cmocka_unit_test_setup_teardown(test_gitops_failures, gitops_setup, gitops_teardown),
+		cmocka_unit_test_setup_teardown(test_gitops_queue_and_kill, gitops_setup, gitops_teardown),
 	};
 	if (getenv("WS_TEST_FILTER"))
 		cmocka_set_test_filter(getenv("WS_TEST_FILTER"));

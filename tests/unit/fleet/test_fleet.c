@@ -432,11 +432,79 @@ static void test_urls(void **state)
 	fleet_free(f);
 }
 
+static void test_deploy_gitops(void **state)
+{
+	(void)state;
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: /srv/fleet.git}\n",
+		"t.yaml:6:13: missing required key \"path\" in deploy");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, path: 'a/{slug}.yaml'}\n",
+		"t.yaml:6:13: missing required key \"repo\" in deploy");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: '/etc/{slug}.yaml'}\n",
+		"t.yaml:6:47: path \"/etc/{slug}.yaml\" must be relative to the repository "
+		"(no leading \"/\")");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: 'tenants/../../x/{slug}'}\n",
+		"t.yaml:6:47: path \"tenants/../../x/{slug}\" must stay inside the repository "
+		"(no \"..\" component)");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: '..'}\n",
+		"t.yaml:6:47: path \"..\" must stay inside the repository (no \"..\" component)");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: '.git/hooks/post-commit'}\n",
+		"t.yaml:6:47: path \".git/hooks/post-commit\" must stay inside the repository "
+		"(no \".git\" component)");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: 'tenants/{slug}/'}\n",
+		"t.yaml:6:47: path \"tenants/{slug}/\" must name a file, not a directory");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: 't/{tenant}.yaml'}\n",
+		"t.yaml:6:47: unknown placeholder \"{tenant}\" in path \"t/{tenant}.yaml\" "
+		"(expected {slug}, {cluster} or {version})");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: 't/{slug.yaml'}\n",
+		"t.yaml:6:47: unclosed \"{\" in path \"t/{slug.yaml\"");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: '--upload-pack=x', path: p}\n",
+		"t.yaml:6:38: invalid repository \"--upload-pack=x\" for \"repo\" (expected a path "
+		"or a file, https or ssh URL)");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: p, branch: 'a..b', sync: argo}\n",
+		"t.yaml:6:58: invalid branch name \"a..b\"\n"
+		"t.yaml:6:72: invalid sync \"argo\" (expected health or status_url)");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: p, branch: '-f'}\n",
+		"t.yaml:6:58: invalid branch name \"-f\"");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: p, sync: status_url}\n",
+		"t.yaml:6:13: sync: status_url needs \"status_url\" in deploy");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: p, status_url: 'http://a/{slug}'}\n",
+		"t.yaml:6:62: \"status_url\" is only read with sync: status_url");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: p, token_env: ARGO}\n",
+		"t.yaml:6:61: \"token_env\" is only read with sync: status_url");
+	ft_expect_errors(BASE "    deploy: {executor: gitops, repo: r, path: p, argv: [x]}\n",
+		"t.yaml:6:50: unknown key \"argv\" in deploy (expected one of: executor, repo, branch, "
+		"path, sync, status_url, token_env, timeout)");
+
+	ws_fleet *f = ft_parse_ok(BASE
+		"    deploy:\n"
+		"      executor: gitops\n"
+		"      timeout: 20m\n"
+		"      path: 'tenants/{cluster}/{slug}/release.yaml'\n"
+		"      repo: 'file:///srv/git/fleet.git'\n"
+		"      branch: release/prod\n");
+	char *s = json_dumps(f->clusters[0].deploy, JSON_COMPACT);
+	assert_string_equal(s, "{\"executor\":\"gitops\",\"repo\":\"file:///srv/git/fleet.git\","
+			    "\"branch\":\"release/prod\",\"path\":\"tenants/{cluster}/{slug}/release.yaml\","
+			    "\"timeout\":\"20m\"}");
+	free(s);
+	fleet_free(f);
+	f = ft_parse_ok(BASE "    deploy: {executor: gitops, repo: 'git@example.com:ops/fleet.git', "
+			"path: '{slug}.yaml', sync: status_url, status_url: "
+			"'https://argocd/api/v1/applications/{slug}', token_env: ARGOCD_TOKEN}\n");
+	s = json_dumps(f->clusters[0].deploy, JSON_COMPACT);
+	assert_string_equal(s, "{\"executor\":\"gitops\",\"repo\":\"git@example.com:ops/fleet.git\","
+			    "\"path\":\"{slug}.yaml\",\"sync\":\"status_url\",\"status_url\":"
+			    "\"https://argocd/api/v1/applications/{slug}\",\"token_env\":\"ARGOCD_TOKEN\","
+			    "\"timeout\":\"10m\"}");
+	free(s);
+	fleet_free(f);
+}
+
 static void test_deploy(void **state)
 {
 	(void)state;
 	ft_expect_errors(BASE "    deploy: {executor: ssh, host: x}\n",
-		"t.yaml:6:24: invalid executor \"ssh\" (expected one of: webhook, kubernetes, command)");
+		"t.yaml:6:24: invalid executor \"ssh\" (expected one of: webhook, kubernetes, command, gitops)");
 	ft_expect_errors(BASE "    deploy: {executor: webhook}\n",
 		"t.yaml:6:13: missing required key \"url\" in deploy");
 	ft_expect_errors(BASE "    deploy: {url: 'http://x'}\n",
@@ -763,6 +831,7 @@ int main(void)
 		cmocka_unit_test(test_header),
 		cmocka_unit_test(test_urls),
 		cmocka_unit_test(test_deploy),
+		cmocka_unit_test(test_deploy_gitops),
 		cmocka_unit_test(test_calendars),
 		cmocka_unit_test(test_many_errors),
 		cmocka_unit_test(test_yaml_level_errors),
