@@ -13,6 +13,7 @@
 #include "wavesched/auth.h"
 #include "wavesched/clock.h"
 #include "wavesched/config.h"
+#include "wavesched/executor.h"
 #include "wavesched/fleet.h"
 #include "wavesched/log.h"
 #include "wavesched/migrate.h"
@@ -152,6 +153,7 @@ static int cmd_serve(int argc, char **argv)
 	}
 	cfg.time_scale = scale;
 	cfg.time_origin_us = origin;
+	ws_executor_set_state_dir(cfg.state_dir);
 	ws_diags d;
 	ws_diags_init(&d);
 	int rc = ws_serve(&cfg, &d);

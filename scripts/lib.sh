@@ -14,7 +14,7 @@ WS_PACKAGES=(
 	gcc pkg-config meson ninja-build python3 tzdata ca-certificates curl
 	libuv1-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libyaml-dev
 	libjansson-dev libcmocka-dev libical-dev libhttp-parser-dev libssl-dev python3-icalendar
-	postgresql redis-server prometheus systemd groff-base chromium python3-jsonschema
+	postgresql redis-server prometheus systemd groff-base chromium python3-jsonschema git
 )
 
 # Installs the packages that are missing (as root, or through sudo).
