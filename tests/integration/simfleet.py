@@ -167,6 +167,11 @@ class SimFleet:
     def clear_fault(self, slug):
         return self._ok(self.request("DELETE", f"/_sim/faults/{slug}"), "clear_fault")
 
+    def set_gauges(self, slug, **gauges):
+        """Sets what /metrics exposes for the tenant, e.g.
+        set_gauges("acme", odoo_queue_backlog=700, odoo_db_lock_waits=0)."""
+        return self._ok(self.request("POST", f"/_sim/gauges/{slug}", body=gauges), "set_gauges")
+
     def reset(self):
         return self._ok(self.request("POST", "/_sim/reset"), "reset")
 
