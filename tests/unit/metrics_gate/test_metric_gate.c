@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <unistd.h>
 #include "metric_gate.h"
+#include "wavesched/config.h"
 
 #define US 1000000LL
 
@@ -239,6 +241,51 @@ static void test_cache_and_for(void **state)
 	metric_cache_free(NULL);
 }
 
+/* prometheus_url and metric_interval: from the file, the environment
+ * winning; a URL that is not http(s) or an interval that is not a positive
+ * duration is refused at start. */
+static void test_config(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/ws-metric-config-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *text = "prometheus_url: http://prom.example:9090\nmetric_interval: 2m\n";
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	unsetenv("WAVESCHED_PROMETHEUS_URL");
+	unsetenv("WAVESCHED_METRIC_INTERVAL");
+	ws_config c;
+	ws_diags d;
+	ws_diags_init(&d);
+	assert_int_equal(ws_config_load(&c, NULL, &d), 0);
+	assert_null(c.prometheus_url);
+	assert_int_equal(c.metric_interval_s, 30);
+	ws_config_free(&c);
+	assert_int_equal(ws_config_load(&c, path, &d), 0);
+	assert_string_equal(c.prometheus_url, "http://prom.example:9090");
+	assert_int_equal(c.metric_interval_s, 120);
+	ws_config_free(&c);
+	setenv("WAVESCHED_PROMETHEUS_URL", "https://p/", 1);
+	assert_int_equal(ws_config_load(&c, path, &d), 0);
+	assert_string_equal(c.prometheus_url, "https://p/");
+	ws_config_free(&c);
+	assert_int_equal(d.len, 0);
+	setenv("WAVESCHED_PROMETHEUS_URL", "prom:9090", 1);
+	setenv("WAVESCHED_METRIC_INTERVAL", "0s", 1);
+	assert_int_equal(ws_config_load(&c, NULL, &d), WS_EINVAL);
+	assert_int_equal(d.len, 2);
+	assert_string_equal(d.items[0].message,
+			    "invalid value \"prom:9090\" in environment variable WAVESCHED_PROMETHEUS_URL");
+	assert_string_equal(d.items[1].message,
+			    "invalid value \"0s\" in environment variable WAVESCHED_METRIC_INTERVAL");
+	ws_config_free(&c);
+	ws_diags_free(&d);
+	unsetenv("WAVESCHED_PROMETHEUS_URL");
+	unsetenv("WAVESCHED_METRIC_INTERVAL");
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_answer_parse),
 		cmocka_unit_test(test_judge_bounds),
 		cmocka_unit_test(test_cache_and_for),
+		cmocka_unit_test(test_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
