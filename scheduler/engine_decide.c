@@ -806,8 +806,8 @@ static int64_t metric_ttl_us(const em_env *env)
 
 /*
  * The latest evaluation of the tenant's checks: its time (EM_NONE when a
- * check has no result or one is older than the interval: evaluate again)
- * and the verdict of metric_gate_judge at that time.  The verdict is the
+ * check has no result yet) and the verdict of metric_gate_judge at that
+ * time.  The verdict is the
  * one the evaluation's gate row recorded: judged at the evaluation, not at
  * `now`, so a tenant never passes without a row saying so.
  */
@@ -851,18 +851,19 @@ static bool metric_gate_open(em_decision *d, const em_wave *w, const em_dep *dep
 	if (v > 0)
 		return true;
 	wake_at(d, at + metric_ttl_us(env));
-	snprintf(d->note, sizeof(d->note), "%.40s held by its metric gate: %.180s", dep->slug,
-			 why);
+	snprintf(d->note, sizeof(d->note), "%.40s held by its metric gate: %.180s", dep->slug, why);
 	return false;
 }
 
 /* Why a tenant was held when its window became too short: the metric
- * gate's latest reason, when it is what held it. */
+ * gate's latest reason, when it is what held it in this window (a result
+ * from an earlier window says nothing about this one). */
 static bool metric_hold_reason(const em_wave *w, const em_dep *dep, const em_env *env, char *buf,
 			       size_t n)
 {
 	int64_t at;
-	return w->s.metrics && metric_latest(w, dep, env, &at, buf, n) == 0;
+	return w->s.metrics && metric_latest(w, dep, env, &at, buf, n) == 0 &&
+	       dep->window_start != EM_NONE && at >= dep->window_start;
 }
 
 /* One tenant of the current wave while the wave deploys. */

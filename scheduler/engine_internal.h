@@ -62,7 +62,7 @@ struct efx {
 	ws_probe_target *target;  /* baseline or periodic probes, until removed */
 	ws_health_eval *eval;
 	ws_deploy_job *job;       /* a deploy call; its callback always comes */
-	ws_outbound_call *call;   /* a backup status GET; its callback always comes */
+	ws_outbound_call *call;   /* a backup status or metric query GET; its callback always comes */
 	char *backup_url;         /* the status URL it asks */
 	/* metric gate: the wave's checks (a copy), asked one after the other
 	 * (call); their results wait in `results` until the last has come, so

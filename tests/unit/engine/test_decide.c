@@ -924,6 +924,11 @@ static void test_metric_gate_holds_until_the_window_is_too_short(void **state)
 	assert_true(has(ops, "held by its metric gate until its window was too short: metric backlog "
 			"(query q): Prometheus http://p: connection refused"));
 	assert_true(has(ops, "\"window_start\":\"2026-12-03T02:00:00Z\""));
+	/* A result from before the window is not what held the tenant. */
+	result(f, "2026-12-01T01:59:00Z", false, "metric backlog (query q): old");
+	ops = decide(f, "2026-12-01T03:31:00Z");
+	assert_true(has(ops, "window too short: it ends 2026-12-01T04:00:00Z"));
+	assert_null(strstr(ops, "old"));
 }
 
 static void test_metric_checks_stop_when_unneeded(void **state)
