@@ -174,17 +174,17 @@ class MetricGates(unittest.TestCase):
     def metric_gates(self, rid):
         return [g for g in self.tenant(rid)["gates"] if g["gate"] == "metrics"]
 
-    def start_rollout(self):
+    def start_rollout(self, policy=POLICY, metrics=None):
         self.put("PUT", "/v1/fleet", fleet_for_sim(FLEET, self.sim.url), yaml=True)
-        self.put("POST", "/v1/policies", POLICY, yaml=True)
+        self.put("POST", "/v1/policies", policy, yaml=True)
         self.put("POST", "/v1/releases", {"version": RELEASE, "digest": DIGEST, "kind": "standard"})
         clock = self.origin + (time.time() - self.origin) * SCALE
         body = self.put("POST", "/v1/rollouts", {"release": RELEASE, "policy": "metric-gated",
                                                  "start": rfc3339(clock + 60)})
         rid = body.get("id") or body["rollout"]["id"]
         settings = self.rollout(rid)["waves"][0]["settings"]
-        self.assertEqual(settings["metrics"], [{"name": "queue-backlog", "query": QUERY,
-                                                "for_s": 120, "max": 500}])
+        self.assertEqual(settings["metrics"], metrics or [{"name": "queue-backlog", "query": QUERY,
+                                                           "for_s": 120, "max": 500}])
         r = self.svc.request("POST", f"/v1/rollouts/{rid}/start", token=self.platform,
                              body={"reason": "test"})
         self.assertEqual(r.status, 200, r)
@@ -286,6 +286,28 @@ class MetricGates(unittest.TestCase):
             self.tenant(rid)), timeout=20)
         self.assertEqual(t["state_reason"], "rollout aborted")
         self.assertEqual(self.sim.tenants()["busy-a"]["deploys"], 0)
+
+    def test_answers_prometheus_refuses_or_leaves_empty_fail_closed(self):
+        """A query Prometheus cannot parse (HTTP 400, its error named) and
+        one that matches no series (empty result) both hold the tenant;
+        the row's evidence has each metric's own reason."""
+        policy = POLICY.replace(
+            "        - {name: queue-backlog, query: '%s', max: 500, for: 2m}\n" % QUERY,
+            "        - {name: broken, query: 'odoo_queue_backlog{tenant=', max: 1}\n"
+            "        - {name: nothing, query: 'odoo_no_such_metric{tenant=\"{slug}\"}', min: 0}\n")
+        self.sim.set_gauges("busy-a", odoo_queue_backlog=0)
+        self.prom.wait_value('odoo_queue_backlog{tenant="busy-a"}', "0")
+        self.serve(self.prom.url)
+        rid = self.start_rollout(policy, [
+            {"name": "broken", "query": "odoo_queue_backlog{tenant=", "for_s": 0, "max": 1},
+            {"name": "nothing", "query": 'odoo_no_such_metric{tenant="{slug}"}', "for_s": 0, "min": 0}])
+        wait = self.assert_held(rid, "metric broken (query odoo_queue_backlog{tenant=): HTTP 400: "
+                                     'status "error": bad_data: ', seconds=2)
+        broken, nothing = wait["evidence"]["metrics"]
+        self.assertEqual((broken["http_status"], broken["samples"], broken["ok"]), (400, [], False))
+        self.assertEqual(nothing["reason"], 'metric nothing (query odoo_no_such_metric{tenant="busy-a"}): '
+                                            "empty result (no series matched)")
+        self.assertEqual((nothing["http_status"], nothing["samples"]), (200, []))
 
     def test_without_prometheus_url_fails_closed(self):
         self.sim.set_gauges("busy-a", odoo_queue_backlog=0)
