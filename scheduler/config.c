@@ -94,6 +94,16 @@ static int apply(ws_config *c, const char *key, const char *val)
 		if (*val == '\0' || *end || v < 1 || v > 1000000)
 			return WS_EINVAL;
 		c->rate_burst = (unsigned)v;
+	} else if (strcmp(key, "prometheus_url") == 0) {
+		/* Checked here so that a typo fails at start, not at the first gate. */
+		if (strncmp(val, "http://", 7) != 0 && strncmp(val, "https://", 8) != 0)
+			return WS_EINVAL;
+		set_str(&c->prometheus_url, val);
+	} else if (strcmp(key, "metric_interval") == 0) {
+		int64_t sec;
+		if (ws_duration_parse(val, &sec) != 0 || sec <= 0)
+			return WS_EINVAL;
+		c->metric_interval_s = sec;
 	} else if (strcmp(key, "migrations_dir") == 0)
 		set_str(&c->migrations_dir, val);
 	else if (strcmp(key, "state_dir") == 0) {
@@ -129,6 +139,7 @@ static const char *const keys[] = {
 	"outbound_deny", "lease_ttl", "review_window", "rate_limit", "rate_burst", "migrations_dir", "state_dir", "db_pool_size", "query_timeout", "idle_timeout", "shutdown_grace",
 	"max_body_bytes", "max_header_bytes",
 	"notify_lead", "notify_max_attempts", "notify_backoff", "notify_backoff_max",
+	"prometheus_url", "metric_interval",
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -154,6 +165,7 @@ int ws_config_load(ws_config *c, const char *path, ws_diags *d)
 	c->notify_max_attempts = 8;
 	c->notify_backoff_ms = 2000;
 	c->notify_backoff_max_ms = 600000;
+	c->metric_interval_s = 30;
 	int rc = 0;
 
 	if (path) {
@@ -223,6 +235,7 @@ void ws_config_free(ws_config *c)
 	free(c->outbound_deny);
 	free(c->migrations_dir);
 	free(c->state_dir);
+	free(c->prometheus_url);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -24,6 +24,7 @@
 #define DEFAULT_RECHECK_S (5 * 60)
 #define CHAIN_MAX 6              /* steps decided ahead of one commit */
 #define BACKUP_TTL_FLOOR_MS 2000
+#define METRIC_TTL_FLOOR_MS 500
 #define RESUME_RETRY_MS 30000    /* after a re-plan that failed, real time */
 #define OVERLAP_POLL_MS 5000     /* a rollout waiting on another: NOTIFY's safety net */
 
@@ -82,6 +83,7 @@ static void run_closed_cb(uv_handle_t *h)
 	em_rollout_free(run->model);
 	policy_free(run->policy);
 	backup_cache_free(run->backups);
+	metric_cache_free(run->metrics);
 	json_decref(run->queue);
 	free(run->qconts);
 	free(run->conts);
@@ -711,6 +713,25 @@ static int64_t backup_status_ttl_s(const ws_clock *c)
 	return (int64_t)((DEFAULT_RECHECK_S * BACKUP_TTL_FLOOR_MS + real - 1) / real);
 }
 
+static const em_metric_status *metric_of(void *arg, int64_t dep_id, const char *name)
+{
+	return metric_cache_get(((struct env_arg *)arg)->run->metrics, dep_id, name);
+}
+
+/* How long a metric result answers: the configured interval, but at least
+ * METRIC_TTL_FLOOR_MS of real time, so that under a large --time-scale the
+ * checks are not asked again and again faster than Prometheus scrapes. */
+static int64_t metric_ttl_s(const ws_engine *e)
+{
+	int64_t every = e->metric_interval_s > 0 ? e->metric_interval_s : 30;
+	uint64_t real = ws_clock_real_ms(e->clock, every * 1000000LL);
+	if (real >= METRIC_TTL_FLOOR_MS)
+		return every;
+	if (real == 0)
+		real = 1;
+	return (int64_t)(((uint64_t)every * METRIC_TTL_FLOOR_MS + real - 1) / real);
+}
+
 static bool rollout_done(const em_rollout *m)
 {
 	/* A planned rollout matters only while it is to be re-planned after
@@ -739,6 +760,8 @@ static void run_decide(erun *run)
 		.backup_status_ttl_s = backup_status_ttl_s(e->clock),
 		.fx = fx_of_run,
 		.backup = backup_of,
+		.metric = metric_of,
+		.metric_interval_s = metric_ttl_s(e),
 		.fx_arg = &ea,
 	};
 	/* A chain of steps that needs nothing from outside is decided at once
@@ -808,7 +831,8 @@ static void run_decide(erun *run)
 			continue;
 		em_fx kind = a->kind == EM_START_BASELINE ? EM_FX_BASELINE
 			     : a->kind == EM_START_DEPLOY ? EM_FX_DEPLOY
-			     : a->kind == EM_START_BACKUP ? EM_FX_BACKUP : EM_FX_PROBE;
+			     : a->kind == EM_START_BACKUP ? EM_FX_BACKUP
+			     : a->kind == EM_START_METRICS ? EM_FX_METRICS : EM_FX_PROBE;
 		fx_start(run, a->wave, a->dep, kind);
 	}
 	if (strcmp(run->note, d.note) != 0 && d.note[0])
@@ -888,10 +912,16 @@ ws_engine *ws_engine_new(const ws_engine_deps *deps)
 	e->fleet_store = deps->fleet;
 	e->clock = deps->clock;
 	e->outbound = deps->outbound;
+	e->metric_interval_s = deps->metric_interval_s;
+	if (deps->prometheus_url && !(e->prometheus_url = strdup(deps->prometheus_url))) {
+		free(e);
+		return NULL;
+	}
 	e->prober = ws_prober_new(deps->loop, deps->outbound);
 	if (e->prober && deps->metrics)
 		ws_prober_set_metrics(e->prober, deps->metrics);
 	if (!e->prober) {
+		free(e->prometheus_url);
 		free(e);
 		return NULL;
 	}
@@ -953,6 +983,7 @@ void ws_engine_free(ws_engine *e)
 		return;
 	if (e->snap)
 		ws_fleet_snapshot_release(e->snap);
+	free(e->prometheus_url);
 	free(e);
 }
 

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine_model.h"
+#include "metric_gate.h"
 #include "wavesched/window.h"
 
 #define US 1000000LL
@@ -788,6 +789,86 @@ static void move_or_skip(em_decision *d, const em_dep *dep, const em_env *env, c
 	}
 }
 
+/* Metric gate ----------------------------------------------------------------- */
+
+struct mlook {
+	const em_env *env;
+	const em_dep *dep;
+};
+
+static const em_metric_status *metric_look(void *arg, const char *name)
+{
+	struct mlook *l = arg;
+	return l->env->metric ? l->env->metric(l->env->fx_arg, l->dep->id, name) : NULL;
+}
+
+static int64_t metric_ttl_us(const em_env *env)
+{
+	return (env->metric_interval_s > 0 ? env->metric_interval_s : 30) * US;
+}
+
+/*
+ * The latest evaluation of the tenant's checks: its time (EM_NONE when a
+ * check has no result yet) and the verdict of metric_gate_judge at that
+ * time.  The verdict is the
+ * one the evaluation's gate row recorded: judged at the evaluation, not at
+ * `now`, so a tenant never passes without a row saying so.
+ */
+static int metric_latest(const em_wave *w, const em_dep *dep, const em_env *env, int64_t *at,
+			 char *why, size_t n)
+{
+	struct mlook l = { env, dep };
+	int64_t oldest = EM_NONE;
+	size_t i;
+	json_t *m;
+	json_array_foreach(w->s.metrics, i, m) {
+		const em_metric_status *st = metric_look(&l, json_string_value(json_object_get(m, "name")));
+		if (!st || st->checked_at == EM_NONE) {
+			*at = EM_NONE;
+			return -1;
+		}
+		if (oldest == EM_NONE || st->checked_at < oldest)
+			oldest = st->checked_at;
+	}
+	*at = oldest;
+	return metric_gate_judge(w->s.metrics, metric_look, &l, oldest, why, n);
+}
+
+/* A tenant whose window has come: true when its metric checks let it
+ * deploy now; otherwise it waits (evaluated again every interval) and the
+ * note says why. */
+static bool metric_gate_open(em_decision *d, const em_wave *w, const em_dep *dep,
+			     const em_env *env, em_fx fx)
+{
+	if (!w->s.metrics)
+		return true;
+	int64_t at;
+	char why[800];
+	int v = metric_latest(w, dep, env, &at, why, sizeof(why));
+	if (at == EM_NONE || env->now >= at + metric_ttl_us(env)) {
+		if (fx == EM_FX_NONE)
+			act(d, EM_START_METRICS, w, dep);
+		snprintf(d->note, sizeof(d->note), "%s waits for its metric checks", dep->slug);
+		return false;
+	}
+	if (v > 0)
+		return true;
+	wake_at(d, at + metric_ttl_us(env));
+	snprintf(d->note, sizeof(d->note), "%.40s held by its metric gate: %.180s", dep->slug, why);
+	return false;
+}
+
+/* Why a tenant was held when its window became too short: the metric
+ * gate's latest reason, when it is what held it in this window (a result
+ * from an earlier window says nothing about this one). */
+static bool metric_hold_reason(const em_wave *w, const em_dep *dep, const em_env *env, char *buf,
+			       size_t n)
+{
+	int64_t at;
+	return w->s.metrics && metric_latest(w, dep, env, &at, buf, n) == 0 &&
+	       dep->window_start != EM_NONE && at >= dep->window_start;
+}
+
 /* One tenant of the current wave while the wave deploys. */
 static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, const em_dep *dep,
 		       const em_env *env, bool may_start)
@@ -840,11 +921,15 @@ static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, co
 			break;
 		}
 		if (dep->window_end - now < need) {
-			char why[240], a[40], b[40];
+			char why[240], a[40], b[40], held[300];
 			fmt_time(dep->window_end, a, sizeof(a));
 			ws_duration_format(need / US, b, sizeof(b));
-			snprintf(why, sizeof(why), "window too short: it ends %s, the deployment needs %s "
-				 "(%s)", a, b, em_expected_source(dep));
+			if (metric_hold_reason(w, dep, env, held, sizeof(held)))
+				snprintf(why, sizeof(why), "held by its metric gate until its window was "
+					 "too short: %.180s", held);
+			else
+				snprintf(why, sizeof(why), "window too short: it ends %s, the deployment "
+					 "needs %s (%s)", a, b, em_expected_source(dep));
 			move_or_skip(d, dep, env, why);
 			break;
 		}
@@ -862,6 +947,8 @@ static void decide_dep(em_decision *d, const em_rollout *r, const em_wave *w, co
 				 dep->slug, env->fleet->clusters[t->cluster_index].name, cap);
 			break;
 		}
+		if (!metric_gate_open(d, w, dep, env, fx))
+			break;
 		act(d, EM_START_BASELINE, w, dep);
 		break;
 	}
@@ -1197,7 +1284,7 @@ static void decide_idle(em_decision *d, const em_rollout *r, const em_env *env)
 			 * (the fetch is stopped below). */
 			if (r->state == WS_RO_ABORTED &&
 			    (dep->state == WS_DEP_SCHEDULED || dep->state == WS_DEP_WAITING_WINDOW) &&
-			    (fx == EM_FX_NONE || fx == EM_FX_BACKUP))
+			    (fx == EM_FX_NONE || fx == EM_FX_BACKUP || fx == EM_FX_METRICS))
 				dep_op(d, dep, WS_DEP_EV_SKIP, "rollout aborted", now, NULL);
 		}
 	}
@@ -1317,6 +1404,8 @@ void em_decide(const em_rollout *r, const em_env *env, em_decision *d)
 					  r->state == WS_RO_RUNNING);
 			else if (fx == EM_FX_BACKUP)
 				wanted = dep->state == WS_DEP_SCHEDULED && r->state == WS_RO_RUNNING;
+			else if (fx == EM_FX_METRICS)
+				wanted = dep->state == WS_DEP_WAITING_WINDOW && r->state == WS_RO_RUNNING;
 			else
 				continue;
 			if (!wanted)

@@ -6,7 +6,10 @@
  * changes a state by itself.  The one exception is the GET of a tenant's
  * backup status (a gate with `source: http`), which changes no row: its
  * answer goes to the rollout's status cache (backup_gate.h) for the
- * decision to judge, and the rollout is decided again.
+ * decision to judge, and the rollout is decided again.  The metric gate's
+ * queries likewise fill the rollout's metric cache (metric_gate.h); they
+ * write a gate row only when the tenant's verdict changes (first wait,
+ * pass), never one per evaluation.
  *
  * The health gate's rules are include/wavesched/health.h's evaluator, fed by
  * the prober (every probe of the process on one curl multi handle).  A
@@ -34,6 +37,9 @@
 #define CALL_TIMEOUT_S (30 * 60)
 /* One status GET, real time like every single network call. */
 #define BACKUP_TIMEOUT_MS 10000
+/* One Prometheus query, real time: an instant query answers in
+ * milliseconds, and a gate that waits longer has its answer (fail). */
+#define METRIC_TIMEOUT_MS 10000
 
 static json_t *now_json(ws_engine *e)
 {
@@ -77,6 +83,10 @@ static void fx_free(efx *f)
 	free(f->previous_version);
 	free(f->outbox_kind);
 	free(f->backup_url);
+	json_decref(f->metric_list);
+	free(f->metric_query);
+	free(f->metric_url);
+	json_decref(f->metric_results);
 	ws_health_eval_free(f->eval);
 	json_decref(f->deploy);
 	free(f);
@@ -458,6 +468,192 @@ static void backup_fetch(efx *f, const char *tmpl)
 	}
 }
 
+/* Metric gate ---------------------------------------------------------------------- */
+
+static void metric_next(efx *f);
+
+/* One metric's result for this evaluation: what the gate row will show of
+ * it, and a reason naming the metric, the query as sent and the problem. */
+static void metric_result(efx *f, long http_status, json_t *samples, const char *problem)
+{
+	json_t *m = json_array_get(f->metric_list, f->metric_i);
+	const char *name = json_string_value(json_object_get(m, "name"));
+	json_t *ev = json_pack("{s:s, s:s?, s:s?, s:O, s:o, s:I}", "name", name, "query",
+			       f->metric_query, "url", f->metric_url, "for_s",
+			       json_object_get(m, "for_s"), "http_status",
+			       http_status ? json_integer(http_status) : json_null(), "n_samples",
+			       (json_int_t)json_array_size(samples));
+	json_t *b;
+	if ((b = json_object_get(m, "min")))
+		json_object_set(ev, "min", b);
+	if ((b = json_object_get(m, "max")))
+		json_object_set(ev, "max", b);
+	json_t *kept = json_array();
+	for (size_t i = 0; i < json_array_size(samples) && i < METRIC_SAMPLES_KEPT; i++)
+		json_array_append(kept, json_array_get(samples, i));
+	json_object_set_new(ev, "samples", kept);
+	char why[700] = "";
+	if (problem) {
+		snprintf(why, sizeof(why), "metric %s (query %.300s): %s", name,
+			 f->metric_query ? f->metric_query : json_string_value(json_object_get(m, "query")),
+			 problem);
+		utf8_cut(why);
+	}
+	json_array_append_new(f->metric_results,
+			      json_pack("{s:s, s:b, s:s?, s:o}", "name", name, "ok", !problem, "reason",
+					problem ? why : NULL, "evidence", ev ? ev : json_object()));
+	json_decref(samples);
+	f->metric_i++;
+}
+
+static const em_metric_status *metric_lookup(void *arg, const char *name)
+{
+	efx *f = arg;
+	return metric_cache_get(f->run->metrics, f->dep_id, name);
+}
+
+/* Every check has answered: the results go to the cache with one time, and
+ * a row is written when the tenant's verdict is new. */
+static void metrics_done(efx *f)
+{
+	erun *run = f->run;
+	int64_t at = ws_clock_now(f->e->clock);
+	size_t i;
+	json_t *r;
+	bool stored = true;
+	json_array_foreach(f->metric_results, i, r)
+		stored = metric_cache_put(&run->metrics, f->dep_id,
+					  json_string_value(json_object_get(r, "name")), at,
+					  json_is_true(json_object_get(r, "ok")),
+					  json_string_value(json_object_get(r, "reason")),
+					  json_object_get(r, "evidence")) && stored;
+	if (!stored)
+		ws_warn("engine", "rollout %" PRId64 " tenant=%s: out of memory keeping metric results",
+			run->id, f->slug);
+	char why[800];
+	int v = metric_gate_judge(f->metric_list, metric_lookup, f, at, why, sizeof(why));
+	const char *result = v > 0 ? "pass" : v == 0 ? "wait" : NULL;
+	const char *before = metric_cache_recorded(run->metrics, f->dep_id);
+	if (v == 0 && (!before || strcmp(before, "wait") != 0))
+		ws_info("engine", "rollout %" PRId64 " tenant=%s: held by its metric gate: %s", run->id,
+			f->slug, why);
+	if (!result || (before && strcmp(before, result) == 0)) {
+		fx_end(f);
+		engine_wake(run);
+		return;
+	}
+	json_t *list = json_array();
+	json_array_foreach(f->metric_list, i, r) {
+		const json_t *ev = metric_cache_evidence(run->metrics, f->dep_id,
+							 json_string_value(json_object_get(r, "name")));
+		if (ev)
+			json_array_append_new(list, json_deep_copy(ev));
+	}
+	json_t *ev = json_pack("{s:o}", "metrics", list);
+	if (v == 0) {
+		utf8_cut(why);
+		json_object_set_new(ev, "reason", json_string(why));
+	}
+	metric_cache_set_recorded(run->metrics, f->dep_id, result);
+	json_t *ops = json_array();
+	json_array_append_new(ops, gate_op(f, "metrics", result, ev));
+	submit(f, ops);
+}
+
+static void metric_cb(void *arg, const ws_outbound_res *res)
+{
+	efx *f = arg;
+	f->call = NULL;
+	if (f->cancelled) {
+		fx_free(f);
+		return;
+	}
+	char why[400], pw[300];
+	json_t *samples = NULL;
+	json_t *m = json_array_get(f->metric_list, f->metric_i);
+	if (res->reason != WS_OUT_OK) {
+		const char *err = res->error ? res->error : ws_outbound_reason_name(res->reason);
+		size_t ul = f->metric_url ? strlen(f->metric_url) : 0;
+		/* The reason names the query already; the URL is in the evidence. */
+		if (ul && strncmp(err, "GET ", 4) == 0 && strncmp(err + 4, f->metric_url, ul) == 0 &&
+		    strncmp(err + 4 + ul, ": ", 2) == 0)
+			err += 4 + ul + 2;
+		snprintf(why, sizeof(why), "Prometheus %s: %s", f->e->prometheus_url, err);
+	} else if (res->status < 200 || res->status > 299) {
+		/* Prometheus explains a refused query in a JSON error body. */
+		if (metric_answer_parse(res->body, res->body_len, &samples, pw, sizeof(pw)) == 0) {
+			json_decref(samples);
+			samples = NULL;
+			snprintf(why, sizeof(why), "HTTP %ld", res->status);
+		} else {
+			snprintf(why, sizeof(why), "HTTP %ld: %s", res->status, pw);
+		}
+	} else if (metric_answer_parse(res->body, res->body_len, &samples, pw, sizeof(pw)) != 0) {
+		snprintf(why, sizeof(why), "%s", pw);
+	} else {
+		json_t *mn = json_object_get(m, "min"), *mx = json_object_get(m, "max");
+		bool ok = metric_samples_judge(samples, mn != NULL, json_number_value(mn), mx != NULL,
+					       json_number_value(mx), why, sizeof(why));
+		metric_result(f, res->status, samples, ok ? NULL : why);
+		metric_next(f);
+		return;
+	}
+	metric_result(f, res->status, samples, why);
+	metric_next(f);
+}
+
+/* Asks the next check, or ends the evaluation; checks that cannot be asked
+ * fail closed with the reason. */
+static void metric_next(efx *f)
+{
+	while (f->metric_i < json_array_size(f->metric_list)) {
+		json_t *m = json_array_get(f->metric_list, f->metric_i);
+		free(f->metric_query);
+		free(f->metric_url);
+		f->metric_url = NULL;
+		f->metric_query = metric_query_expand(json_string_value(json_object_get(m, "query")),
+						      f->slug, f->cluster, f->version);
+		if (!f->metric_query) {
+			metric_result(f, 0, NULL, "out of memory");
+			continue;
+		}
+		if (!f->cluster) {
+			metric_result(f, 0, NULL, "the tenant is not in the fleet");
+			continue;
+		}
+		if (!f->e->prometheus_url) {
+			metric_result(f, 0, NULL, "prometheus_url is not configured");
+			continue;
+		}
+		f->metric_url = metric_query_url(f->e->prometheus_url, f->metric_query);
+		if (!f->metric_url) {
+			metric_result(f, 0, NULL, "out of memory");
+			continue;
+		}
+		static const char *const headers[] = { "Accept: application/json", NULL };
+		ws_outbound_req req = { .method = "GET", .url = f->metric_url, .headers = headers,
+					.timeout_ms = METRIC_TIMEOUT_MS,
+					.max_bytes = METRIC_ANSWER_MAX_BYTES };
+		if (ws_outbound_request(f->e->outbound, &req, metric_cb, f, &f->call) == 0)
+			return;
+		f->call = NULL;
+		metric_result(f, 0, NULL, "cannot start the request");
+	}
+	metrics_done(f);
+}
+
+static void metrics_start(efx *f, const json_t *metrics)
+{
+	f->metric_list = json_deep_copy(metrics);
+	f->metric_results = json_array();
+	f->metric_i = 0;
+	if (!f->metric_list || !f->metric_results) {
+		fx_end(f);   /* asked again at the next decision */
+		return;
+	}
+	metric_next(f);
+}
+
 /* Starting ---------------------------------------------------------------------- */
 
 void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind)
@@ -520,6 +716,9 @@ void fx_start(erun *run, const em_wave *w, const em_dep *d, em_fx kind)
 		break;
 	case EM_FX_BACKUP:
 		backup_fetch(f, w->s.backup_url);
+		break;
+	case EM_FX_METRICS:
+		metrics_start(f, w->s.metrics);
 		break;
 	default:
 		fx_end(f);

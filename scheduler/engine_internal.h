@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include "backup_gate.h"
 #include "engine_model.h"
+#include "metric_gate.h"
 #include "wavesched/engine.h"
 #include "wavesched/executor.h"
 #include "wavesched/health.h"
@@ -39,6 +40,7 @@ struct erun {
 	struct econt { efx *f; size_t op; } *qconts, *conts;
 	size_t n_qconts, cap_qconts, n_conts;
 	backup_cache *backups;   /* statuses fetched for its http backup gates */
+	metric_cache *metrics;   /* the latest results of its metric gates */
 	bool resuming;           /* its re-plan after preemption is being made or stored */
 	uint64_t resume_after;   /* loop time (ms) before which a failed re-plan is not tried again */
 	bool closing;
@@ -65,8 +67,15 @@ struct efx {
 	ws_probe_target *target;  /* baseline or periodic probes, until removed */
 	ws_health_eval *eval;
 	ws_deploy_job *job;       /* a deploy call; its callback always comes */
-	ws_outbound_call *call;   /* a backup status GET; its callback always comes */
+	ws_outbound_call *call;   /* a backup status or metric query GET; its callback always comes */
 	char *backup_url;         /* the status URL it asks */
+	/* metric gate: the wave's checks (a copy), asked one after the other
+	 * (call); their results wait in `results` until the last has come, so
+	 * that all are stored with one evaluation time. */
+	json_t *metric_list;
+	size_t metric_i;
+	char *metric_query, *metric_url;
+	json_t *metric_results;
 	int probes;
 	efx *next;
 };
@@ -90,6 +99,8 @@ struct ws_engine {
 	void (*stopped_cb)(void *arg);
 	void *stopped_arg;
 	ws_engine_stats stats;
+	char *prometheus_url;    /* NULL: metric gates fail closed */
+	int64_t metric_interval_s;
 };
 
 /* engine.c */

@@ -110,6 +110,7 @@ typedef enum {
 	EM_FX_DEPLOY,      /* an executor call for the pending intent */
 	EM_FX_PROBE,       /* health probes (verification or soak) */
 	EM_FX_BACKUP,      /* a GET of the tenant's backup status (source http) */
+	EM_FX_METRICS,     /* the metric gate's queries for a tenant about to deploy */
 } em_fx;
 
 /*
@@ -127,6 +128,19 @@ typedef struct em_backup_status {
 	const char *error;                 /* NULL, or what made the answer unusable */
 } em_backup_status;
 
+/*
+ * The latest result of one metric check of a tenant (metric_gate.h): the
+ * decision passes the tenant once every check is ok and has been for its
+ * `for`.  A result answers for env->metric_interval_s after it came; then
+ * the checks are evaluated again.
+ */
+typedef struct em_metric_status {
+	int64_t checked_at;                /* schedule time of the evaluation, us */
+	bool ok;
+	int64_t ok_since;                  /* first evaluation of the current run of ok ones; EM_NONE */
+	const char *reason;                /* NULL when ok */
+} em_metric_status;
+
 typedef struct em_env {
 	int64_t now;                       /* schedule time, us */
 	const ws_fleet *fleet;             /* NULL: not loaded (nothing is started) */
@@ -136,6 +150,9 @@ typedef struct em_env {
 	int64_t backup_status_ttl_s;       /* how long a fetched status answers; <= 0: the recheck */
 	/* the fetched backup status of a deployment (source http); NULL: none */
 	const em_backup_status *(*backup)(void *arg, int64_t deployment_id);
+	/* the latest metric check result of a deployment; NULL: none */
+	const em_metric_status *(*metric)(void *arg, int64_t deployment_id, const char *name);
+	int64_t metric_interval_s;         /* how long a result answers; <= 0: 30 s */
 	/* the driver's effects, by deployment id */
 	em_fx (*fx)(void *arg, int64_t deployment_id);
 	void *fx_arg;
@@ -143,7 +160,8 @@ typedef struct em_env {
 
 /* What to do now. */
 typedef struct em_action {
-	enum { EM_START_BASELINE, EM_START_DEPLOY, EM_START_PROBE, EM_START_BACKUP, EM_STOP_FX } kind;
+	enum { EM_START_BASELINE, EM_START_DEPLOY, EM_START_PROBE, EM_START_BACKUP, EM_START_METRICS,
+	       EM_STOP_FX } kind;
 	const em_dep *dep;
 	const em_wave *wave;
 } em_action;

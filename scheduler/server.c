@@ -227,6 +227,7 @@ int ws_serve(const ws_config *cfg, ws_diags *d)
 	ws_engine_deps ed = {
 		.loop = &loop, .pool = s.pool, .fleet = s.fleet, .clock = s.clock, .outbound = s.outbound,
 		.metrics = s.metrics,
+		.prometheus_url = cfg->prometheus_url, .metric_interval_s = cfg->metric_interval_s,
 	};
 	s.engine = s.clock && s.outbound ? ws_engine_new(&ed) : NULL;
 	char holder[128];

@@ -94,6 +94,9 @@ typedef struct sim_tenant {
 	uint64_t deploys;         /* deploys that completed (done) */
 	json_t *keys;             /* idempotency keys seen for it, in order (array) */
 	bool from_fleet;
+	/* What /metrics exposes as the tenant's Odoo gauges (metric gates),
+	 * set by POST /_sim/gauges/{slug}; 0 after a reset. */
+	double odoo_queue_backlog, odoo_db_lock_waits;
 } sim_tenant;
 
 typedef enum { SIM_DEP_REJECTED = 0, SIM_DEP_PENDING, SIM_DEP_DONE, SIM_DEP_FAILED } sim_dep_state;

@@ -837,6 +837,50 @@ static void handle_version_put(sim_http *h, ws_http_req *req, const char *slug)
 	json_decref(doc);
 }
 
+/* The gauges a metric gate reads: {"odoo_queue_backlog"?: n,
+ * "odoo_db_lock_waits"?: n}; those given replace the current values. */
+static void handle_gauges_post(sim_http *h, ws_http_req *req, const char *slug)
+{
+	static const char *const names[] = { "odoo_queue_backlog", "odoo_db_lock_waits" };
+	json_t *doc = parse_body(req, "gauges must be a JSON object");
+	if (!doc)
+		return;
+	const char *k;
+	json_t *v;
+	json_object_foreach(doc, k, v) {
+		char msg[160];
+		if (strcmp(k, names[0]) != 0 && strcmp(k, names[1]) != 0) {
+			snprintf(msg, sizeof(msg), "unknown gauge \"%.60s\" (expected %s or %s)", k,
+				 names[0], names[1]);
+			reply_field_error(req, k, msg);
+			json_decref(doc);
+			return;
+		}
+		if (!json_is_number(v)) {
+			snprintf(msg, sizeof(msg), "%s must be a number", k);
+			reply_field_error(req, k, msg);
+			json_decref(doc);
+			return;
+		}
+	}
+	sim_tenant *t = tenant_or_404(h, req, slug);
+	if (!t) {
+		json_decref(doc);
+		return;
+	}
+	json_object_foreach(doc, k, v) {
+		if (strcmp(k, names[0]) == 0)
+			t->odoo_queue_backlog = json_number_value(v);
+		else
+			t->odoo_db_lock_waits = json_number_value(v);
+	}
+	json_decref(doc);
+	ws_info(SIM_SUBSYS, "tenant=%s gauges backlog=%g lock_waits=%g", slug, t->odoo_queue_backlog,
+		t->odoo_db_lock_waits);
+	reply_json(req, 200, json_pack("{s:s, s:f, s:f}", "tenant", t->slug, names[0],
+				       t->odoo_queue_backlog, names[1], t->odoo_db_lock_waits));
+}
+
 /* ---- metrics ----------------------------------------------------------- */
 
 typedef struct tbuf {
@@ -913,6 +957,20 @@ static void handle_metrics(sim_http *h, ws_http_req *req)
 		const sim_tenant *t = sim_map_val_at(ts, i);
 		tbuf_printf(&b, "simfleet_queue_backlog{tenant=\"%s\"} %lld\n", t->slug,
 			    (long long)t->fault.queue_backlog);
+	}
+	tbuf_printf(&b, "# HELP odoo_queue_backlog Jobs waiting in the tenant's Odoo job queue (POST /_sim/gauges).\n"
+		    "# TYPE odoo_queue_backlog gauge\n");
+	for (size_t i = 0; i < n; i++) {
+		const sim_tenant *t = sim_map_val_at(ts, i);
+		tbuf_printf(&b, "odoo_queue_backlog{tenant=\"%s\"} %.17g\n", t->slug,
+			    t->odoo_queue_backlog);
+	}
+	tbuf_printf(&b, "# HELP odoo_db_lock_waits Queries of the tenant waiting on a database lock (POST /_sim/gauges).\n"
+		    "# TYPE odoo_db_lock_waits gauge\n");
+	for (size_t i = 0; i < n; i++) {
+		const sim_tenant *t = sim_map_val_at(ts, i);
+		tbuf_printf(&b, "odoo_db_lock_waits{tenant=\"%s\"} %.17g\n", t->slug,
+			    t->odoo_db_lock_waits);
 	}
 	tbuf_printf(&b, "# HELP simfleet_health_requests_total Health requests the tenant received.\n"
 		    "# TYPE simfleet_health_requests_total counter\n");
@@ -1044,6 +1102,10 @@ void sim_http_handle(void *arg, ws_http_req *req)
 			ws_http_req_set_route(req, "/_sim/versions/{slug}");
 			return strcmp(m, "PUT") == 0 ? handle_version_put(h, req, seg[2])
 						     : method_not_allowed(req, "PUT");
+		}
+		if (n == 3 && IS(1, "gauges")) {
+			ws_http_req_set_route(req, "/_sim/gauges/{slug}");
+			return post ? handle_gauges_post(h, req, seg[2]) : method_not_allowed(req, "POST");
 		}
 		if (n == 2 && IS(1, "reset")) {
 			ws_http_req_set_route(req, "/_sim/reset");

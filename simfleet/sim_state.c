@@ -221,6 +221,7 @@ void sim_state_reset(sim_state *s)
 		}
 		json_array_clear(t->keys);
 		t->health_requests = t->probes = t->deploys = 0;
+		t->odoo_queue_backlog = t->odoo_db_lock_waits = 0;
 		sim_fault f = { .latency_factor = 1.0 };
 		const char *field;
 		char msg[256];

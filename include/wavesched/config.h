@@ -35,6 +35,8 @@ typedef struct ws_config {
 	unsigned notify_max_attempts; /* WAVESCHED_NOTIFY_MAX_ATTEMPTS: then given up; default 8 */
 	uint64_t notify_backoff_ms;  /* WAVESCHED_NOTIFY_BACKOFF: first retry (real time), doubling; default 2 s */
 	uint64_t notify_backoff_max_ms; /* WAVESCHED_NOTIFY_BACKOFF_MAX: longest wait; default 10 min */
+	char *prometheus_url;        /* WAVESCHED_PROMETHEUS_URL: the metric gates' Prometheus HTTP API; NULL: none */
+	int64_t metric_interval_s;   /* WAVESCHED_METRIC_INTERVAL: metric gates re-evaluated (schedule time); default 30 s */
 } ws_config;
 
 /* Fills defaults, then the file (when path is non-NULL), then the

@@ -34,6 +34,10 @@ typedef struct ws_engine_deps {
 	const ws_clock *clock;
 	ws_outbound *outbound;
 	struct ws_metrics *metrics;   /* probe latencies; may be NULL */
+	/* The metric gates' Prometheus (copied); NULL: every metric gate
+	 * fails closed.  Their re-evaluation interval, schedule time; 0: 30 s. */
+	const char *prometheus_url;
+	int64_t metric_interval_s;
 } ws_engine_deps;
 
 typedef struct ws_engine_stats {

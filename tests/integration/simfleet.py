@@ -172,6 +172,11 @@ class SimFleet:
         return self._ok(self.request("PUT", f"/_sim/versions/{slug}", body={"version": version}),
                         "set_version")
 
+    def set_gauges(self, slug, **gauges):
+        """Sets what /metrics exposes for the tenant, e.g.
+        set_gauges("acme", odoo_queue_backlog=700, odoo_db_lock_waits=0)."""
+        return self._ok(self.request("POST", f"/_sim/gauges/{slug}", body=gauges), "set_gauges")
+
     def reset(self):
         return self._ok(self.request("POST", "/_sim/reset"), "reset")
 

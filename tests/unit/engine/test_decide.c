@@ -55,6 +55,7 @@ typedef struct fixture {
 	em_fx fx[8];           /* by deployment id (1..7) */
 	em_backup_status bs[8];   /* fetched backup statuses (source http), by deployment id */
 	bool has_bs[8];
+	metric_cache *mc;      /* metric gate results (engine_fx.c fills it in the service) */
 	em_decision d;
 	em_rollout *r;         /* the rows of the last decision (its actions point into them) */
 } fixture;
@@ -87,6 +88,12 @@ static void status(fixture *f, int id, const char *checked, long http, const cha
 	f->bs[id] = (em_backup_status){ .checked_at = T(checked), .http_status = http,
 					.last_success = last ? T(last) : EM_NONE,
 					.url = urls[id], .error = error };
+}
+
+static const em_metric_status *metric_of(void *arg, int64_t id, const char *name)
+{
+	fixture *f = arg;
+	return metric_cache_get(f->mc, id, name);
 }
 
 static json_t *settings(void)
@@ -138,6 +145,7 @@ static int teardown(void **state)
 	fixture *f = *state;
 	em_decision_free(&f->d);
 	em_rollout_free(f->r);
+	metric_cache_free(f->mc);
 	json_decref(f->doc);
 	fleet_free(f->fleet);
 	policy_free(f->policy);
@@ -184,7 +192,8 @@ static const char *decide(fixture *f, const char *now)
 	assert_non_null(r);
 	em_env env = { .now = T(now), .fleet = f->fleet, .policy = f->policy,
 		       .deploy_estimate_s = f->policy->deploy_estimate_s, .backup_recheck_s = 300,
-		       .fx = fx_of, .backup = backup_of, .fx_arg = f };
+		       .fx = fx_of, .backup = backup_of, .metric = metric_of, .metric_interval_s = 30,
+		       .fx_arg = f };
 	em_decide(r, &env, &f->d);
 	f->r = r;
 	last = json_dumps(f->d.ops, JSON_COMPACT);
@@ -913,6 +922,130 @@ static void test_resume_plan_of_the_remaining_tenants(void **state)
 	fleet_free(fl);
 }
 
+/* Metric gate ------------------------------------------------------------------ */
+
+/* Wave 1 checks `backlog` (max 500, for 60 s); tenant a's window is open,
+ * b is out of the way. */
+static void use_metrics(fixture *f)
+{
+	set(json_object_get(wave0(f), "settings"), "metrics",
+	    json_pack("[{s:s, s:s, s:i, s:i}]", "name", "backlog", "query",
+		      "odoo_queue_backlog{tenant=\"{slug}\"}", "for_s", 60, "max", 500));
+	set(wave0(f), "state", json_string("deploying"));
+	set(dep_of(f, 0), "state", json_string("waiting_window"));
+	set(dep_of(f, 1), "state", json_string("skipped"));
+}
+
+static void result(fixture *f, const char *at, bool ok, const char *reason)
+{
+	assert_true(metric_cache_put(&f->mc, 1, "backlog", T(at), ok, reason, NULL));
+}
+
+static void test_metric_gate_holds_then_releases(void **state)
+{
+	fixture *f = *state;
+	use_metrics(f);
+	/* The window has come: the checks are asked first, nothing deploys. */
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_METRICS);
+	assert_int_equal(f->d.act[0].dep->id, 1);
+	assert_true(has(f->d.note, "a waits for its metric checks"));
+	/* While they are asked, nothing else starts for the tenant. */
+	f->fx[1] = EM_FX_METRICS;
+	assert_string_equal(decide(f, "2026-12-01T02:00:00Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	f->fx[1] = EM_FX_NONE;
+	/* Out of bounds: held, asked again after the interval. */
+	result(f, "2026-12-01T02:00:01Z", false, "metric backlog (query q): sample = 700 is above max 500");
+	assert_string_equal(decide(f, "2026-12-01T02:00:10Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	assert_int_equal(f->d.wake, T("2026-12-01T02:00:31Z"));
+	assert_true(has(f->d.note, "a held by its metric gate: metric backlog (query q): sample = 700 is above max 500"));
+	assert_string_equal(decide(f, "2026-12-01T02:00:31Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_METRICS);
+	/* Back in bounds, but not for 60 s yet: still held. */
+	result(f, "2026-12-01T02:00:31Z", true, NULL);
+	assert_string_equal(decide(f, "2026-12-01T02:00:40Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	assert_true(has(f->d.note, "within bounds for 0s of the 1m it must hold"));
+	/* Time alone does not pass it: the verdict is the evaluation's. */
+	assert_string_equal(decide(f, "2026-12-01T02:01:31Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_METRICS);
+	result(f, "2026-12-01T02:01:02Z", true, NULL);
+	assert_string_equal(decide(f, "2026-12-01T02:01:10Z"), "[]");
+	assert_int_equal(f->d.n_act, 0);
+	assert_true(has(f->d.note, "within bounds for 31s of the 1m"));
+	result(f, "2026-12-01T02:01:33Z", true, NULL);
+	assert_string_equal(decide(f, "2026-12-01T02:01:40Z"), "[]");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_START_BASELINE);
+}
+
+static void test_metric_gate_holds_until_the_window_is_too_short(void **state)
+{
+	fixture *f = *state;
+	use_metrics(f);
+	result(f, "2026-12-01T03:29:50Z", false, "metric backlog (query q): Prometheus http://p: connection refused");
+	assert_string_equal(decide(f, "2026-12-01T03:29:55Z"), "[]");
+	assert_int_equal(f->d.wake, T("2026-12-01T03:30:00Z"));   /* the latest start */
+	/* 03:30 leaves 30 min, the estimate: still possible. */
+	assert_string_equal(decide(f, "2026-12-01T03:30:00Z"), "[]");
+	/* A minute later it is not; the move says what held the tenant. */
+	const char *ops = decide(f, "2026-12-01T03:31:00Z");
+	assert_true(has(ops, "\"from\":\"waiting_window\",\"to\":\"waiting_window\",\"event\":\"move\""));
+	assert_true(has(ops, "held by its metric gate until its window was too short: metric backlog "
+			"(query q): Prometheus http://p: connection refused"));
+	assert_true(has(ops, "\"window_start\":\"2026-12-03T02:00:00Z\""));
+	/* A result from before the window is not what held the tenant. */
+	result(f, "2026-12-01T01:59:00Z", false, "metric backlog (query q): old");
+	ops = decide(f, "2026-12-01T03:31:00Z");
+	assert_true(has(ops, "window too short: it ends 2026-12-01T04:00:00Z"));
+	assert_null(strstr(ops, "old"));
+}
+
+static void test_metric_checks_stop_when_unneeded(void **state)
+{
+	fixture *f = *state;
+	use_metrics(f);
+	f->fx[1] = EM_FX_METRICS;
+	set(f->doc, "state", json_string("paused"));
+	decide(f, "2026-12-01T02:00:00Z");
+	assert_int_equal(f->d.n_act, 1);
+	assert_int_equal(f->d.act[0].kind, EM_STOP_FX);
+	/* An abort does not wait for them either. */
+	set(f->doc, "state", json_string("aborted"));
+	assert_true(has(decide(f, "2026-12-01T02:00:00Z"), "\"id\":1,\"from\":\"waiting_window\",\"to\":\"skipped\""));
+	/* Running and still waiting for its window: they go on. */
+	set(f->doc, "state", json_string("running"));
+	decide(f, "2026-12-01T02:00:00Z");
+	assert_int_equal(f->d.n_act, 0);
+}
+
+static void test_metric_rows_of_the_wrong_shape_are_refused(void **state)
+{
+	fixture *f = *state;
+	static const char *const bad[] = {
+		"{\"name\": \"x\", \"query\": \"q\", \"for_s\": 0}",                  /* no bounds */
+		"{\"name\": \"x\", \"query\": \"q\", \"for_s\": -1, \"max\": 1}",
+		"{\"name\": \"x\", \"for_s\": 0, \"max\": 1}",
+		"{\"name\": \"x\", \"query\": \"q\", \"for_s\": 0, \"max\": \"1\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_error_t e;
+		json_t *m = json_loads(bad[i], 0, &e);
+		assert_non_null(m);
+		set(json_object_get(wave0(f), "settings"), "metrics", json_pack("[o]", m));
+		char *text = json_dumps(f->doc, JSON_COMPACT);
+		char why[200] = "";
+		assert_null(em_rollout_parse(text, why, sizeof(why)));
+		free(text);
+		assert_string_equal(why, "wave 1: metric 0 lacks its name, query, for_s or bounds");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -944,6 +1077,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_urgent_waits_for_the_standard_boundary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_preempt_rows_of_the_wrong_shape_are_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_plan_of_the_remaining_tenants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metric_gate_holds_then_releases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metric_gate_holds_until_the_window_is_too_short, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metric_checks_stop_when_unneeded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metric_rows_of_the_wrong_shape_are_refused, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
