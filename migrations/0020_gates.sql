@@ -69,21 +69,27 @@ $$;
 
 -- How long deploying a release has taken so far (engine.md "Windows in
 -- practice", issue 7 "migration timing from staging"): the 90th percentile
--- of deploying -> verifying over the deployments of this version that got
--- there, in any rollout (a staging rollout with production-like data
--- counts).  A migration that took an hour in staging makes the engine
--- expect an hour in production, whatever the tenant's own history says.
+-- of the executor calls that deployed this version (the outbox result's
+-- call_s, schedule seconds, engine_fx.c) to tenants that got through, in any
+-- rollout (a staging rollout with production-like data counts).  A
+-- migration that took an hour in staging makes the engine expect an hour in
+-- production, whatever the tenant's own history says.  The call, not the
+-- deployment's started/ended times: those would count an engine outage.
 CREATE FUNCTION ws__release_timing(p_version text) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
+    WITH m AS (
+        SELECT (o.result ->> 'call_s')::float8 AS s, x.wave_id
+          FROM deployments x
+          JOIN outbox o ON o.deployment_id = x.id AND o.kind = 'deploy' AND o.state = 'done'
+         WHERE x.target_version = p_version AND x.started_at IS NOT NULL AND x.ended_at IS NOT NULL
+           AND x.state IN ('verifying', 'healthy') AND jsonb_typeof(o.result -> 'call_s') = 'number'
+    )
     SELECT CASE WHEN count(*) = 0 THEN NULL ELSE jsonb_build_object(
-               'p90_s', percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM (x.ended_at - x.started_at))),
+               'p90_s', percentile_cont(0.9) WITHIN GROUP (ORDER BY m.s),
                'count', count(*),
-               'waves', (SELECT jsonb_agg(DISTINCT w.name) FROM deployments y JOIN waves w ON w.id = y.wave_id
-                          WHERE y.target_version = p_version AND y.started_at IS NOT NULL
-                            AND y.ended_at IS NOT NULL AND y.state IN ('verifying', 'healthy'))) END
-      FROM deployments x
-     WHERE x.target_version = p_version AND x.started_at IS NOT NULL AND x.ended_at IS NOT NULL
-       AND x.state IN ('verifying', 'healthy')
+               'waves', (SELECT jsonb_agg(DISTINCT w.name) FROM waves w
+                          WHERE w.id IN (SELECT m2.wave_id FROM m m2))) END
+      FROM m
 $$;
 
 -- 0005's document, with per deployment the latest successful backup whose

@@ -310,6 +310,13 @@ static void deploy_cb(void *arg, const ws_deploy_result *res)
 	}
 	if (!res->ok && res->reason)
 		json_object_set_new(result, "reason", json_string(res->reason));
+	/* How long the call took, in schedule time: what the expected-duration
+	 * rule learns from this release (0020 ws__release_timing).  A call
+	 * re-issued by a new leader counts from its re-issue, so an outage of
+	 * the engine is never taken for a slow migration. */
+	if (f->call_started > 0)
+		json_object_set_new(result, "call_s", json_real((double)(ws_clock_now(f->e->clock) -
+									 f->call_started) / 1e6));
 	json_array_append_new(ops, json_pack("{s:s, s:I, s:s, s:o}", "op", "outbox_done", "id",
 					     (json_int_t)f->outbox_id, "state",
 					     res->ok ? "done" : "failed", "result", result));
@@ -339,6 +346,7 @@ static void deploy_refused(efx *f, const char *why)
 static void deploy_start(efx *f)
 {
 	ws_engine *e = f->e;
+	f->call_started = ws_clock_now(e->clock);
 	char rollout[24];
 	snprintf(rollout, sizeof(rollout), "%" PRId64, f->run->id);
 	bool rollback = strcmp(f->outbox_kind, "rollback") == 0;

@@ -58,6 +58,7 @@ struct efx {
 	/* what the effect needs, copied from the rows and the fleet */
 	char *slug, *cluster, *health_url, *key, *version, *previous_version, *outbox_kind;
 	int64_t wave_id, outbox_id, baseline_us;
+	int64_t call_started;    /* schedule time the executor call began (us) */
 	int attempt;
 	bool soak;               /* probes of a healthy tenant during its wave's soak */
 	bool awaiting;           /* its deploy intent is being committed (engine_submit_intent) */
