@@ -143,8 +143,9 @@ def main():
           f"p99 {pct(reactions, 99):.1f} ms, max {max(reactions):.1f} ms "
           f"(target p99 <= {TARGET_P99_MS:.0f} ms: {'met' if pct(reactions, 99) <= TARGET_P99_MS else 'NOT met'})")
     print(f"  floor, same run: one round trip of the engine's load query p50 {pct(rtt, 50):.2f} ms, "
-          f"p99 {pct(rtt, 99):.2f} ms (a wave change takes a commit and a load, then the "
-          f"baseline probes, the intent's commit and a load before the call)")
+          f"p99 {pct(rtt, 99):.2f} ms (what a wave change cost when each commit was followed by a "
+          f"load; now the wave's commit, the baseline probe and the intent's commit come before "
+          f"the call, and the rows are reloaded after it)")
     return 0
 
 
