@@ -94,7 +94,13 @@ $$;
 
 -- 0005's document, with per deployment the latest successful backup whose
 -- restore was verified ("restore_at"), and per rollout the release's gate
--- state and deploy timing.
+-- state and deploy timing.  Each deployment's catalog backup, restore,
+-- deploy-time history and health baseline are read only in the states whose
+-- decisions use them (engine_decide.c): the backup gate judges scheduled
+-- tenants, the expected-duration rule scheduled and waiting ones, the
+-- latency check deploying, verifying and soaking ones.  A rollout of a
+-- hundred waves does not read the history of the ninety-eight that are over
+-- at every step (issue 4's reaction time).
 CREATE OR REPLACE FUNCTION ws_engine_rollout(p_rollout bigint) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -125,20 +131,25 @@ LANGUAGE sql STABLE AS $$
                                                              'attempt', o.attempt)
                                      FROM outbox o WHERE o.deployment_id = d.id
                                     ORDER BY o.id DESC LIMIT 1),
-                        'backup_at', (SELECT ws__us(max(b.completed_at)) FROM backups b
-                                       WHERE b.tenant_id = d.tenant_id AND b.succeeded),
-                        'restore_at', (SELECT ws__us(max(b.restore_verified_at)) FROM backups b
+                        'backup_at', CASE WHEN d.state = 'scheduled' THEN
+                                     (SELECT ws__us(max(b.completed_at)) FROM backups b
+                                       WHERE b.tenant_id = d.tenant_id AND b.succeeded) END,
+                        'restore_at', CASE WHEN d.state = 'scheduled' THEN
+                                      (SELECT ws__us(max(b.restore_verified_at)) FROM backups b
                                         WHERE b.tenant_id = d.tenant_id AND b.succeeded
-                                          AND b.restore_result = 'ok'),
-                        'baseline_us', (SELECT (g.evidence ->> 'median_us')::bigint FROM gate_results g
+                                          AND b.restore_result = 'ok') END,
+                        'baseline_us', CASE WHEN d.state IN ('deploying', 'verifying')
+                                              OR (d.state = 'healthy' AND w.state IN ('deploying', 'verifying', 'soaking')) THEN
+                                       (SELECT (g.evidence ->> 'median_us')::bigint FROM gate_results g
                                          WHERE g.deployment_id = d.id AND g.gate = 'baseline'
-                                         ORDER BY g.id DESC LIMIT 1),
-                        'p90_s', (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY
+                                         ORDER BY g.id DESC LIMIT 1) END,
+                        'p90_s', CASE WHEN d.state IN ('scheduled', 'waiting_window') THEN
+                                 (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY
                                          extract(epoch FROM (x.ended_at - x.started_at)))
                                     FROM deployments x
                                    WHERE x.tenant_id = d.tenant_id AND x.id <> d.id
                                      AND x.started_at IS NOT NULL AND x.ended_at IS NOT NULL
-                                     AND x.state IN ('verifying', 'healthy'))
+                                     AND x.state IN ('verifying', 'healthy')) END
                     ) ORDER BY d.window_start NULLS LAST, d.slug)
                     FROM deployments d WHERE d.wave_id = w.id), '[]'::jsonb)
             ) ORDER BY w.idx)

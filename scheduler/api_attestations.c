@@ -30,22 +30,6 @@
  * well (jsonb prints a little more than the compact form). */
 #define DOCUMENT_MAX 65536
 
-/* The release version rule of the releases table (api_releases.c keeps
- * its own copy; a path that cannot be a version is simply not found). */
-static bool version_ok(const char *v)
-{
-	size_t n = v ? strlen(v) : 0;
-	if (n == 0 || n > 128)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = v[i];
-		bool alnum = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-		if (!alnum && (i == 0 || (ch != '.' && ch != '_' && ch != '+' && ch != '-')))
-			return false;
-	}
-	return true;
-}
-
 static bool name_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
@@ -53,16 +37,6 @@ static bool name_ok(const char *s)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
-}
-
-static bool digest_ok(const char *d)
-{
-	if (!d || strlen(d) != 7 + 64 || strncmp(d, "sha256:", 7) != 0)
-		return false;
-	for (const char *p = d + 7; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
 			return false;
 	return true;
 }
@@ -95,7 +69,7 @@ static void attest_done(void *arg, const PGresult *res, const ws_pg_err *err)
 void h_release_attest(api_call *c)
 {
 	static const char *const fields[] = { "name", "result", "digest", "document", "produced_by", NULL };
-	if (!version_ok(c->param)) {
+	if (!release_version_ok(c->param)) {
 		reply_error(c, 404, "not_found", "no such release", NULL);
 		return;
 	}
@@ -115,7 +89,7 @@ void h_release_attest(api_call *c)
 			    NAME_MAX_LEN);
 	if (!result || (strcmp(result, "passed") && strcmp(result, "failed")))
 		field_error(details, "result", "must be passed or failed");
-	if (!digest_ok(digest))
+	if (!release_digest_ok(digest))
 		field_error(details, "digest", "must be the release's artifact digest: \"sha256:\" followed by "
 			    "64 lowercase hex digits");
 	if (!produced_by_ok(produced_by))
@@ -155,7 +129,7 @@ static void list_done(void *arg, const PGresult *res, const ws_pg_err *err)
 
 void h_release_attestations(api_call *c)
 {
-	if (!version_ok(c->param)) {
+	if (!release_version_ok(c->param)) {
 		reply_error(c, 404, "not_found", "no such release", NULL);
 		return;
 	}

@@ -141,6 +141,10 @@ void reply_doc_row(api_call *c, const PGresult *res, const ws_pg_err *err, int s
 char *principal_tenants_param(const api_call *c);
 /* waves.settings for one wave (the shape is documented in 0004_rollouts.sql). */
 json_t *rollout_wave_settings_json(const ws_wave_settings *s);
+/* api_releases.c: the releases table's version rule (one alphanumeric, then
+ * up to 127 of [A-Za-z0-9._+-]) and an artifact digest (sha256:64 hex). */
+bool release_version_ok(const char *v);
+bool release_digest_ok(const char *d);
 
 /* The non-dry-run end of POST /v1/rollouts, after the planning job of
  * api_policies.c: stores the rollout, its frozen plan, waves and

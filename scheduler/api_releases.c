@@ -27,7 +27,7 @@
 
 /* The release version rule of the releases table: one alphanumeric, then up
  * to 127 of [A-Za-z0-9._+-]. */
-static bool version_ok(const char *v)
+bool release_version_ok(const char *v)
 {
 	size_t n = v ? strlen(v) : 0;
 	if (n == 0 || n > 128)
@@ -41,7 +41,7 @@ static bool version_ok(const char *v)
 	return true;
 }
 
-static bool digest_ok(const char *d)
+bool release_digest_ok(const char *d)
 {
 	if (!d || strlen(d) != 7 + 64 || strncmp(d, "sha256:", 7) != 0)
 		return false;
@@ -111,10 +111,10 @@ void h_release_create(api_call *c)
 	const char *kind = jkind && !json_is_null(jkind) ? json_string_value(jkind) : "standard";
 	const char *notes = jnotes && !json_is_null(jnotes) ? json_string_value(jnotes) : "";
 	ws_release_kind rk = WS_RELEASE_STANDARD;
-	if (!version_ok(version))
+	if (!release_version_ok(version))
 		field_error(details, "version", "must be 1 to 128 characters of A-Z a-z 0-9 . _ + -, "
 			    "starting with a letter or digit");
-	if (!digest_ok(digest))
+	if (!release_digest_ok(digest))
 		field_error(details, "digest", "must be \"sha256:\" followed by 64 lowercase hex digits");
 	if (!kind || ws_release_kind_parse(kind, &rk))
 		field_error(details, "kind", "must be standard or urgent");
