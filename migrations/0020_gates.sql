@@ -54,8 +54,10 @@ LANGUAGE sql IMMUTABLE AS $$
                              OR (m ->> 'for_s')::numeric < 0
                              OR ((m -> 'min') IS NULL AND (m -> 'max') IS NULL)
                              OR ((m -> 'min') IS NOT NULL AND jsonb_typeof(m -> 'min') <> 'number')
-                             OR ((m -> 'max') IS NOT NULL AND jsonb_typeof(m -> 'max') <> 'number')))
-            THEN 'metrics must be an array of {name, query, for_s, min and/or max}'
+                             OR ((m -> 'max') IS NOT NULL AND jsonb_typeof(m -> 'max') <> 'number'))
+              OR (SELECT count(DISTINCT m ->> 'name') FROM jsonb_array_elements(s -> 'metrics') m)
+                 <> jsonb_array_length(s -> 'metrics'))
+            THEN 'metrics must be an array of {name, query, for_s, min and/or max}, names unique'
     END
 $$;
 
@@ -92,8 +94,10 @@ LANGUAGE sql STABLE AS $$
       FROM m
 $$;
 
--- 0005's document, with per deployment the latest successful backup whose
--- restore was verified ("restore_at"), and per rollout the release's gate
+-- 0005's document, with per deployment the time of the tenant's latest
+-- restore verification when it succeeded ("restore_at"; none when the
+-- latest one failed: a restore that worked last month says nothing once
+-- this week's failed), and per rollout the release's gate
 -- state and deploy timing.  Each deployment's catalog backup, restore,
 -- deploy-time history and health baseline are read only in the states whose
 -- decisions use them (engine_decide.c): the backup gate judges scheduled
@@ -135,9 +139,11 @@ LANGUAGE sql STABLE AS $$
                                      (SELECT ws__us(max(b.completed_at)) FROM backups b
                                        WHERE b.tenant_id = d.tenant_id AND b.succeeded) END,
                         'restore_at', CASE WHEN d.state = 'scheduled' THEN
-                                      (SELECT ws__us(max(b.restore_verified_at)) FROM backups b
+                                      (SELECT CASE WHEN b.restore_result = 'ok' THEN ws__us(b.restore_verified_at) END
+                                         FROM backups b
                                         WHERE b.tenant_id = d.tenant_id AND b.succeeded
-                                          AND b.restore_result = 'ok') END,
+                                          AND b.restore_verified_at IS NOT NULL
+                                        ORDER BY b.restore_verified_at DESC, b.id DESC LIMIT 1) END,
                         'baseline_us', CASE WHEN d.state IN ('deploying', 'verifying')
                                               OR (d.state = 'healthy' AND w.state IN ('deploying', 'verifying', 'soaking')) THEN
                                        (SELECT (g.evidence ->> 'median_us')::bigint FROM gate_results g

@@ -62,7 +62,10 @@ LANGUAGE sql STABLE AS $$
            || CASE WHEN p_with_document THEN jsonb_build_object('document', a.document) ELSE '{}' END
 $$;
 
--- The latest attestation of each name of a release, {name: summary}.
+-- The latest attestation of each name of a release, {name: summary}, among
+-- those bound to the release's digest as it is now: a release corrected
+-- before any rollout used it (0003's guard allows that) does not keep the
+-- attestations of the artifact it named before.
 CREATE FUNCTION ws__attestations_latest(p_release bigint) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT COALESCE(jsonb_object_agg(x.name, jsonb_build_object(
@@ -70,6 +73,7 @@ LANGUAGE sql STABLE AS $$
                'recorded_by', x.recorded_by, 'at', ws__rfc3339(x.recorded_at))), '{}')
       FROM (SELECT DISTINCT ON (a.name) a.*
               FROM release_attestations a
+              JOIN releases r ON r.id = a.release_id AND r.digest = a.digest
              WHERE a.release_id = p_release
              ORDER BY a.name, a.id DESC) x
 $$;

@@ -176,6 +176,11 @@ static void commit_done(void *arg, const PGresult *res, const ws_pg_err *err)
 	if (run_finish_closing(run))
 		return;
 	if (err) {
+		/* A metric gate's row may have been in this call: the results it
+		 * stood for are forgotten, so that no tenant passes on a verdict
+		 * without its row (they are asked again, and the row written). */
+		metric_cache_free(run->metrics);
+		run->metrics = NULL;
 		const char *st = err->sqlstate ? err->sqlstate : "";
 		if (strcmp(st, "WSE01") == 0) {
 			e->stats.stale_epoch++;
@@ -721,7 +726,7 @@ static const em_metric_status *metric_of(void *arg, int64_t dep_id, const char *
 /* How long a metric result answers: the configured interval, but at least
  * METRIC_TTL_FLOOR_MS of real time, so that under a large --time-scale the
  * checks are not asked again and again faster than Prometheus scrapes. */
-static int64_t metric_ttl_s(const ws_engine *e)
+int64_t engine_metric_ttl_s(const ws_engine *e)
 {
 	int64_t every = e->metric_interval_s > 0 ? e->metric_interval_s : 30;
 	uint64_t real = ws_clock_real_ms(e->clock, every * 1000000LL);
@@ -761,7 +766,7 @@ static void run_decide(erun *run)
 		.fx = fx_of_run,
 		.backup = backup_of,
 		.metric = metric_of,
-		.metric_interval_s = metric_ttl_s(e),
+		.metric_interval_s = engine_metric_ttl_s(e),
 		.fx_arg = &ea,
 	};
 	/* A chain of steps that needs nothing from outside is decided at once

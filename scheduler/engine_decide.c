@@ -111,14 +111,26 @@ static bool parse_gate_lists(json_t *s, em_settings *out, char *why, size_t n)
 		}
 		json_array_foreach(m, i, x) {
 			json_t *mn = json_object_get(x, "min"), *mx = json_object_get(x, "max");
-			if (!json_is_string(json_object_get(x, "name")) ||
-			    !json_is_string(json_object_get(x, "query")) ||
-			    !json_is_integer(json_object_get(x, "for_s")) ||
-			    json_integer_value(json_object_get(x, "for_s")) < 0 ||
-			    (mn && !json_is_number(mn)) || (mx && !json_is_number(mx)) || (!mn && !mx)) {
-				snprintf(why, n, "metric %zu lacks its name, query, for_s or bounds", i);
+			const char *name = json_string_value(json_object_get(x, "name"));
+			const char *bad = !name ? "name"
+					  : !json_is_string(json_object_get(x, "query")) ? "query"
+					  : !json_is_integer(json_object_get(x, "for_s")) ||
+					    json_integer_value(json_object_get(x, "for_s")) < 0 ? "for_s"
+					  : (mn && !json_is_number(mn)) || (mx && !json_is_number(mx)) ||
+					    (!mn && !mx) ? "min/max" : NULL;
+			if (bad) {
+				snprintf(why, n, "metric %zu (%s): %s is missing or invalid", i,
+					 name ? name : "no name", bad);
 				return false;
 			}
+			/* Results are kept by name: two checks of one name would
+			 * hide each other. */
+			for (size_t k = 0; k < i; k++)
+				if (strcmp(name, json_string_value(json_object_get(json_array_get(m, k),
+										   "name"))) == 0) {
+					snprintf(why, n, "metric %zu: duplicate name \"%s\"", i, name);
+					return false;
+				}
 		}
 		out->metrics = json_array_size(m) ? m : NULL;
 	}
@@ -155,9 +167,13 @@ static bool parse_settings(json_t *s, em_settings *out, char *why, size_t n)
 		snprintf(why, n, "unknown backup source \"%s\"", src);
 		return false;
 	}
-	out->restore_max_age_s = get_i64_or(b, "restore_max_age_s", 0);
-	if (json_object_get(b, "restore_max_age_s") && out->restore_max_age_s <= 0) {
-		snprintf(why, n, "backup.restore_max_age_s must be positive");
+	json_t *rma = json_object_get(b, "restore_max_age_s");
+	out->restore_max_age_s = json_is_integer(rma) ? json_integer_value(rma) : 0;
+	if (rma && out->restore_max_age_s <= 0) {
+		char *text = json_dumps(rma, JSON_ENCODE_ANY);
+		snprintf(why, n, "backup.restore_max_age_s must be a positive whole number of seconds, "
+			 "got %.40s", text ? text : "?");
+		free(text);
 		return false;
 	}
 	if (!parse_gate_lists(s, out, why, n))
@@ -536,8 +552,8 @@ static void restore_problem(const bview *v, const em_wave *w, int64_t now, char 
 	char t[40], age[32];
 	ws_duration_format(w->s.restore_max_age_s, age, sizeof(age));
 	if (v->restore_at == EM_NONE) {
-		snprintf(buf, n, "restore not verified: no backup with a verified restore "
-			 "(require_restore_verified %s)", age);
+		snprintf(buf, n, "restore not verified: the tenant's latest restore verification is "
+			 "missing or failed (require_restore_verified %s)", age);
 	} else {
 		fmt_time(v->restore_at, t, sizeof(t));
 		snprintf(buf, n, "restore not verified: the latest verified restore is from %s%s "

@@ -529,12 +529,17 @@ static void metrics_done(efx *f)
 	size_t i;
 	json_t *r;
 	bool stored = true;
+	/* Evaluations come every metric TTL while the tenant waits at its
+	 * window; a longer gap (a pause, the cluster cap, a move to another
+	 * window, a new leader) means nobody watched the metric: `for` starts
+	 * again rather than trusting an old run of good answers. */
+	int64_t gap = 2 * engine_metric_ttl_s(f->e) * US + US;
 	json_array_foreach(f->metric_results, i, r)
 		stored = metric_cache_put(&run->metrics, f->dep_id,
 					  json_string_value(json_object_get(r, "name")), at,
 					  json_is_true(json_object_get(r, "ok")),
 					  json_string_value(json_object_get(r, "reason")),
-					  json_object_get(r, "evidence")) && stored;
+					  json_object_get(r, "evidence"), gap) && stored;
 	if (!stored)
 		ws_warn("engine", "rollout %" PRId64 " tenant=%s: out of memory keeping metric results",
 			run->id, f->slug);

@@ -131,4 +131,8 @@ void fx_cancel(efx *f);
 void fx_cancel_run(ws_engine *e, erun *run);
 void fx_intent_committed(efx *f, const json_t *result);   /* result NULL: not committed */
 
+/* How long a metric result answers (schedule seconds): metric_interval, at
+ * least a floor of real time under a large --time-scale (engine.c). */
+int64_t engine_metric_ttl_s(const ws_engine *e);
+
 #endif

@@ -57,7 +57,8 @@ typedef struct em_dep {
 	double p90_s;                      /* past deploy times; < 0: none */
 	double release_p90_s;              /* this release's deploy times so far, any
 					    * tenant (ws__release_timing); < 0: none */
-	int64_t restore_at;                /* latest verified restore (catalog); EM_NONE */
+	int64_t restore_at;                /* latest restore verification, if it succeeded
+					    * (catalog); EM_NONE */
 } em_dep;
 
 typedef struct em_wave {

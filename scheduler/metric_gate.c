@@ -260,14 +260,15 @@ static json_t *time_json(int64_t us)
 }
 
 bool metric_cache_put(metric_cache **cp, int64_t dep_id, const char *name, int64_t at, bool ok,
-		      const char *reason, const json_t *evidence)
+		      const char *reason, const json_t *evidence, int64_t max_gap_us)
 {
 	if (!*cp && !(*cp = calloc(1, sizeof(**cp))))
 		return false;
 	metric_cache *c = *cp;
 	mentry *m = find(c, dep_id, name);
-	int64_t since = ok ? (m && m->st.ok && m->st.ok_since != EM_NONE ? m->st.ok_since : at)
-			   : EM_NONE;
+	bool unbroken = m && m->st.ok && m->st.ok_since != EM_NONE &&
+			(max_gap_us <= 0 || at - m->st.checked_at <= max_gap_us);
+	int64_t since = ok ? (unbroken ? m->st.ok_since : at) : EM_NONE;
 	char *why = reason && !ok ? strdup(reason) : NULL;
 	json_t *ev = evidence ? json_deep_copy(evidence) : json_object();
 	if ((reason && !ok && !why) || !ev)

@@ -63,13 +63,15 @@ typedef struct metric_cache metric_cache;
 
 /*
  * Stores one evaluation of `name` for `dep_id` made at `at` (schedule time):
- * ok_since carries over from the previous result while results stay ok, is
- * `at` on the first ok one, and EM_NONE once one is not ok.  `evidence`
+ * ok_since carries over from the previous result while results stay ok and
+ * follow each other within `max_gap_us` (<= 0: any gap), is `at` on the
+ * first ok one or after a longer gap (the metric was not watched meanwhile:
+ * `for` starts again), and EM_NONE once one is not ok.  `evidence`
  * (borrowed, copied) is what the gate's row shows of it.  False when out of
  * memory (the metric is then evaluated again at the next decision).
  */
 bool metric_cache_put(metric_cache **c, int64_t dep_id, const char *name, int64_t at, bool ok,
-		      const char *reason, const json_t *evidence);
+		      const char *reason, const json_t *evidence, int64_t max_gap_us);
 /* The latest result, or NULL; valid until the next put or free. */
 const em_metric_status *metric_cache_get(const metric_cache *c, int64_t dep_id, const char *name);
 /* Its evidence (with ok_since and checked_at added), or NULL; borrowed. */

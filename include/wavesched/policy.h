@@ -44,8 +44,8 @@ typedef struct ws_gate_backup {
 	int64_t max_age_s;
 	ws_backup_source source;       /* default catalog */
 	const char *url;               /* the template; NULL unless source is http */
-	/* require_restore_verified: the backup must also carry a successful
-	 * restore verification younger than this; 0: not required. */
+	/* require_restore_verified: the tenant's latest restore verification
+	 * must have succeeded and be younger than this; 0: not required. */
 	int64_t restore_max_age_s;
 } ws_gate_backup;
 

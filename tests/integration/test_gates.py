@@ -101,7 +101,7 @@ clusters:
   - {name: shared-1, hosting: shared, region: eu, max_parallel: 4,
      deploy: {executor: webhook, url: "http://127.0.0.1:9/deploy"}}
 tenants:
-""" + "".join(tenant(s, "shared-1") for s in ("verified-a", "never-b", "old-c", "failed-d"))
+""" + "".join(tenant(s, "shared-1") for s in ("verified-a", "never-b", "old-c", "failed-d", "regressed-e"))
 
     POLICY = """apiVersion: wavesched/v1
 kind: WavePolicy
@@ -131,20 +131,25 @@ spec:
             self.backup("never-b")
             self.backup("old-c", restore_days_ago=9)
             self.backup("failed-d", restore_days_ago=1, result="failed")
+            # restored fine three days ago, but yesterday's restore failed
+            self.backup("regressed-e", restore_days_ago=3)
+            self.backup("regressed-e", restore_days_ago=1, result="failed")
         rid, ro = self.play(self.POLICY, "restore", before_start=reports)
         self.assertEqual(ro["state"], "completed", ro)
         self.assertEqual(ro["waves"][0]["settings"]["backup"]["restore_max_age_s"], 7 * 86400)
         t = {x["slug"]: x for w in ro["waves"] for x in w["tenants"]}
         self.assertEqual({s: x["state"] for s, x in t.items()},
                          {"verified-a": "healthy", "never-b": "skipped", "old-c": "skipped",
-                          "failed-d": "skipped"})
+                          "failed-d": "skipped", "regressed-e": "skipped"})
         sim = self.sim.tenants()
         self.assertEqual(sim["verified-a"]["version"], RELEASE)
-        for s in ("never-b", "old-c", "failed-d"):
+        for s in ("never-b", "old-c", "failed-d", "regressed-e"):
             self.assertEqual(sim[s]["deploys"], 0, s)
         self.assertEqual(t["never-b"]["state_reason"],
-                         "restore not verified: no backup with a verified restore (require_restore_verified 7d)")
+                         "restore not verified: the tenant's latest restore verification is missing or "
+                         "failed (require_restore_verified 7d)")
         self.assertEqual(t["failed-d"]["state_reason"], t["never-b"]["state_reason"])
+        self.assertEqual(t["regressed-e"]["state_reason"], t["never-b"]["state_reason"])
         self.assertRegex(t["old-c"]["state_reason"],
                          r"^restore not verified: the latest verified restore is from "
                          r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(require_restore_verified 7d\)$")

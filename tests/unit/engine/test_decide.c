@@ -360,8 +360,8 @@ static void test_restore_verification_required(void **state)
 	const char *ops = decide(f, "2026-12-01T04:00:00Z");
 	assert_true(has(ops, "\"gate\":\"backup\",\"result\":\"fail\""));
 	assert_true(has(ops, "\"restore_verified_at\":null"));
-	assert_true(has(ops, "\"reason\":\"restore not verified: no backup with a verified restore "
-			     "(require_restore_verified 7d)\""));
+	assert_true(has(ops, "\"reason\":\"restore not verified: the tenant's latest restore "
+			     "verification is missing or failed (require_restore_verified 7d)\""));
 	/* Verified nine days ago: too old. */
 	set(dep_of(f, 0), "restore_at", json_integer(T("2026-11-22T02:00:00Z")));
 	ops = decide(f, "2026-12-01T04:00:00Z");
@@ -938,7 +938,7 @@ static void use_metrics(fixture *f)
 
 static void result(fixture *f, const char *at, bool ok, const char *reason)
 {
-	assert_true(metric_cache_put(&f->mc, 1, "backlog", T(at), ok, reason, NULL));
+	assert_true(metric_cache_put(&f->mc, 1, "backlog", T(at), ok, reason, NULL, 0));
 }
 
 static void test_metric_gate_holds_then_releases(void **state)
@@ -1027,22 +1027,31 @@ static void test_metric_checks_stop_when_unneeded(void **state)
 static void test_metric_rows_of_the_wrong_shape_are_refused(void **state)
 {
 	fixture *f = *state;
-	static const char *const bad[] = {
-		"{\"name\": \"x\", \"query\": \"q\", \"for_s\": 0}",                  /* no bounds */
-		"{\"name\": \"x\", \"query\": \"q\", \"for_s\": -1, \"max\": 1}",
-		"{\"name\": \"x\", \"for_s\": 0, \"max\": 1}",
-		"{\"name\": \"x\", \"query\": \"q\", \"for_s\": 0, \"max\": \"1\"}",
+	static const char *const bad[][2] = {
+		{ "[{\"name\": \"x\", \"query\": \"q\", \"for_s\": 0}]",
+		  "wave 1: metric 0 (x): min/max is missing or invalid" },
+		{ "[{\"name\": \"x\", \"query\": \"q\", \"for_s\": -1, \"max\": 1}]",
+		  "wave 1: metric 0 (x): for_s is missing or invalid" },
+		{ "[{\"name\": \"x\", \"for_s\": 0, \"max\": 1}]",
+		  "wave 1: metric 0 (x): query is missing or invalid" },
+		{ "[{\"name\": \"x\", \"query\": \"q\", \"for_s\": 0, \"max\": \"1\"}]",
+		  "wave 1: metric 0 (x): min/max is missing or invalid" },
+		{ "[{\"query\": \"q\", \"for_s\": 0, \"max\": 1}]",
+		  "wave 1: metric 0 (no name): name is missing or invalid" },
+		{ "[{\"name\": \"x\", \"query\": \"q\", \"for_s\": 0, \"max\": 1},"
+		  " {\"name\": \"x\", \"query\": \"r\", \"for_s\": 0, \"min\": 1}]",
+		  "wave 1: metric 1: duplicate name \"x\"" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		json_error_t e;
-		json_t *m = json_loads(bad[i], 0, &e);
+		json_t *m = json_loads(bad[i][0], 0, &e);
 		assert_non_null(m);
-		set(json_object_get(wave0(f), "settings"), "metrics", json_pack("[o]", m));
+		set(json_object_get(wave0(f), "settings"), "metrics", m);
 		char *text = json_dumps(f->doc, JSON_COMPACT);
 		char why[200] = "";
 		assert_null(em_rollout_parse(text, why, sizeof(why)));
 		free(text);
-		assert_string_equal(why, "wave 1: metric 0 lacks its name, query, for_s or bounds");
+		assert_string_equal(why, bad[i][1]);
 	}
 }
 

@@ -188,8 +188,8 @@ static void test_cache_and_for(void **state)
 	assert_string_equal(why, "metric backlog: not evaluated yet");
 
 	json_t *ev = json_pack("{s:s}", "query", "q1");
-	assert_true(metric_cache_put(&c, 5, "backlog", t0, false, "metric backlog (query q1): high", ev));
-	assert_true(metric_cache_put(&c, 5, "locks", t0, true, NULL, NULL));
+	assert_true(metric_cache_put(&c, 5, "backlog", t0, false, "metric backlog (query q1): high", ev, 0));
+	assert_true(metric_cache_put(&c, 5, "locks", t0, true, NULL, NULL, 0));
 	l.c = c;
 	assert_int_equal(metric_gate_judge(metrics, look, &l, t0, why, sizeof(why)), 0);
 	assert_string_equal(why, "metric backlog (query q1): high");
@@ -200,8 +200,8 @@ static void test_cache_and_for(void **state)
 	assert_null(metric_cache_get(c, 5, "other"));
 
 	/* ok from t0+30s: held until it has been so for 120 s */
-	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 30 * US, true, NULL, ev));
-	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 60 * US, true, NULL, ev));
+	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 30 * US, true, NULL, ev, 0));
+	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 60 * US, true, NULL, ev, 0));
 	st = metric_cache_get(c, 5, "backlog");
 	assert_int_equal(st->ok_since, t0 + 30 * US);
 	assert_null(st->reason);
@@ -209,16 +209,22 @@ static void test_cache_and_for(void **state)
 	assert_string_equal(why, "metric backlog: within bounds for 30s of the 2m it must hold");
 	assert_int_equal(metric_gate_judge(metrics, look, &l, t0 + 150 * US, why, sizeof(why)), 1);
 	/* one bad result breaks the run: `for` counts again from the next ok */
-	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 160 * US, false, "down", ev));
-	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 190 * US, true, NULL, ev));
+	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 160 * US, false, "down", ev, 0));
+	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 190 * US, true, NULL, ev, 0));
 	assert_int_equal(metric_cache_get(c, 5, "backlog")->ok_since, t0 + 190 * US);
 	assert_int_equal(metric_gate_judge(metrics, look, &l, t0 + 250 * US, why, sizeof(why)), 0);
 	assert_int_equal(metric_gate_judge(metrics, look, &l, t0 + 310 * US, why, sizeof(why)), 1);
 	/* the second check failing holds as well */
-	assert_true(metric_cache_put(&c, 5, "locks", t0 + 320 * US, false, "metric locks: NaN", NULL));
+	assert_true(metric_cache_put(&c, 5, "locks", t0 + 320 * US, false, "metric locks: NaN", NULL, 0));
 	assert_int_equal(metric_gate_judge(metrics, look, &l, t0 + 320 * US, why, sizeof(why)), 0);
 	assert_string_equal(why, "metric locks: NaN");
 
+	/* a gap longer than allowed (nobody watched the metric): `for` starts
+	 * again, however good the answers before it were */
+	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 3600 * US, true, NULL, ev, 61 * US));
+	assert_int_equal(metric_cache_get(c, 5, "backlog")->ok_since, t0 + 3600 * US);
+	assert_true(metric_cache_put(&c, 5, "backlog", t0 + 3660 * US, true, NULL, ev, 61 * US));
+	assert_int_equal(metric_cache_get(c, 5, "backlog")->ok_since, t0 + 3600 * US);
 	/* the evidence is a copy, with the times of the result */
 	json_object_set_new(ev, "query", json_string("changed"));
 	const json_t *e = metric_cache_evidence(c, 5, "backlog");
