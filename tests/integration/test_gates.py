@@ -217,8 +217,10 @@ spec:
         self.assertEqual((start.weekday(), start.hour), (6, 1), prod)   # Sunday 01:00
         # The view says what is expected and where it comes from.
         self.assertEqual(prod["expected"]["source"], "release", prod)
-        self.assertGreater(prod["expected"]["seconds"], 3600)
-        self.assertLessEqual(prod["expected"]["seconds"], int(took.total_seconds()) + 1)
+        # The release's p90 of its deploy calls: staging's and, by now, this
+        # tenant's own (both about the same length).
+        self.assertAlmostEqual(prod["expected"]["seconds"], took.total_seconds(),
+                               delta=0.05 * took.total_seconds())
         self.assertIn("staging", prod["expected"]["detail"])
         # The text view shows it too.
         out = h.wavectl("rollout", "show", str(rid), token=self.admin, url=f"http://127.0.0.1:{self.svc.port}")
