@@ -1752,13 +1752,19 @@ static void gitops_sync_answer(ws_deploy_job *j, const ws_outbound_res *r, json_
 		 * at all for a while: that is "not yet", and the deadline
 		 * bounds the wait. */
 		char ex[EX_EXCERPT_BUF] = "";
-		if (r->reason == WS_OUT_OK)
+		if (r->reason == WS_OUT_OK) {
 			excerpt(r->body, r->body_len, ex, sizeof(ex));
-		if (r->reason == WS_OUT_OK)
 			snprintf(j->last_state, sizeof(j->last_state), "HTTP %ld %.80s", r->status, ex);
-		else
-			snprintf(j->last_state, sizeof(j->last_state), "%.120s", r->error ? r->error : "no answer");
-		json_object_set_new(rec, "state", json_string(j->last_state));
+			json_object_set_new(rec, "state", json_string(j->last_state));
+		} else {
+			/* No answer is not a state of the tenant: the last one seen
+			 * stays what a time-out reports (the final GET is often
+			 * the one the job's own deadline cut short). */
+			const char *why = r->error ? r->error : "no answer";
+			if (!*j->last_state)
+				snprintf(j->last_state, sizeof(j->last_state), "%.120s", why);
+			json_object_set_new(rec, "state", json_string(why));
+		}
 		return poll_later(j);
 	}
 	json_t *doc = parse_object(j, "gitops sync", "GET", j->poll_url, r);
