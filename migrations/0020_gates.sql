@@ -6,39 +6,16 @@
 --    "attestations": ["tests", "image-scan"]
 --    "metrics": [{"name": "queue-backlog", "query": "...", "for_s": 600,
 --                 "min"?: number, "max"?: number}]
--- The check of 0012 is replaced so that a settings row with these keys in
--- another shape is refused when the rollout is created.
-CREATE OR REPLACE FUNCTION ws__wave_settings_problem(s jsonb) RETURNS text
+-- 0012's check stays as it is (renamed); these keys are checked after it,
+-- so that a settings row with them in another shape is refused when the
+-- rollout is created.
+ALTER FUNCTION ws__wave_settings_problem(jsonb) RENAME TO ws__wave_settings_problem_0012;
+CREATE FUNCTION ws__wave_settings_problem(s jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN jsonb_typeof(s) IS DISTINCT FROM 'object' THEN 'settings must be an object'
-        WHEN jsonb_typeof(s -> 'soak_s') IS DISTINCT FROM 'number' THEN 'soak_s is missing'
-        WHEN jsonb_typeof(s -> 'max_parallel_per_cluster') IS DISTINCT FROM 'number' THEN 'max_parallel_per_cluster is missing'
-        WHEN jsonb_typeof(s #> '{backup,enabled}') IS DISTINCT FROM 'boolean'
-          OR jsonb_typeof(s #> '{backup,max_age_s}') IS DISTINCT FROM 'number' THEN 'backup.enabled or backup.max_age_s is missing'
-        WHEN (s #> '{backup,source}') IS NOT NULL
-         AND (jsonb_typeof(s #> '{backup,source}') IS DISTINCT FROM 'string'
-              OR (s #>> '{backup,source}') NOT IN ('catalog', 'http')) THEN 'backup.source must be "catalog" or "http"'
-        WHEN (s #>> '{backup,source}') = 'http'
-         AND (jsonb_typeof(s #> '{backup,url}') IS DISTINCT FROM 'string'
-              OR (s #>> '{backup,url}') !~ '^https?://') THEN 'backup.url must be an http(s) URL template with source http'
-        WHEN (s #>> '{backup,source}') IS DISTINCT FROM 'http'
-         AND (s #> '{backup,url}') IS NOT NULL THEN 'backup.url is only used with source http'
+    SELECT COALESCE(ws__wave_settings_problem_0012(s), CASE
         WHEN (s #> '{backup,restore_max_age_s}') IS NOT NULL
          AND (jsonb_typeof(s #> '{backup,restore_max_age_s}') IS DISTINCT FROM 'number'
               OR (s #>> '{backup,restore_max_age_s}')::numeric <= 0) THEN 'backup.restore_max_age_s must be a positive number'
-        WHEN jsonb_typeof(s #> '{health,enabled}') IS DISTINCT FROM 'boolean'
-          OR jsonb_typeof(s #> '{health,interval_s}') IS DISTINCT FROM 'number'
-          OR jsonb_typeof(s #> '{health,timeout_s}') IS DISTINCT FROM 'number'
-          OR jsonb_typeof(s #> '{health,consecutive_successes}') IS DISTINCT FROM 'number'
-          OR jsonb_typeof(s #> '{health,max_consecutive_failures}') IS DISTINCT FROM 'number'
-          OR jsonb_typeof(s #> '{health,max_latency_ms}') IS DISTINCT FROM 'number'
-          OR jsonb_typeof(s #> '{health,latency_regression}') IS DISTINCT FROM 'number' THEN 'a health setting is missing'
-        WHEN jsonb_typeof(s #> '{approval,min}') IS DISTINCT FROM 'number'
-          OR jsonb_typeof(s #> '{approval,roles}') IS DISTINCT FROM 'array' THEN 'approval.min or approval.roles is missing'
-        WHEN jsonb_typeof(s #> '{failure,max_failed}') IS DISTINCT FROM 'number'
-          OR (s #>> '{failure,action}') IS NULL
-          OR (s #>> '{failure,action}') NOT IN ('halt', 'rollback_wave', 'continue') THEN 'failure.max_failed or failure.action is missing'
         WHEN (s -> 'attestations') IS NOT NULL
          AND (jsonb_typeof(s -> 'attestations') IS DISTINCT FROM 'array'
               OR EXISTS (SELECT 1 FROM jsonb_array_elements(s -> 'attestations') e
@@ -58,7 +35,7 @@ LANGUAGE sql IMMUTABLE AS $$
               OR (SELECT count(DISTINCT m ->> 'name') FROM jsonb_array_elements(s -> 'metrics') m)
                  <> jsonb_array_length(s -> 'metrics'))
             THEN 'metrics must be an array of {name, query, for_s, min and/or max}, names unique'
-    END
+    END)
 $$;
 
 -- What the gates of a release need to know about it, joined to the engine's
