@@ -165,6 +165,33 @@ spec:
         self.assertIn("restore not verified", str(ev))
 
 
+    def test_stored_settings_are_checked(self):
+        """0020: the gates' settings in another shape are refused when a
+        rollout is created (ws__wave_settings_problem), after 0012's checks."""
+        base = ('{"soak_s": 0, "max_parallel_per_cluster": 0, "backup": {"enabled": true, '
+                '"max_age_s": 60%s}, "health": {"enabled": false, "interval_s": 30, "timeout_s": 5, '
+                '"consecutive_successes": 3, "max_consecutive_failures": 3, "max_latency_ms": 2000, '
+                '"latency_regression": 1.5}, "approval": {"min": 0, "roles": ["approver"]}, '
+                '"failure": {"max_failed": 0, "action": "halt"}%s}')
+        metric = '{"name": "%s", "query": "q", "for_s": 0, "max": 1}'
+        cases = {
+            ("", ""): "",
+            (', "restore_max_age_s": 86400', ', "attestations": ["tests"], "metrics": [%s]' % (metric % "a")): "",
+            (', "restore_max_age_s": 0', ""): "backup.restore_max_age_s must be a positive number",
+            ("", ', "attestations": ["Tests"]'): "attestations must be an array of names",
+            ("", ', "attestations": "tests"'): "attestations must be an array of names",
+            ("", ', "metrics": [{"name": "a", "query": "q", "for_s": 0}]'):
+                "metrics must be an array of {name, query, for_s, min and/or max}, names unique",
+            ("", ', "metrics": [%s, %s]' % (metric % "a", metric % "a")):
+                "metrics must be an array of {name, query, for_s, min and/or max}, names unique",
+            # 0012's problems come first
+            (', "source": "s3", "restore_max_age_s": 0', ""): 'backup.source must be "catalog" or "http"',
+        }
+        for (backup, gates), want in cases.items():
+            got = self.db.sql("SELECT ws__wave_settings_problem('%s'::jsonb)" % (base % (backup, gates)))
+            self.assertEqual(got.strip(), want, (backup, gates))
+
+
 class StagingTiming(GateCase):
     # 20000x: a day in 4.3 s; a deploy converging in 400 ms takes 2h13m of
     # schedule time.
