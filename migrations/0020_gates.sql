@@ -150,7 +150,9 @@ CREATE INDEX deployments_version_idx ON deployments (target_version)
 -- em_expected_s, the same rule): the longer of the tenant's own p90 and the
 -- release's p90 so far, else the policy's deploy_estimate (carried by the
 -- wave's settings); with where it comes from, for the rollout's views.
-CREATE FUNCTION ws__deploy_expected(p_dep bigint, p_tenant bigint, p_version text, p_settings jsonb)
+-- `p_timing` is ws__release_timing(p_version), read once per document.
+CREATE FUNCTION ws__deploy_expected(p_dep bigint, p_tenant bigint, p_version text, p_timing jsonb,
+                                    p_settings jsonb)
 RETURNS json
 LANGUAGE sql STABLE AS $$
     WITH own AS (
@@ -160,8 +162,8 @@ LANGUAGE sql STABLE AS $$
          WHERE x.tenant_id = p_tenant AND x.id <> p_dep
            AND x.started_at IS NOT NULL AND x.ended_at IS NOT NULL AND x.state IN ('verifying', 'healthy')
     ), rel AS (
-        SELECT (t ->> 'p90_s')::float8 AS p90, (t ->> 'count')::int AS n, t -> 'waves' AS waves
-          FROM ws__release_timing(p_version) t
+        SELECT (p_timing ->> 'p90_s')::float8 AS p90, (p_timing ->> 'count')::int AS n,
+               p_timing -> 'waves' AS waves
     )
     SELECT CASE
         WHEN rel.p90 IS NOT NULL AND (own.p90 IS NULL OR rel.p90 > own.p90) THEN
@@ -207,7 +209,7 @@ LANGUAGE sql STABLE AS $$
                         'attempt', d.attempt, 'reasons', d.reasons, 'previous_version', d.previous_version,
                         'target_version', d.target_version, 'moves', d.moves,
                         'started_at', ws__rfc3339(d.started_at), 'ended_at', ws__rfc3339(d.ended_at),
-                        'expected', ws__deploy_expected(d.id, d.tenant_id, rel.version, w.settings),
+                        'expected', ws__deploy_expected(d.id, d.tenant_id, rel.version, rt.timing, w.settings),
                         'gates', COALESCE((
                             SELECT json_agg(json_build_object('gate', g.gate, 'result', g.result,
                                                               'evidence', g.evidence, 'at', ws__rfc3339(g.at))
@@ -226,6 +228,7 @@ LANGUAGE sql STABLE AS $$
       JOIN releases rel ON rel.id = r.release_id
       JOIN policies p ON p.id = r.policy_id
       JOIN rollout_plans pl ON pl.rollout_id = r.id AND pl.version = r.plan_version
+      CROSS JOIN LATERAL (SELECT ws__release_timing(rel.version) AS timing) rt
      WHERE r.id = p_id
        AND (p_tenants IS NULL OR EXISTS (SELECT 1 FROM deployments d
                                           WHERE d.rollout_id = r.id AND d.slug = ANY (p_tenants)))
