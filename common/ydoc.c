@@ -20,8 +20,9 @@
  * scalar text is interned (a fleet repeats the same keys, zones and rules
  * on every tenant), which also lets the duplicate-key check compare two
  * interned keys by address; a streamed list item (ydoc_stream) is dropped
- * by rolling the arena back to where it began; and a file is parsed as it
- * is read.
+ * by rolling the arena back to where it began; a small file is parsed as
+ * it is read; and a large document is parsed in chunks on several threads
+ * (libyaml's own events tell whether each cut was good: see "in chunks").
  */
 #include <ctype.h>
 #include <errno.h>
@@ -608,33 +609,56 @@ static void file_offset_position(FILE *fp, size_t off, int *line, int *col)
 	*col = c;
 }
 
-static void yb_parser_error(ybuild *b, const yaml_parser_t *p)
+/* A parse error of libyaml, taken out of its parser: a chunk parsed on
+ * another thread (yb_run_split) reports it later, moved to where the chunk
+ * is in the document. */
+typedef struct yperr {
+	yaml_error_type_t error;
+	const char *problem, *context;   /* libyaml's static strings */
+	size_t line, column;             /* problem_mark, 0-based */
+	size_t offset;                   /* reader errors: problem_offset, in bytes */
+} yperr;
+
+static yperr yperr_of(const yaml_parser_t *p)
+{
+	return (yperr){ .error = p->error, .problem = p->problem, .context = p->context,
+			.line = p->problem_mark.line, .column = p->problem_mark.column,
+			.offset = p->problem_offset };
+}
+
+static void yb_report_error(ybuild *b, const yperr *e)
 {
 	int line, col;
 	ysource *src = b->src;
-	if (p->error == YAML_READER_ERROR && src->too_large) {
+	if (e->error == YAML_READER_ERROR && src->too_large) {
 		yb_error(b, 0, 0, "document is too large (the limit is %zu bytes)", src->max);
 		return;
 	}
-	if (p->error == YAML_READER_ERROR && src->read_errno) {
+	if (e->error == YAML_READER_ERROR && src->read_errno) {
 		yb_error(b, 0, 0, "cannot read: %s", strerror(src->read_errno));
 		return;
 	}
-	if (p->error == YAML_READER_ERROR && src->fp) {
-		file_offset_position(src->fp, p->problem_offset, &line, &col);
-	} else if (p->error == YAML_READER_ERROR) {
-		offset_position(src->buf, src->len, p->problem_offset, &line, &col);
+	if (e->error == YAML_READER_ERROR && src->fp) {
+		file_offset_position(src->fp, e->offset, &line, &col);
+	} else if (e->error == YAML_READER_ERROR) {
+		offset_position(src->buf, src->len, e->offset, &line, &col);
 	} else {
-		line = (int)p->problem_mark.line + 1;
-		col = (int)p->problem_mark.column + 1;
+		line = (int)e->line + 1;
+		col = (int)e->column + 1;
 	}
-	const char *problem = p->problem ? p->problem : "cannot parse the document";
-	if (p->error == YAML_MEMORY_ERROR)
+	const char *problem = e->problem ? e->problem : "cannot parse the document";
+	if (e->error == YAML_MEMORY_ERROR)
 		problem = "out of memory";
-	if (p->context)
-		yb_error(b, line, col, "%s %s", problem, p->context);
+	if (e->context)
+		yb_error(b, line, col, "%s %s", problem, e->context);
 	else
 		yb_error(b, line, col, "%s", problem);
+}
+
+static void yb_parser_error(ybuild *b, const yaml_parser_t *p)
+{
+	yperr e = yperr_of(p);
+	yb_report_error(b, &e);
 }
 
 /* Hands one event to the builder; true at the end of the stream. */
@@ -885,6 +909,539 @@ static bool yb_run_pipelined(ybuild *b, yaml_parser_t *parser)
 	return true;
 }
 
+/*
+ * A large document in memory is parsed in chunks, on several threads at
+ * once ("in chunks"): libyaml alone takes most of the time of reading a big fleet, and
+ * one parser cannot use a second core.  libyaml still parses every byte; we
+ * only choose where to cut, speculatively, and libyaml's own events tell
+ * whether the cut was good.
+ *
+ * A cut is made at the start of a line of exactly C spaces followed by
+ * "- ", C being the indentation of the first such line of the document (in
+ * a fleet: the entries of `clusters` and `tenants`).  At such a line the
+ * state of a parse is fully known if it is "inside a block sequence at
+ * column C that is the value of a key of a block mapping at column 0 (the
+ * root)": the line closes every deeper collection and scalar (the indents
+ * of libyaml's scanner unroll to C, plain and block scalars end at a
+ * column that low; a quoted scalar or flow collection still open would be
+ * an error at the end of its chunk), so what follows parses the same
+ * whatever came before.  That state is what the two lines "x:" and "  - "
+ * (C spaces) leave, so chunk i > 0 is parsed as the text "x:\n" followed
+ * by its bytes, and its first five events (stream, document, mapping,
+ * scalar "x", sequence) are dropped.
+ *
+ * A chunk is good when it parses without error and, at its end, libyaml
+ * closes exactly that state: its last four events are the end of a block
+ * sequence at column C, opened at depth 1, then the end of a block mapping
+ * at column 0, of the document and of the stream; those four are dropped
+ * too.  Chunk 0 is the start of the real document; it must also declare no
+ * %TAG directive (tag handles do not carry over to the other chunks).  By
+ * induction every good chunk's events are exactly those a single parse of
+ * the whole document gives for its bytes; their marks are moved by the
+ * lines of the chunks before it (counted by libyaml: the stream end's mark
+ * of each chunk).
+ *
+ * When a chunk is not good (a cut inside a multi-line quoted scalar or
+ * flow collection, a second root key between two cuts, a syntax error),
+ * the chunks before it are kept and the rest of the document is parsed
+ * again, on this thread, from that chunk's start: the state there is known,
+ * so this gives the single parse's events and errors.  If chunk 0 is not
+ * good, nothing was consumed and the caller parses the document as before.
+ * The last chunk runs to the end of the input and may hold anything (more
+ * root keys, a second document); an error in it is the document's.
+ *
+ * Workers take chunks in order and stay at most SPLIT_AHEAD chunks ahead
+ * of the builder, which consumes each whole chunk once it is verified.
+ */
+#define SPLIT_CHUNK ((size_t)512 << 10)
+#define SPLIT_MAX_CHUNKS ((size_t)1 << 16)
+#define SPLIT_MAX_COLUMN 64
+#define SPLIT_WORKERS 2
+#define SPLIT_AHEAD 4
+#define SPLIT_PREFIX "x:\n"
+#define SPLIT_PREFIX_LEN (sizeof(SPLIT_PREFIX) - 1)
+#define SPLIT_PREFIX_EVENTS 5
+#define SPLIT_CLOSING_EVENTS 4
+
+typedef enum { CHUNK_WAITING, CHUNK_GOOD, CHUNK_BAD, CHUNK_ERROR } chunk_state;
+
+typedef struct ychunk {
+	size_t start, end;       /* bytes of the document; the last ends at its end */
+	pbatch **batches;        /* its events, in order */
+	size_t n_batches, cap_batches;
+	size_t lines;            /* line breaks in [start, end), as libyaml counts them */
+	yperr err;               /* CHUNK_ERROR: the error after its events */
+	chunk_state state;       /* under ysplit.mu once the chunk is taken */
+} ychunk;
+
+typedef struct ysplit {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	const char *buf;
+	size_t len;
+	size_t column;
+	size_t chunk;            /* bytes per chunk, about */
+	ychunk *chunks;
+	size_t n;
+	size_t next;             /* the next chunk to parse */
+	size_t consumed;         /* chunks the builder is done with */
+	bool stop;
+	pbatch **spare;          /* batches to reuse */
+	size_t n_spare, cap_spare;
+} ysplit;
+
+/* libyaml's read handler for a chunk: the prefix, then the chunk's bytes. */
+typedef struct creader {
+	const char *pre, *buf;
+	size_t pre_len, len;
+} creader;
+
+static int chunk_read_cb(void *data, unsigned char *buffer, size_t size, size_t *size_read)
+{
+	creader *r = data;
+	size_t n = r->pre_len < size ? r->pre_len : size;
+	memcpy(buffer, r->pre, n);
+	r->pre += n;
+	r->pre_len -= n;
+	size_t m = r->len < size - n ? r->len : size - n;
+	if (m) {
+		memcpy(buffer + n, r->buf, m);
+		r->buf += m;
+		r->len -= m;
+	}
+	*size_read = n + m;
+	return 1;
+}
+
+/* The column of the document's first line of spaces then "- ", or 0 when
+ * there is none this side of SPLIT_MAX_COLUMN (0 is not used: an
+ * indentless sequence is parsed in one piece). */
+static size_t split_column(const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		const char *nl = memchr(buf + i, '\n', len - i);
+		size_t end = nl ? (size_t)(nl - buf) : len, c = i;
+		while (c < end && buf[c] == ' ' && c - i < SPLIT_MAX_COLUMN)
+			c++;
+		if (c > i && c + 1 < end && buf[c] == '-' && buf[c + 1] == ' ')
+			return c - i;
+		i = end + 1;
+	}
+	return 0;
+}
+
+/* Cuts the document into chunks of about SPLIT_CHUNK bytes; false when it
+ * has fewer than two. */
+static bool split_plan(ysplit *s)
+{
+	char pat[SPLIT_MAX_COLUMN + 3];
+	pat[0] = '\n';
+	memset(pat + 1, ' ', s->column);
+	memcpy(pat + 1 + s->column, "- ", 2);
+	size_t pat_len = s->column + 3;
+	size_t want = s->len / s->chunk;
+	if (want > SPLIT_MAX_CHUNKS)
+		want = SPLIT_MAX_CHUNKS;
+	if (want < 2)
+		return false;
+	s->chunks = calloc(want, sizeof(*s->chunks));
+	if (!s->chunks)
+		return false;
+	size_t prev = 0;
+	s->n = 1;
+	for (size_t k = 1; k < want; k++) {
+		size_t from = k * (s->len / want);
+		if (from <= prev)
+			from = prev;
+		const char *hit = memmem(s->buf + from, s->len - from, pat, pat_len);
+		if (!hit)
+			break;
+		size_t cut = (size_t)(hit - s->buf) + 1;
+		if (cut <= prev)
+			continue;
+		s->chunks[s->n - 1].end = cut;
+		s->chunks[s->n++].start = cut;
+		prev = cut;
+	}
+	s->chunks[s->n - 1].end = s->len;
+	return s->n >= 2;
+}
+
+static pbatch *split_batch(ysplit *s)
+{
+	pthread_mutex_lock(&s->mu);
+	pbatch *pb = s->n_spare ? s->spare[--s->n_spare] : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (!pb)
+		pb = calloc(1, sizeof(*pb));
+	if (pb) {
+		pb->n = 0;
+		pb->text_len = 0;
+		pb->oom = false;
+	}
+	return pb;
+}
+
+/* Gives a chunk's batches back for reuse (freed when there is no room). */
+static void split_release(ysplit *s, ychunk *c)
+{
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < c->n_batches; i++) {
+		pbatch *pb = c->batches[i];
+		if (s->n_spare == s->cap_spare) {
+			size_t cap = s->cap_spare ? s->cap_spare * 2 : 16;
+			pbatch **sp = realloc(s->spare, cap * sizeof(*sp));
+			if (!sp) {
+				free(pb->text);
+				free(pb);
+				continue;
+			}
+			s->spare = sp;
+			s->cap_spare = cap;
+		}
+		s->spare[s->n_spare++] = pb;
+	}
+	pthread_mutex_unlock(&s->mu);
+	free(c->batches);
+	c->batches = NULL;
+	c->n_batches = c->cap_batches = 0;
+}
+
+static bool chunk_push(ychunk *c, pbatch *pb)
+{
+	if (c->n_batches == c->cap_batches) {
+		size_t cap = c->cap_batches ? c->cap_batches * 2 : 16;
+		pbatch **bs = realloc(c->batches, cap * sizeof(*bs));
+		if (!bs)
+			return false;
+		c->batches = bs;
+		c->cap_batches = cap;
+	}
+	c->batches[c->n_batches++] = pb;
+	return true;
+}
+
+/* What a chunk's events say about its end (see the comment above). */
+typedef struct chunk_check {
+	size_t count;            /* events so far */
+	size_t depth;
+	bool root_ok;            /* depth 0 is a block mapping at column 0 */
+	bool seq_ok;             /* depth 1 is a block sequence at the split column */
+	size_t closed_at;        /* the last event that closed depth 1, or SIZE_MAX */
+	bool closed_ok;          /* ... and it closed that sequence in that mapping */
+	yaml_event_type_t last[SPLIT_CLOSING_EVENTS];
+	bool directives;         /* chunk 0 declares %TAG handles */
+	size_t end_line, end_column;   /* the stream end's mark */
+} chunk_check;
+
+static void check_event(chunk_check *k, const yaml_event_t *ev, size_t column)
+{
+	switch (ev->type) {
+	case YAML_MAPPING_START_EVENT:
+	case YAML_SEQUENCE_START_EVENT:
+		if (k->depth == 0)
+			k->root_ok = ev->type == YAML_MAPPING_START_EVENT &&
+				     ev->data.mapping_start.style == YAML_BLOCK_MAPPING_STYLE &&
+				     ev->start_mark.column == 0;
+		else if (k->depth == 1)
+			k->seq_ok = ev->type == YAML_SEQUENCE_START_EVENT &&
+				    ev->data.sequence_start.style == YAML_BLOCK_SEQUENCE_STYLE &&
+				    ev->start_mark.column == column;
+		k->depth++;
+		break;
+	case YAML_MAPPING_END_EVENT:
+	case YAML_SEQUENCE_END_EVENT:
+		if (k->depth > 0 && --k->depth == 1) {
+			k->closed_at = k->count;
+			k->closed_ok = k->root_ok && k->seq_ok;
+		}
+		break;
+	case YAML_DOCUMENT_START_EVENT:
+		if (ev->data.document_start.tag_directives.start !=
+		    ev->data.document_start.tag_directives.end)
+			k->directives = true;
+		break;
+	case YAML_STREAM_END_EVENT:
+		k->end_line = ev->start_mark.line;
+		k->end_column = ev->start_mark.column;
+		break;
+	default:
+		break;
+	}
+	memmove(k->last, k->last + 1, (SPLIT_CLOSING_EVENTS - 1) * sizeof(k->last[0]));
+	k->last[SPLIT_CLOSING_EVENTS - 1] = ev->type;
+	k->count++;
+}
+
+static const yaml_event_type_t prefix_events[SPLIT_PREFIX_EVENTS] = {
+	YAML_STREAM_START_EVENT, YAML_DOCUMENT_START_EVENT, YAML_MAPPING_START_EVENT,
+	YAML_SCALAR_EVENT, YAML_SEQUENCE_START_EVENT,
+};
+static const yaml_event_type_t closing_events[SPLIT_CLOSING_EVENTS] = {
+	YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT, YAML_DOCUMENT_END_EVENT,
+	YAML_STREAM_END_EVENT,
+};
+
+/* Parses chunk i into its batches and says what it is. */
+static chunk_state chunk_parse(ysplit *s, size_t i)
+{
+	ychunk *c = &s->chunks[i];
+	bool last = i + 1 == s->n;
+	creader rd = { .pre = i ? SPLIT_PREFIX : "", .pre_len = i ? SPLIT_PREFIX_LEN : 0,
+		       .buf = s->buf + c->start, .len = c->end - c->start };
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser))
+		return CHUNK_BAD;
+	yaml_parser_set_input(&parser, chunk_read_cb, &rd);
+	chunk_check k = { .closed_at = SIZE_MAX };
+	pbatch *pb = NULL;
+	chunk_state st = CHUNK_BAD;
+	for (;;) {
+		yaml_event_t ev;
+		if (!yaml_parser_parse(&parser, &ev)) {
+			if (last) {
+				c->err = yperr_of(&parser);
+				st = CHUNK_ERROR;
+			}
+			break;
+		}
+		size_t at = k.count;
+		check_event(&k, &ev, s->column);
+		bool end = ev.type == YAML_STREAM_END_EVENT, keep = true;
+		if (i && at < SPLIT_PREFIX_EVENTS) {
+			keep = false;
+			if (ev.type != prefix_events[at]) {
+				yaml_event_delete(&ev);
+				break;
+			}
+		}
+		if (keep && (!pb || pb->n == PIPE_BATCH)) {
+			if (pb && !chunk_push(c, pb)) {
+				free(pb->text);
+				free(pb);
+				pb = NULL;
+				yaml_event_delete(&ev);
+				break;
+			}
+			if (!(pb = split_batch(s))) {
+				yaml_event_delete(&ev);
+				break;
+			}
+		}
+		if (keep)
+			pbatch_add(pb, &ev);
+		yaml_event_delete(&ev);
+		if (pb && pb->oom)
+			break;
+		if (end) {
+			st = CHUNK_GOOD;
+			break;
+		}
+		/* The builder has what it needs: stop early. */
+		if ((k.count & 1023) == 0 && __atomic_load_n(&s->stop, __ATOMIC_RELAXED))
+			break;
+	}
+	yaml_parser_delete(&parser);
+	if (pb && !chunk_push(c, pb)) {
+		free(pb->text);
+		free(pb);
+		st = CHUNK_BAD;
+	}
+	if (st != CHUNK_GOOD || last)
+		return st;
+	/* Not the last: it must end in the state it began with. */
+	if (k.count < SPLIT_CLOSING_EVENTS + (i ? SPLIT_PREFIX_EVENTS : 0) ||
+	    k.closed_at != k.count - SPLIT_CLOSING_EVENTS || !k.closed_ok ||
+	    memcmp(k.last, closing_events, sizeof(closing_events)) != 0 ||
+	    k.end_column != 0 || (i == 0 && k.directives))
+		return CHUNK_BAD;
+	c->lines = k.end_line - (i ? 1 : 0);
+	/* Drop the closing events: they belong to the end of the chunk, not of
+	 * the document. */
+	for (size_t left = SPLIT_CLOSING_EVENTS; left > 0;) {
+		if (!c->n_batches)
+			return CHUNK_BAD;
+		pbatch *tail = c->batches[c->n_batches - 1];
+		size_t drop = tail->n < left ? tail->n : left;
+		tail->n -= drop;
+		left -= drop;
+		if (tail->n == 0)
+			c->n_batches--, free(tail->text), free(tail);
+	}
+	return CHUNK_GOOD;
+}
+
+static void *split_main(void *arg)
+{
+	ysplit *s = arg;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!__atomic_load_n(&s->stop, __ATOMIC_RELAXED) && s->next < s->n &&
+		       s->next >= s->consumed + SPLIT_AHEAD)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (__atomic_load_n(&s->stop, __ATOMIC_RELAXED) || s->next >= s->n)
+			break;
+		size_t i = s->next++;
+		pthread_mutex_unlock(&s->mu);
+		chunk_state st = chunk_parse(s, i);
+		pthread_mutex_lock(&s->mu);
+		s->chunks[i].state = st;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Feeds a chunk's events to the builder, their lines moved by `delta`;
+ * true at the end of the stream. */
+static bool split_feed(ybuild *b, const ychunk *c, size_t delta, int *documents)
+{
+	for (size_t j = 0; j < c->n_batches; j++) {
+		const pbatch *pb = c->batches[j];
+		for (size_t i = 0; i < pb->n; i++) {
+			const pev *x = &pb->ev[i];
+			yev e = { .type = x->type, .style = x->style, .mark = x->mark,
+				  .anchor = pbatch_str(pb, x->anchor), .tag = pbatch_str(pb, x->tag),
+				  .value = pbatch_str(pb, x->value), .length = x->length };
+			e.mark.line += delta;
+			if (yb_event(b, &e, documents) || b->fatal)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* The rest of the document from `start` (a cut whose state is known), on
+ * this thread: the events and errors of a single parse. */
+static void split_finish(ybuild *b, const char *buf, size_t len, size_t start, size_t line,
+			 int *documents)
+{
+	creader rd = { .pre = SPLIT_PREFIX, .pre_len = SPLIT_PREFIX_LEN, .buf = buf + start,
+		       .len = len - start };
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser)) {
+		yb_oom(b, 0, 0);
+		return;
+	}
+	yaml_parser_set_input(&parser, chunk_read_cb, &rd);
+	size_t delta = line - 1;
+	for (size_t n = 0; !b->fatal; n++) {
+		yaml_event_t ev;
+		if (!yaml_parser_parse(&parser, &ev)) {
+			yperr e = yperr_of(&parser);
+			e.line += delta;
+			e.offset = e.offset >= SPLIT_PREFIX_LEN ? start + e.offset - SPLIT_PREFIX_LEN : start;
+			yb_report_error(b, &e);
+			break;
+		}
+		bool done = false;
+		if (n >= SPLIT_PREFIX_EVENTS) {
+			yev e;
+			yev_from(&e, &ev);
+			e.mark.line += delta;
+			done = yb_event(b, &e, documents);
+		}
+		yaml_event_delete(&ev);
+		if (done)
+			break;
+	}
+	yaml_parser_delete(&parser);
+}
+
+/* Parses b->src (a buffer) in chunks; false when it cannot be cut, or its
+ * first chunk is not good: then nothing was consumed. */
+static bool yb_run_split(ybuild *b)
+{
+	const char *buf = b->src->buf;
+	size_t len = b->src->len;
+	/* A BOM other than UTF-8's makes libyaml read UTF-16, which the
+	 * chunks (read as UTF-8 after their ASCII prefix) would not. */
+	if (len < 2 * b->lim.chunk_bytes || (len >= 2 && ((unsigned char)buf[0] == 0xFE ||
+						   (unsigned char)buf[0] == 0xFF || buf[0] == 0 ||
+						   buf[1] == 0)))
+		return false;
+	ysplit *s = calloc(1, sizeof(*s));
+	if (!s)
+		return false;
+	s->buf = buf;
+	s->len = len;
+	s->chunk = b->lim.chunk_bytes;
+	s->column = split_column(buf, len);
+	if (s->column == 0 || !split_plan(s)) {
+		free(s->chunks);
+		free(s);
+		return false;
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_t th[SPLIT_WORKERS];
+	size_t n_th = 0;
+	while (n_th < SPLIT_WORKERS && pthread_create(&th[n_th], NULL, split_main, s) == 0)
+		n_th++;
+
+	int documents = 0;
+	size_t line = 0, resume = SIZE_MAX;
+	bool done = n_th == 0;
+	if (n_th == 0)
+		resume = 0;
+	for (size_t i = 0; i < s->n && !done; i++) {
+		ychunk *c = &s->chunks[i];
+		pthread_mutex_lock(&s->mu);
+		while (c->state == CHUNK_WAITING)
+			pthread_cond_wait(&s->cv, &s->mu);
+		chunk_state st = c->state;
+		pthread_mutex_unlock(&s->mu);
+		if (st == CHUNK_BAD) {
+			resume = i;
+			break;
+		}
+		done = split_feed(b, c, i ? line - 1 : 0, &documents);
+		if (st == CHUNK_ERROR && !done) {
+			yperr e = c->err;
+			e.line += line - 1;
+			e.offset = e.offset >= SPLIT_PREFIX_LEN ? c->start + e.offset - SPLIT_PREFIX_LEN
+								: c->start;
+			yb_report_error(b, &e);
+			done = true;
+		}
+		line += c->lines;
+		split_release(s, c);
+		pthread_mutex_lock(&s->mu);
+		s->consumed = i + 1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+	}
+	pthread_mutex_lock(&s->mu);
+	__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (size_t t = 0; t < n_th; t++)
+		pthread_join(th[t], NULL);
+	size_t start = resume != SIZE_MAX ? s->chunks[resume].start : 0;
+	for (size_t i = 0; i < s->n; i++) {
+		ychunk *c = &s->chunks[i];
+		for (size_t j = 0; j < c->n_batches; j++) {
+			free(c->batches[j]->text);
+			free(c->batches[j]);
+		}
+		free(c->batches);
+	}
+	for (size_t i = 0; i < s->n_spare; i++) {
+		free(s->spare[i]->text);
+		free(s->spare[i]);
+	}
+	free(s->spare);
+	free(s->chunks);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	if (resume == 0)
+		return false;
+	if (resume != SIZE_MAX && !b->fatal)
+		split_finish(b, buf, len, start, line, &documents);
+	return true;
+}
+
 /* libyaml's read handler for a file: counts the bytes against the cap. */
 static int file_read_cb(void *data, unsigned char *buffer, size_t size, size_t *size_read)
 {
@@ -910,6 +1467,8 @@ static ydoc *ydoc_build(const char *name, ysource *src, const ydoc_limits *limit
 	b.lim.max_bytes = limits && limits->max_bytes ? limits->max_bytes : YDOC_DEFAULT_MAX_BYTES;
 	b.lim.max_depth = limits && limits->max_depth > 0 ? limits->max_depth : YDOC_DEFAULT_MAX_DEPTH;
 	b.lim.max_nodes = limits && limits->max_nodes ? limits->max_nodes : YDOC_DEFAULT_MAX_NODES;
+	b.lim.max_threads = limits ? limits->max_threads : 0;
+	b.lim.chunk_bytes = limits && limits->chunk_bytes ? limits->chunk_bytes : SPLIT_CHUNK;
 
 	ydoc *doc = calloc(1, sizeof(*doc));
 	if (!doc || !(doc->name = strdup(name))) {
@@ -943,8 +1502,12 @@ static ydoc *ydoc_build(const char *name, ysource *src, const ydoc_limits *limit
 	else
 		yaml_parser_set_input_string(&parser, (const unsigned char *)src->buf, src->len);
 	size_t size = src->fp ? src->size : src->len;
-	if (size < PIPE_MIN_BYTES || !yb_run_pipelined(&b, &parser))
+	if (b.lim.max_threads == 1)
 		yb_run(&b, &parser);
+	else if (src->fp || !yb_run_split(&b)) {
+		if (size < PIPE_MIN_BYTES || !yb_run_pipelined(&b, &parser))
+			yb_run(&b, &parser);
+	}
 	yaml_parser_delete(&parser);
 	free(b.stack);
 	free(b.kids);
@@ -1017,9 +1580,10 @@ fail:
 	return NULL;
 }
 
-/* A regular file is parsed as it is read, never held whole in memory (a
- * fleet file can be 30 MB); one over the cap is refused before reading.
- * Anything else (a pipe) is read whole first, to be capped the same way. */
+/* A small regular file is parsed as it is read; one of two chunks or more
+ * is read whole, to be parsed in chunks on several threads; one over the
+ * cap is refused before reading.  Anything else (a pipe) is read whole
+ * first, to be capped the same way. */
 ydoc *ydoc_parse_file_stream(const char *path, const ydoc_limits *limits,
 			     const ydoc_stream *stream, ws_diags *d)
 {
@@ -1034,6 +1598,18 @@ ydoc *ydoc_parse_file_stream(const char *path, const ydoc_limits *limits,
 	if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode)) {
 		if ((uint64_t)st.st_size > max) {
 			ws_diag_add(d, path, 0, 0, "document is too large (the limit is %zu bytes)", max);
+		} else if ((size_t)st.st_size >= 2 * (limits && limits->chunk_bytes ? limits->chunk_bytes
+									  : SPLIT_CHUNK) &&
+			   !(limits && limits->max_threads == 1)) {
+			/* Large enough to be parsed in chunks on several threads
+			 * (yb_run_split), which needs the whole text at hand. */
+			size_t len;
+			char *buf = read_all(fp, path, max, &len, d);
+			if (buf) {
+				ysource src = { .buf = buf, .len = len };
+				doc = ydoc_build(path, &src, limits, stream, d);
+				free(buf);
+			}
 		} else {
 			ysource src = { .fp = fp, .max = max, .size = (size_t)st.st_size };
 			doc = ydoc_build(path, &src, limits, stream, d);

@@ -48,6 +48,12 @@ typedef struct ydoc_limits {
 	size_t max_bytes;   /* default 1 GiB (uploads are capped first by the HTTP body limit) */
 	int max_depth;      /* default 64 */
 	size_t max_nodes;   /* default 60,000,000 */
+	/* Threads: 0 lets a large document be parsed on several (see ydoc.c,
+	 * "in chunks"), 1 parses on the calling thread only.  chunk_bytes is
+	 * the size of those chunks (default 512 KiB; documents of at least
+	 * two chunks are cut): tests set it small to cut everywhere. */
+	int max_threads;
+	size_t chunk_bytes;
 } ydoc_limits;
 
 /* Parses one document.  On a syntax error or a cap, returns NULL and adds a

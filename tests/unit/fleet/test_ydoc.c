@@ -536,6 +536,268 @@ static void test_large_documents_on_two_threads(void **state)
 	free(text);
 }
 
+/* Parsing in chunks ------------------------------------------------------ */
+
+/* The whole tree as text: kinds, positions, quoting and values. */
+static void dump_node(FILE *fp, const ynode *n, int depth)
+{
+	fprintf(fp, "%*s%s %d:%d", depth * 2, "", ynode_kind_name(n), n->line, n->column);
+	if (n->kind == YNODE_SCALAR) {
+		fprintf(fp, " %s%u[", n->quoted ? "q" : "p", n->value_len);
+		fwrite(n->value, 1, n->value_len, fp);
+		fputs("]\n", fp);
+		return;
+	}
+	fprintf(fp, " %u\n", n->len);
+	for (uint32_t i = 0; i < n->len; i++) {
+		if (n->kind == YNODE_MAP)
+			dump_node(fp, n->keys[i], depth + 1);
+		dump_node(fp, n->items[i], depth + 1);
+	}
+}
+
+/* What a parse gave: the tree (or "no document") and the diagnostics as
+ * text; the position of a refusal by libyaml's reader (bad UTF-8, a
+ * control character) and of the last diagnostic, as line * 2^20 + column. */
+typedef struct parsed {
+	char *dump;
+	bool failed;
+	long reader, last;
+} parsed;
+
+static bool is_reader_problem(const char *message)
+{
+	return strstr(message, "UTF-8") || strstr(message, "control characters are not allowed") ||
+	       strstr(message, "invalid Unicode character");
+}
+
+static parsed parse_dump(const char *text, size_t len, const ydoc_limits *lim)
+{
+	ws_diags d;
+	ws_diags_init(&d);
+	ydoc *doc = ydoc_parse("c.yaml", text, len, lim, &d);
+	parsed r = { .failed = !doc, .reader = -1, .last = -1 };
+	size_t out_len = 0;
+	FILE *fp = open_memstream(&r.dump, &out_len);
+	assert_non_null(fp);
+	if (!doc)
+		fputs("no document\n", fp);
+	else if (ydoc_root(doc))
+		dump_node(fp, ydoc_root(doc), 0);
+	char *diags = wt_diags_text(&d);
+	fprintf(fp, "--\n%s\n", diags);
+	free(diags);
+	fclose(fp);
+	for (size_t i = 0; i < d.len; i++) {
+		long at = (long)d.items[i].line << 20 | d.items[i].column;
+		if (at > r.last)
+			r.last = at;
+		if (r.reader < 0 && is_reader_problem(d.items[i].message))
+			r.reader = at;
+	}
+	ydoc_free(doc);
+	ws_diags_free(&d);
+	return r;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
+	return *s >> 33;
+}
+
+/* A random document made of what can fool a cut at "<C spaces>- ": lines
+ * like entries inside quoted scalars, block scalars and flow collections,
+ * nested and indentless sequences, comments, blank lines, more root keys
+ * and documents, CRLF; and sometimes a mistake (unterminated quote, tab,
+ * bad UTF-8, NUL, alias, duplicate key, bad indentation). */
+static char *random_doc(uint64_t seed, size_t *len_out, bool mistakes)
+{
+	uint64_t s = seed;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	assert_non_null(fp);
+	/* entries at column 2 or 4, or (indentless) 0 */
+	int c = (int)(rng_next(&s) % 6);
+	c = c == 0 ? 0 : c == 1 ? 4 : 2;
+	char in[16], in2[16], in4[16];
+	snprintf(in, sizeof(in), "%*s", c, "");
+	snprintf(in2, sizeof(in2), "%*s", c + 2, "");
+	snprintf(in4, sizeof(in4), "%*s", c + 4, "");
+	if (rng_next(&s) % 4 == 0)
+		fputs("# a fleet\n", fp);
+	bool tags = rng_next(&s) % 6 == 0;
+	if (tags)
+		fputs("%TAG !e! tag:yaml.org,2002:\n---\n", fp);
+	else if (rng_next(&s) % 5 == 0)
+		fputs("---\n", fp);
+	fputs("head: 1\n", fp);
+	int lists = 1 + (int)(rng_next(&s) % 2);
+	for (int l = 0; l < lists; l++) {
+		fprintf(fp, "list%d:\n", l);
+		int n = 20 + (int)(rng_next(&s) % 60);
+		for (int i = 0; i < n; i++) {
+			switch (rng_next(&s) % 14) {
+			case 0:
+				fprintf(fp, "%s- \"quoted %d\n%s- fake entry\n%s end\"\n", in, i, in, in);
+				break;
+			case 1:
+				fprintf(fp, "%s- 'single %d\n%s- fake\n\n%s- fake'\n", in, i, in, in);
+				break;
+			case 2:
+				fprintf(fp, "%s- text: |\n%s- not an entry %d\n%s  more\n", in, in4, i, in4);
+				break;
+			case 3:
+				fprintf(fp, "%s- keep: |+\n%sline %d\n\n\n", in, in4, i);
+				break;
+			case 4:
+				fprintf(fp, "%s- [a%d,\n%s b]\n", in, i, in);
+				break;
+			case 5:
+				fprintf(fp, "%s- k%d:\n%s- nested\n%s- again\n", in, i, in2, in2);
+				break;
+			case 6:
+				fprintf(fp, "%s- m%d:\n%sl:\n%s- indentless\n", in, i, in2, in2);
+				break;
+			case 7:
+				fprintf(fp, "%s# - a comment\n%s- plain %d\n%s continued\n\n", in, in, i, in2);
+				break;
+			case 8:
+				fprintf(fp, "%s- {a: %d, b: [1,\n%s  2]}\n", in, i, in);
+				break;
+			case 9:
+				fprintf(fp, "%s- >-\n%sfolded %d\n%s- folded too\n", in, in2, i, in2);
+				break;
+			case 10:
+				fprintf(fp, tags ? "%s- !e!str %d\n" : "%s- !!str %d\n", in, i);
+				break;
+			default:
+				fprintf(fp, "%s- name: n%d\n%sv: 'x'\n", in, i, in2);
+				break;
+			}
+			if (mistakes && rng_next(&s) % 150 == 0) {
+				switch (rng_next(&s) % 9) {
+				case 0: fprintf(fp, "%s- \"never closed\n", in); break;
+				case 1: fprintf(fp, "%s-\tx: 1\n", in); break;
+				case 2: fprintf(fp, "%s- bad: \xff\n", in); break;
+				case 3: fprintf(fp, "%s- \"nul \\0 here\"\n", in); break;
+				case 4: fprintf(fp, "%s- *alias\n", in); break;
+				case 5: fprintf(fp, "%s- {k: 1, k: 2}\n", in); break;
+				case 6: fprintf(fp, "%s- a: 1\n%s b: 2\n", in, in); break;
+				case 7: fprintf(fp, "%s- [x,\n%s- y]\n", in, in); break;
+				default: fprintf(fp, "---\nsecond: 1\n"); break;
+				}
+			}
+		}
+		if (rng_next(&s) % 3 == 0)
+			fprintf(fp, "between%d:\n%sx:\n%s- indentless %d\n", l, in, in, l);
+	}
+	if (rng_next(&s) % 2)
+		fputs("tail: {t: 1}\n", fp);
+	fclose(fp);
+	if (rng_next(&s) % 6 == 0) {
+		/* the whole document indented: a root mapping at column 2 */
+		size_t n = 0;
+		for (size_t i = 0; i < len; i++)
+			n += text[i] == '\n';
+		char *moved = malloc(len + 2 * n + 3);
+		assert_non_null(moved);
+		size_t o = 0;
+		for (size_t i = 0; i < len; i++) {
+			if (i == 0 || text[i - 1] == '\n') {
+				moved[o++] = ' ';
+				moved[o++] = ' ';
+			}
+			moved[o++] = text[i];
+		}
+		moved[o] = '\0';
+		free(text);
+		text = moved;
+		len = o;
+	}
+	if (rng_next(&s) % 4 == 0) {
+		/* CRLF line breaks */
+		size_t n = 0;
+		for (size_t i = 0; i < len; i++)
+			n += text[i] == '\n';
+		char *crlf = malloc(len + n + 1);
+		assert_non_null(crlf);
+		size_t o = 0;
+		for (size_t i = 0; i < len; i++) {
+			if (text[i] == '\n')
+				crlf[o++] = '\r';
+			crlf[o++] = text[i];
+		}
+		crlf[o] = '\0';
+		free(text);
+		text = crlf;
+		len = o;
+	}
+	*len_out = len;
+	return text;
+}
+
+/* Cut anywhere, a document parses exactly as in one piece: the same tree,
+ * positions and diagnostics, mistakes included.  One exception: libyaml's
+ * reader decodes ahead of the parser and reports bad UTF-8 (or a control
+ * character) up to 16 KiB before the parser gets there, so a parse in one
+ * piece can stop at it before problems earlier in the text that a chunk,
+ * which ends sooner, gets to report.  Then the document must be refused
+ * too, with no problem placed past the reader's. */
+static void test_chunks_match_one_parse(void **state)
+{
+	(void)state;
+	static const size_t chunks[] = { 7, 16, 40, 101, 333, 1000 };
+	const ydoc_limits one = { .max_threads = 1 };
+	for (uint64_t seed = 1; seed <= 400; seed++) {
+		size_t len;
+		char *text = random_doc(seed, &len, seed % 2 == 0);
+		parsed want = parse_dump(text, len, &one);
+		for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
+			const ydoc_limits lim = { .chunk_bytes = chunks[k] };
+			parsed got = parse_dump(text, len, &lim);
+			bool same = want.reader >= 0
+					    ? got.failed && got.last >= 0 && got.last <= want.reader
+					    : strcmp(got.dump, want.dump) == 0;
+			if (!same)
+				fail_msg("seed %llu, chunks of %zu bytes: the parse differs from one in one piece",
+					 (unsigned long long)seed, chunks[k]);
+			free(got.dump);
+		}
+		free(want.dump);
+		free(text);
+	}
+}
+
+/* A file in chunks: read whole, and a reader error (bad UTF-8 far into it)
+ * placed as in one piece. */
+static void test_chunks_of_a_file(void **state)
+{
+	(void)state;
+	char *text = big_doc(3000, "1", "tail: \xff\n");
+	char path[] = "/tmp/ws-ydoc-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	const ydoc_limits one = { .max_threads = 1 }, cut = { .chunk_bytes = 4096 };
+	ws_diags d1, d2;
+	ws_diags_init(&d1);
+	ws_diags_init(&d2);
+	assert_null(ydoc_parse_file(path, &one, &d1));
+	assert_null(ydoc_parse_file(path, &cut, &d2));
+	char *want = wt_diags_text(&d1), *got = wt_diags_text(&d2);
+	assert_non_null(strstr(want, ":3003:7: "));
+	assert_string_equal(got, want);
+	free(want);
+	free(got);
+	ws_diags_free(&d1);
+	ws_diags_free(&d2);
+	unlink(path);
+	free(text);
+}
+
 /* A reader error (bad UTF-8) in a file is placed like one in a buffer. */
 static void test_parse_file_reader_error(void **state)
 {
@@ -578,6 +840,8 @@ int main(void)
 		cmocka_unit_test(test_stream_stops_at_a_problem),
 		cmocka_unit_test(test_parse_file_reader_error),
 		cmocka_unit_test(test_large_documents_on_two_threads),
+		cmocka_unit_test(test_chunks_match_one_parse),
+		cmocka_unit_test(test_chunks_of_a_file),
 	};
 	return cmocka_run_group_tests_name("fleet/ydoc", tests, NULL, NULL);
 }
