@@ -30,6 +30,23 @@ static void dump_node(FILE *fp, const ynode *n)
 	fputc(')', fp);
 }
 
+/* libyaml's reader problems (a diagnostic's whole message). */
+static const char *const reader_problems[] = {
+	"invalid leading UTF-8 octet", "invalid trailing UTF-8 octet",
+	"incomplete UTF-8 octet sequence", "invalid length of a UTF-8 sequence",
+	"invalid Unicode character", "control characters are not allowed",
+	"incomplete UTF-16 character", "unexpected low surrogate area",
+	"incomplete UTF-16 surrogate pair", "input is too long",
+};
+
+static bool is_reader_problem(const char *message)
+{
+	for (size_t i = 0; i < sizeof(reader_problems) / sizeof(reader_problems[0]); i++)
+		if (strcmp(message, reader_problems[i]) == 0)
+			return true;
+	return false;
+}
+
 typedef struct parsed {
 	char *dump;
 	bool failed;
@@ -56,9 +73,7 @@ static parsed parse_dump(const uint8_t *data, size_t size, const ydoc_limits *li
 		long at = (long)g->line << 20 | g->column;
 		if (at > r.last)
 			r.last = at;
-		if (r.reader < 0 && (strstr(g->message, "UTF-8") ||
-				     strstr(g->message, "control characters are not allowed") ||
-				     strstr(g->message, "invalid Unicode character")))
+		if (r.reader < 0 && is_reader_problem(g->message))
 			r.reader = at;
 	}
 	fclose(fp);

@@ -565,10 +565,21 @@ typedef struct parsed {
 	long reader, last;
 } parsed;
 
+/* libyaml's reader problems (a diagnostic's whole message). */
+static const char *const reader_problems[] = {
+	"invalid leading UTF-8 octet", "invalid trailing UTF-8 octet",
+	"incomplete UTF-8 octet sequence", "invalid length of a UTF-8 sequence",
+	"invalid Unicode character", "control characters are not allowed",
+	"incomplete UTF-16 character", "unexpected low surrogate area",
+	"incomplete UTF-16 surrogate pair", "input is too long",
+};
+
 static bool is_reader_problem(const char *message)
 {
-	return strstr(message, "UTF-8") || strstr(message, "control characters are not allowed") ||
-	       strstr(message, "invalid Unicode character");
+	for (size_t i = 0; i < sizeof(reader_problems) / sizeof(reader_problems[0]); i++)
+		if (strcmp(message, reader_problems[i]) == 0)
+			return true;
+	return false;
 }
 
 static parsed parse_dump(const char *text, size_t len, const ydoc_limits *lim)
