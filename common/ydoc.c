@@ -1265,8 +1265,11 @@ static chunk_state chunk_parse(ysplit *s, size_t i)
 		size_t drop = tail->n < left ? tail->n : left;
 		tail->n -= drop;
 		left -= drop;
-		if (tail->n == 0)
-			c->n_batches--, free(tail->text), free(tail);
+		if (tail->n == 0) {
+			c->n_batches--;
+			free(tail->text);
+			free(tail);
+		}
 	}
 	return CHUNK_GOOD;
 }
