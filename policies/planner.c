@@ -261,6 +261,7 @@ typedef struct rec {
 	uint64_t h;
 	int64_t hi;              /* every start in [lo, hi) is listed; INT64_MIN: none yet */
 	int64_t chunk;           /* the next expansion's length */
+	int64_t first_chunk;     /* the first one's (rec_first_chunk) */
 	int64_t *start;          /* sorted */
 	int *off;                /* the zone's offset at each start */
 	size_t n, cap;
@@ -280,6 +281,15 @@ typedef struct days {
 	bool started;
 } days;
 
+/* One window_local_to_utc answer: (zone, local date, start minute) ->
+ * the instant and the zone's offset there.  tz NULL = empty slot. */
+typedef struct conv {
+	const ws_zone *tz;
+	int32_t day, minute;
+	int64_t utc;
+	int off;
+} conv;
+
 typedef struct rectab {
 	rec *v;
 	size_t n, cap;
@@ -289,6 +299,8 @@ typedef struct rectab {
 	size_t n_d, cap_d;
 	int32_t *dslot;          /* open addressing over d, -1 empty */
 	size_t dslot_cap;
+	conv *cv;                /* open addressing, see rectab_local_to_utc */
+	size_t cv_cap, cv_len;
 } rectab;
 
 /* The rule and anchor texts are compared by address: the fleet points at
@@ -429,10 +441,74 @@ static void days_cover(days *d, int32_t a, int32_t b)
 	}
 }
 
+/*
+ * window_local_to_utc, remembered.  Recurrences that differ in rule or
+ * anchor but share a zone and a start minute meet on the same dates (every
+ * weekly rule's dates are among the daily rule's), and each conversion is
+ * four libical offset look-ups; the answer depends on nothing but the zone,
+ * the date and the minute, so it is asked once per table.  (Each placer has
+ * its own table, see rectab_fork, so this needs no lock.)
+ */
+static uint64_t conv_hash(const ws_zone *tz, int32_t day, int32_t minute)
+{
+	return hash_u64(hash_u64(hash_ptr(HASH_SEED, tz), (uint64_t)(uint32_t)day),
+			(uint64_t)(uint32_t)minute);
+}
+
+static int64_t rectab_local_to_utc(rectab *t, const ws_zone *tz, const ws_local_day *d, int minute,
+				   int *off)
+{
+	if ((t->cv_len + 1) * 2 > t->cv_cap) {
+		size_t cap = t->cv_cap ? t->cv_cap * 2 : 1024;
+		conv *cv = xcalloc(cap, sizeof(*cv));
+		for (size_t i = 0; i < t->cv_cap; i++) {
+			if (!t->cv[i].tz)
+				continue;
+			size_t j = conv_hash(t->cv[i].tz, t->cv[i].day, t->cv[i].minute) & (cap - 1);
+			while (cv[j].tz)
+				j = (j + 1) & (cap - 1);
+			cv[j] = t->cv[i];
+		}
+		free(t->cv);
+		t->cv = cv;
+		t->cv_cap = cap;
+	}
+	size_t j = conv_hash(tz, d->day, minute) & (t->cv_cap - 1);
+	for (; t->cv[j].tz; j = (j + 1) & (t->cv_cap - 1)) {
+		const conv *c = &t->cv[j];
+		if (c->tz == tz && c->day == d->day && c->minute == minute) {
+			*off = c->off;
+			return c->utc;
+		}
+	}
+	conv *c = &t->cv[j];
+	c->tz = tz;
+	c->day = d->day;
+	c->minute = minute;
+	c->utc = window_local_to_utc(tz, d, minute, &c->off);
+	t->cv_len++;
+	*off = c->off;
+	return c->utc;
+}
+
 static int32_t floor_day(int64_t t)
 {
 	int64_t q = t / 86400;
 	return (int32_t)(q * 86400 > t ? q - 1 : q);
+}
+
+/*
+ * The first expansion's length: about two occurrences, so that a unit
+ * placed in its first free occurrence costs one libical call.  Only a
+ * sizing hint read from the rule's text; the occurrences themselves always
+ * come from window_expand.  A one-off range is expanded at once.
+ */
+static int64_t rec_first_chunk(const ws_window *w)
+{
+	if (w->one_off)
+		return INT64_MAX / 4;
+	bool daily = strcasestr(w->rrule, "FREQ=DAILY") && !strcasestr(w->rrule, "INTERVAL");
+	return (int64_t)(daily ? 3 : 15) * 86400;
 }
 
 /* The id of the recurrence of `w` computed in `zone` (interned). */
@@ -461,6 +537,7 @@ static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
 	r->to = w->to_utc;
 	r->start_minute = w->start_minute;
 	r->one_off = w->one_off;
+	r->first_chunk = rec_first_chunk(w);
 	t->slot[j] = (int32_t)t->n;
 	if (window_days_shareable(w) && (r->tz = ws_zone_find(zone)) != NULL)
 		r->days = days_intern(t, w);
@@ -501,20 +578,6 @@ static int rec_collect_cb(void *arg, const ws_interval *iv)
 	return 0;
 }
 
-/*
- * The first expansion's length: about two occurrences, so that a unit
- * placed in its first free occurrence costs one libical call.  Only a
- * sizing hint read from the rule's text; the occurrences themselves always
- * come from window_expand.  A one-off range is expanded at once.
- */
-static int64_t rec_first_chunk(const ws_window *w)
-{
-	if (w->one_off)
-		return INT64_MAX / 4;
-	bool daily = strcasestr(w->rrule, "FREQ=DAILY") && !strcasestr(w->rrule, "INTERVAL");
-	return (int64_t)(daily ? 3 : 15) * 86400;
-}
-
 /* Lists the starts in [max(hi, from), next chunk end); false when `limit`
  * was reached already. */
 static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
@@ -523,7 +586,7 @@ static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
 	if (lo >= limit)
 		return false;
 	if (!r->chunk)
-		r->chunk = rec_first_chunk(r->w);
+		r->chunk = r->first_chunk;
 	int64_t until = limit - lo > r->chunk ? lo + r->chunk : limit;
 	if (r->chunk < INT64_MAX / 4)
 		r->chunk *= 2;
@@ -539,8 +602,13 @@ static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
 		while (k < n && d->v[k].day < a)
 			k++;
 		for (; k < n && d->v[k].day < b; k++) {
+			/* The same bound rules out the dates whose start cannot
+			 * fall in [lo, until) without converting them. */
+			int64_t l = (int64_t)d->v[k].day * 86400 + (int64_t)r->start_minute * 60;
+			if (l + 86400 <= lo || l - 86400 >= until)
+				continue;
 			ws_interval iv;
-			iv.start = window_local_to_utc(r->tz, &d->v[k], r->w->start_minute, &iv.utc_offset);
+			iv.start = rectab_local_to_utc(t, r->tz, &d->v[k], r->start_minute, &iv.utc_offset);
 			iv.end = iv.start + r->w->duration_s;
 			if (iv.start < until)
 				(void)rec_collect_cb(&c, &iv);
@@ -583,6 +651,7 @@ static void rectab_free(rectab *t)
 	}
 	free(t->d);
 	free(t->dslot);
+	free(t->cv);
 }
 
 /* Blackout calendars ------------------------------------------------------
@@ -922,27 +991,28 @@ static bool cap_fits(const cap_pool *p, int32_t root, int64_t s, int64_t e, int3
 	return false;
 }
 
-/* Makes `key` a breakpoint, with the count in force just before it. */
-static void cap_breakpoint(cap_pool *p, int32_t *root, int64_t key)
-{
-	int32_t a, b;
-	cap_split(p, *root, key, &a, &b);
-	int32_t fb = cap_first(p, b);
-	if (!(fb && p->n[fb].key == key)) {
-		int32_t la = cap_last(p, a);
-		int32_t x = cap_new(p, key, la ? p->n[la].val : 0);
-		b = cap_merge(p, x, b);
-	}
-	*root = cap_merge(p, a, b);
-}
-
+/*
+ * Adds one unit in progress over [s, e): s and e become breakpoints (each
+ * with the count in force just before it), then the keys in [s, e) get +1.
+ * Two splits and their merges, the new breakpoints joined to the pieces
+ * they begin.
+ */
 static void cap_add(cap_pool *p, int32_t *root, int64_t s, int64_t e)
 {
-	cap_breakpoint(p, root, s);
-	cap_breakpoint(p, root, e);
 	int32_t a, b, m, c;
-	cap_split(p, *root, s, &a, &b);
-	cap_split(p, b, e, &m, &c);
+	cap_split(p, *root, s, &a, &b);   /* a: keys < s */
+	cap_split(p, b, e, &m, &c);       /* m: keys in [s, e), c: keys >= e */
+	int32_t fm = cap_first(p, m);
+	if (!(fm && p->n[fm].key == s)) {
+		int32_t la = cap_last(p, a);
+		int32_t x = cap_new(p, s, la ? p->n[la].val : 0);
+		m = cap_merge(p, x, m);
+	}
+	int32_t fc = cap_first(p, c);
+	if (!(fc && p->n[fc].key == e)) {
+		int32_t x = cap_new(p, e, p->n[cap_last(p, m)].val);   /* m holds s now */
+		c = cap_merge(p, x, c);
+	}
 	cap_apply(p, m, 1);
 	*root = cap_merge(p, cap_merge(p, a, m), c);
 }
