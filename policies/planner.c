@@ -2038,6 +2038,7 @@ typedef struct out_ctx {
 	const char **selected;   /* per policy wave: `selected by wave "W"` */
 	const char **cluster;    /* per fleet cluster: its name in the arena */
 	const char *slot_policy, *slot_none;
+	const char **after;      /* per unit v: `after dependency v (wave N)` */
 	delay_text *dt;          /* open addressing; text NULL = empty */
 	size_t dt_cap, dt_len;
 	struct off_slot {        /* (zone, instant) -> offset: libical is slow */
@@ -2152,8 +2153,18 @@ static size_t unit_reasons(out_ctx *o, unit *u, const char **out)
 	planner *pl = o->pl;
 	size_t n = 0;
 	if (u->push_dep >= 0) {
-		const unit *v = &pl->u[u->push_dep];
-		out[n++] = reason(o, "after dependency %s (wave %d)", v->name, pl->wo[v->wave].index);
+		/* One text per dependency: unit names are unique and a unit's
+		 * wave is final, so no other unit's text can equal it and it
+		 * skips the interning table. */
+		const char **after = &o->after[u->push_dep];
+		if (!*after) {
+			const unit *v = &pl->u[u->push_dep];
+			char buf[512];
+			snprintf(buf, sizeof(buf), "after dependency %s (wave %d)", v->name,
+				 pl->wo[v->wave].index);
+			*after = ws_arena_strdup(o->a, buf);
+		}
+		out[n++] = *after;
 	}
 	if (u->slot_kind == SLOT_POLICY)
 		out[n++] = o->slot_policy;
@@ -2221,6 +2232,7 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 	for (size_t k = 0; k < pl->n_pw; k++)
 		o.selected[k] = reason(&o, "selected by wave \"%s\"", pl->pol->waves[k].name);
 	o.cluster = xcalloc(pl->f->n_clusters, sizeof(*o.cluster));
+	o.after = xcalloc(pl->n_u, sizeof(*o.after));
 	o.slot_policy = reason(&o, "slot from wave start");
 	o.slot_none = reason(&o, "no maintenance windows: slot from wave start");
 
@@ -2247,6 +2259,14 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 			nt += pl->u[pl->placed[w->off + j]].n_mem;
 		pw->tenants = ws_arena_alloc(a, nt * sizeof(*pw->tenants));
 		for (uint32_t j = 0; j < w->n; j++) {
+			/* The tenants come in placement order, scattered over the
+			 * fleet: their records and slugs are fetched a few units
+			 * ahead so that copying a slug rarely waits for memory. */
+			const uint32_t *ahead = pl->placed + w->off + j;
+			if (j + 16 < w->n)
+				__builtin_prefetch(&pl->f->tenants[unit_tenant(pl, &pl->u[ahead[16]], 0)]);
+			if (j + 8 < w->n)
+				__builtin_prefetch(pl->f->tenants[unit_tenant(pl, &pl->u[ahead[8]], 0)].slug);
 			unit *u = &pl->u[pl->placed[w->off + j]];
 			size_t ns = unit_reasons(&o, u, shared);
 			const char *moves = pl->clusters ? reason(&o, "moves with cluster %s", u->name) : NULL;
@@ -2291,6 +2311,7 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 	strset_free(&o.reasons);
 	free(o.selected);
 	free(o.cluster);
+	free(o.after);
 	free(o.dt);
 	free(o.oc);
 	return p;
@@ -2604,15 +2625,48 @@ static void json_out_string(json_out *o, const char *s)
 	json_out_write(o, "\"", 1);
 }
 
+/*
+ * The length of `s` when every byte of it is printable ASCII needing no
+ * escape, else SIZE_MAX.  Nearly every string of a plan is such (slugs,
+ * cluster names, times, reasons): one pass then does what json_string_ok,
+ * json_out_string and strlen would do in three, with the same bytes.
+ */
+static size_t json_plain_len(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+	for (; u[i]; i++)
+		if (u[i] < 0x20 || u[i] >= 0x80 || u[i] == '"' || u[i] == '\\')
+			return SIZE_MAX;
+	return i;
+}
+
+/* A string json_plain_len measured, quoted. */
+static void json_out_plain(json_out *o, const char *s, size_t len)
+{
+	if (len + 2 <= sizeof(o->buf) - o->len && !o->failed) {
+		char *p = o->buf + o->len;
+		p[0] = '"';
+		memcpy(p + 1, s, len);
+		p[len + 1] = '"';
+		o->len += len + 2;
+		return;
+	}
+	json_out_write(o, "\"", 1);
+	json_out_write(o, s, len);
+	json_out_write(o, "\"", 1);
+}
+
 /* Starts the next member of a container at `depth` of which `*n` members
- * are written; `key` NULL for an array element. */
+ * are written; `key` NULL for an array element (keys are this file's
+ * constants, all plain). */
 static void json_out_next(json_out *o, int depth, size_t *n, const char *key)
 {
 	if ((*n)++)
 		json_out_write(o, ",", 1);
 	json_out_indent(o, depth + 1);
 	if (key) {
-		json_out_string(o, key);
+		json_out_plain(o, key, strlen(key));
 		json_out_write(o, ": ", 2);
 	}
 }
@@ -2627,6 +2681,12 @@ static void json_out_close(json_out *o, int depth, size_t n, char c)
 /* A string member or element; left out as json_string() would leave it. */
 static void json_out_str(json_out *o, int depth, size_t *n, const char *key, const char *v)
 {
+	size_t len = v ? json_plain_len(v) : SIZE_MAX;
+	if (len != SIZE_MAX) {
+		json_out_next(o, depth, n, key);
+		json_out_plain(o, v, len);
+		return;
+	}
 	if (!json_string_ok(v))
 		return;
 	json_out_next(o, depth, n, key);
