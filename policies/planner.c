@@ -222,6 +222,54 @@ static void strset_free(strset *ss)
 	memset(ss, 0, sizeof(*ss));
 }
 
+/* Pointer memo ---------------------------------------------------------------
+ * Answers about a string that depend only on its text, remembered by its
+ * address: the fleet points at the YAML parser's interned text, so a few
+ * dozen addresses stand for a hundred thousand tenants' zones and rules.
+ * (Two copies of one text are merely asked twice.) */
+typedef struct ptrmap {
+	struct ptrmap_slot {
+		const void *key;     /* NULL: empty */
+		const void *val;
+	} *slot;
+	size_t cap, len;
+} ptrmap;
+
+static uint64_t hash_u64(uint64_t h, uint64_t x);
+
+/* The slot of `key`; a new one has val NULL and is counted. */
+static struct ptrmap_slot *ptrmap_slot(ptrmap *m, const void *key)
+{
+	if ((m->len + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 64;
+		struct ptrmap_slot *slot = xcalloc(cap, sizeof(*slot));
+		for (size_t i = 0; i < m->cap; i++) {
+			if (!m->slot[i].key)
+				continue;
+			size_t j = hash_u64(HASH_SEED, (uintptr_t)m->slot[i].key) & (cap - 1);
+			while (slot[j].key)
+				j = (j + 1) & (cap - 1);
+			slot[j] = m->slot[i];
+		}
+		free(m->slot);
+		m->slot = slot;
+		m->cap = cap;
+	}
+	size_t j = hash_u64(HASH_SEED, (uintptr_t)key) & (m->cap - 1);
+	for (; m->slot[j].key; j = (j + 1) & (m->cap - 1))
+		if (m->slot[j].key == key)
+			return &m->slot[j];
+	m->slot[j].key = key;
+	m->len++;
+	return &m->slot[j];
+}
+
+static void ptrmap_free(ptrmap *m)
+{
+	free(m->slot);
+	memset(m, 0, sizeof(*m));
+}
+
 /* The first index in sorted a[0..n) with a[i] >= x, searching from `lo`. */
 static size_t lower_bound(const int64_t *a, size_t lo, size_t n, int64_t x)
 {
@@ -301,6 +349,8 @@ typedef struct rectab {
 	size_t dslot_cap;
 	conv *cv;                /* open addressing, see rectab_local_to_utc */
 	size_t cv_cap, cv_len;
+	ptrmap shareable;        /* rule text -> &SHARED or &ALONE (window_days_shareable) */
+	ptrmap zone;             /* interned zone name -> &NO_ZONE or its ws_zone_find */
 } rectab;
 
 /* The rule and anchor texts are compared by address: the fleet points at
@@ -511,6 +561,30 @@ static int64_t rec_first_chunk(const ws_window *w)
 	return (int64_t)(daily ? 3 : 15) * 86400;
 }
 
+static const char SHARED = 1, ALONE = 0, NO_ZONE = 0;
+
+/* window_days_shareable(w) and ws_zone_find(zone), remembered (the rule
+ * text decides the first, the zone name the second). */
+static bool rectab_shareable(rectab *t, const ws_window *w)
+{
+	if (w->one_off || !w->rrule)
+		return window_days_shareable(w);
+	struct ptrmap_slot *x = ptrmap_slot(&t->shareable, w->rrule);
+	if (!x->val)
+		x->val = window_days_shareable(w) ? &SHARED : &ALONE;
+	return x->val == &SHARED;
+}
+
+static const ws_zone *rectab_zone(rectab *t, const char *zone)
+{
+	struct ptrmap_slot *x = ptrmap_slot(&t->zone, zone);
+	if (!x->val) {
+		const ws_zone *z = ws_zone_find(zone);
+		x->val = z ? (const void *)z : &NO_ZONE;
+	}
+	return x->val == &NO_ZONE ? NULL : x->val;
+}
+
 /* The id of the recurrence of `w` computed in `zone` (interned). */
 static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
 {
@@ -539,7 +613,7 @@ static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
 	r->one_off = w->one_off;
 	r->first_chunk = rec_first_chunk(w);
 	t->slot[j] = (int32_t)t->n;
-	if (window_days_shareable(w) && (r->tz = ws_zone_find(zone)) != NULL)
+	if (rectab_shareable(t, w) && (r->tz = rectab_zone(t, zone)) != NULL)
 		r->days = days_intern(t, w);
 	return (uint32_t)t->n++;
 }
@@ -652,6 +726,8 @@ static void rectab_free(rectab *t)
 	free(t->d);
 	free(t->dslot);
 	free(t->cv);
+	ptrmap_free(&t->shareable);
+	ptrmap_free(&t->zone);
 }
 
 /* Blackout calendars ------------------------------------------------------
@@ -1072,6 +1148,7 @@ typedef struct planner {
 	int n_waves;             /* including overflow */
 	ws_arena *tmp;           /* working memory with the planner's lifetime */
 	strset zones;
+	ptrmap zone_names;       /* a fleet zone name -> its copy in `zones` */
 
 	struct name_ref *cand;   /* the candidates by slug */
 	size_t n_cand;
@@ -1119,6 +1196,15 @@ static void plan_error(planner *pl, const char *fmt, ...)
 	ws_diag_addv(pl->d, NULL, 0, 0, fmt, ap);
 	va_end(ap);
 	pl->errors++;
+}
+
+/* The interned copy of a zone name (never NULL), found by address first. */
+static const char *zone_intern(planner *pl, const char *zone)
+{
+	struct ptrmap_slot *x = ptrmap_slot(&pl->zone_names, zone);
+	if (!x->val)
+		x->val = strset_intern(&pl->zones, zone);
+	return x->val;
 }
 
 /* Takes ownership of `s`. */
@@ -1239,6 +1325,12 @@ static void choose_waves(planner *pl)
 		order[start[f->tenants[pl->cand[k].idx].criticality]++] = pl->cand[k].idx;
 	size_t *taken = xcalloc(pl->n_pw, sizeof(*taken));
 	for (size_t k = 0; k < n; k++) {
+		/* Selectors read each tenant's record and labels; in this order
+		 * they are scattered, so they are fetched a few tenants ahead. */
+		if (k + 16 < n)
+			__builtin_prefetch(&f->tenants[order[k + 16]]);
+		if (k + 8 < n)
+			__builtin_prefetch(f->tenants[order[k + 8]].labels);
 		const ws_tenant *t = &f->tenants[order[k]];
 		for (size_t w = 0; w < pl->n_pw; w++) {
 			const ws_wave *wv = &pl->pol->waves[w];
@@ -1612,7 +1704,7 @@ static void collect_windows(planner *pl)
 			nw = t->n_windows;
 			zone = t->timezone;
 		}
-		zone = strset_intern(&pl->zones, zone ? zone : "UTC");
+		zone = zone_intern(pl, zone ? zone : "UTC");
 		u->zone = zone;
 		u->rec_off = (uint32_t)pl->n_recs_total;
 		if (!pl->pol->respect_windows)
@@ -1621,7 +1713,7 @@ static void collect_windows(planner *pl)
 			u->slot_kind = SLOT_NO_WINDOWS;
 		else
 			for (size_t k = 0; k < nw; k++) {
-				const char *z = w[k].timezone ? strset_intern(&pl->zones, w[k].timezone) : zone;
+				const char *z = w[k].timezone ? zone_intern(pl, w[k].timezone) : zone;
 				vec_reserve(&pl->recs, &rcap, pl->n_recs_total + 1, sizeof(*pl->recs));
 				struct unit_window *x = &pl->recs[pl->n_recs_total++];
 				x->rec = rec_intern(&pl->rt, &w[k], z);
@@ -2192,7 +2284,7 @@ static void fill_tenant(out_ctx *o, ws_plan_tenant *pt, const unit *u, uint32_t 
 	pt->window_end = u->we;
 	/* In tenant mode the unit's zone is the tenant's, interned already. */
 	const char *zone = pl->clusters
-		? strset_intern(&pl->zones, t->timezone ? t->timezone : "UTC") : u->zone;
+		? zone_intern(pl, t->timezone ? t->timezone : "UTC") : u->zone;
 	/* A recurring window computed in the tenant's zone knows the offset
 	 * already; one-off ranges come back with offset 0. */
 	const rec *r = u->rec_id >= 0 ? &pl->rt.v[u->rec_id] : NULL;
@@ -2357,6 +2449,7 @@ static void planner_free(planner *pl)
 	free(pl->cals);
 	free(pl->members);
 	strset_free(&pl->zones);
+	ptrmap_free(&pl->zone_names);
 	ws_arena_free(pl->tmp);
 }
 
