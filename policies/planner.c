@@ -313,6 +313,10 @@ typedef struct rec {
 	int64_t *start;          /* sorted */
 	int *off;                /* the zone's offset at each start */
 	size_t n, cap;
+	/* The last answer of rec_seek_first: starts are only ever appended
+	 * after the listed ones, so an index below n stays the answer. */
+	int64_t seek_t;
+	size_t seek_i;
 } rec;
 
 /* The local dates of one (rule, anchor), shared by the recurrences that
@@ -604,6 +608,7 @@ static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
 	r->zone = zone;
 	r->h = h;
 	r->hi = INT64_MIN;
+	r->seek_t = INT64_MIN;
 	r->days = -1;
 	r->rrule = w->rrule;
 	r->anchor = w->anchor;
@@ -709,6 +714,20 @@ static size_t rec_seek(rectab *tab, uint32_t id, size_t i, int64_t t, int64_t fl
 		if (i < r->n || !rec_extend(tab, r, floor, limit))
 			return i;
 	}
+}
+
+/* rec_seek from the first occurrence: every unit of a wave with this
+ * recurrence asks it for the wave start, so the answer is kept. */
+static size_t rec_seek_first(rectab *tab, uint32_t id, int64_t t, int64_t floor, int64_t limit)
+{
+	rec *r = &tab->v[id];
+	if (r->seek_t == t && r->seek_i < r->n)
+		return r->seek_i;
+	size_t i = rec_seek(tab, id, 0, t, floor, limit);
+	r = &tab->v[id];
+	r->seek_t = t;
+	r->seek_i = i;
+	return i;
 }
 
 static void rectab_free(rectab *t)
@@ -1824,7 +1843,7 @@ static void place_unit(planner *pl, placer *pw, uint32_t ui, int k, int64_t ws0)
 			const struct unit_window *x = &pl->recs[u->rec_off + s];
 			st[s].rec = (int32_t)x->rec;
 			st[s].length = x->length;
-			st[s].i = rec_seek(pw->rt, x->rec, 0, ws0, ws0, pl->horizon_end);
+			st[s].i = rec_seek_first(pw->rt, x->rec, ws0, ws0, pl->horizon_end);
 		}
 	}
 	for (;;) {
@@ -1923,6 +1942,35 @@ static int u64_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * Sorts one wave's order keys, which come in increasing unit index (the
+ * low bits): a stable counting sort on (depth, criticality) alone then
+ * gives the full order, in O(n) when (depth, criticality) packed as in
+ * unit_order_key stays below n (the usual case); otherwise qsort.  `tmp`
+ * has room for n keys and `count` for n + 2 counters.
+ */
+static void wave_sort(uint64_t *b, size_t n, uint64_t *tmp, size_t *count)
+{
+	if (n < 2)
+		return;
+	uint64_t hi_max = 0;
+	for (size_t j = 0; j < n; j++)
+		if (b[j] >> 32 > hi_max)
+			hi_max = b[j] >> 32;
+	if (hi_max > n) {
+		qsort(b, n, sizeof(*b), u64_cmp);
+		return;
+	}
+	memset(count, 0, (hi_max + 2) * sizeof(*count));
+	for (size_t j = 0; j < n; j++)
+		count[(b[j] >> 32) + 1]++;
+	for (size_t h = 1; h <= hi_max + 1; h++)
+		count[h] += count[h - 1];
+	for (size_t j = 0; j < n; j++)
+		tmp[count[b[j] >> 32]++] = b[j];
+	memcpy(b, tmp, n * sizeof(*b));
+}
+
 /* Places units (in order) for wave k: the dependency check, then the
  * window.  Dependencies are in earlier waves: any that found no window is
  * final by now. */
@@ -1930,6 +1978,12 @@ static void place_units(planner *pl, placer *pw, const uint32_t *units, size_t n
 			int64_t ws0)
 {
 	for (size_t j = 0; j < n; j++) {
+		/* Units of a wave are scattered over the unit array (and their
+		 * windows over pl->recs): fetched a few units ahead. */
+		if (j + 16 < n)
+			__builtin_prefetch(&pl->u[units[j + 16]]);
+		if (j + 8 < n)
+			__builtin_prefetch(&pl->recs[pl->u[units[j + 8]].rec_off]);
 		uint32_t ui = units[j];
 		unit *u = &pl->u[ui];
 		for (uint32_t q = 0; q < u->n_deps; q++) {
@@ -1965,6 +2019,7 @@ static rectab *rectab_fork(const rectab *t)
 	for (size_t i = 0; i < t->n; i++) {
 		rec *r = &c->v[i];
 		r->hi = INT64_MIN;
+		r->seek_t = INT64_MIN;
 		r->chunk = 0;
 		r->start = NULL;
 		r->off = NULL;
@@ -2060,6 +2115,8 @@ static void schedule_waves(planner *pl)
 	for (int k = 0; k < nw; k++)
 		off[k + 1] += off[k];
 	uint64_t *bucket = xmalloc((off[nw] ? off[nw] : 1) * sizeof(*bucket));
+	uint64_t *sort_tmp = xmalloc((off[nw] ? off[nw] : 1) * sizeof(*sort_tmp));
+	size_t *sort_count = xmalloc(((size_t)off[nw] + 2) * sizeof(*sort_count));
 	uint32_t *fill = xmalloc(((size_t)nw + 1) * sizeof(*fill));
 	memcpy(fill, off, ((size_t)nw + 1) * sizeof(*fill));
 	for (size_t i = 0; i < pl->n_u; i++)
@@ -2086,7 +2143,7 @@ static void schedule_waves(planner *pl)
 	for (int k = 0; k < nw; k++) {
 		uint64_t *b = bucket + off[k];
 		size_t n = off[k + 1] - off[k];
-		qsort(b, n, sizeof(*b), u64_cmp);
+		wave_sort(b, n, sort_tmp, sort_count);
 		wave_out *w = &pl->wo[k];
 		w->start = cursor;
 		w->end = NO_TIME;
@@ -2108,6 +2165,8 @@ static void schedule_waves(planner *pl)
 			cursor = w->end + wave_settings(pl, k)->soak_s;
 		}
 	}
+	free(sort_count);
+	free(sort_tmp);
 	free(bucket);
 	free(off);
 }
