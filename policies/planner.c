@@ -2189,7 +2189,8 @@ typedef struct out_ctx {
 	const char **selected;   /* per policy wave: `selected by wave "W"` */
 	const char **cluster;    /* per fleet cluster: its name in the arena */
 	const char *slot_policy, *slot_none;
-	const char **after;      /* per unit v: `after dependency v (wave N)` */
+	const char **after;      /* per unit v: `after dependency v (wave N)`, then
+				  * (reset) `depends on unassigned v` */
 	delay_text *dt;          /* open addressing; text NULL = empty */
 	size_t dt_cap, dt_len;
 	struct off_slot {        /* (zone, instant) -> offset: libical is slow */
@@ -2205,6 +2206,11 @@ static uint64_t pair_hash(const void *a, size_t na, int64_t t)
 	return hash_bytes(hash_bytes(HASH_SEED, a, na), &t, sizeof(t));
 }
 
+static uint64_t off_hash(const char *zone, int64_t t)
+{
+	return hash_u64(hash_ptr(HASH_SEED, zone), (uint64_t)t);
+}
+
 static int zone_offset(out_ctx *o, const char *zone, int64_t t)
 {
 	if ((o->oc_len + 1) * 2 > o->oc_cap) {
@@ -2213,7 +2219,7 @@ static int zone_offset(out_ctx *o, const char *zone, int64_t t)
 		for (size_t i = 0; i < o->oc_cap; i++) {
 			if (!o->oc[i].zone)
 				continue;
-			size_t j = pair_hash(&o->oc[i].zone, sizeof(void *), o->oc[i].t) & (cap - 1);
+			size_t j = off_hash(o->oc[i].zone, o->oc[i].t) & (cap - 1);
 			while (slot[j].zone)
 				j = (j + 1) & (cap - 1);
 			slot[j] = o->oc[i];
@@ -2222,13 +2228,16 @@ static int zone_offset(out_ctx *o, const char *zone, int64_t t)
 		o->oc = slot;
 		o->oc_cap = cap;
 	}
-	size_t j = pair_hash(&zone, sizeof(void *), t) & (o->oc_cap - 1);
+	size_t j = off_hash(zone, t) & (o->oc_cap - 1);
 	for (; o->oc[j].zone; j = (j + 1) & (o->oc_cap - 1))
 		if (o->oc[j].zone == zone && o->oc[j].t == t)
 			return o->oc[j].off;
 	o->oc[j].zone = zone;
 	o->oc[j].t = t;
-	o->oc[j].off = ws_tz_offset(zone, t);
+	/* The zone itself is found once (rectab_zone); unknown: offset 0,
+	 * as ws_tz_offset says. */
+	const ws_zone *z = rectab_zone(&o->pl->rt, zone);
+	o->oc[j].off = z ? ws_zone_offset(z, t) : 0;
 	o->oc_len++;
 	return o->oc[j].off;
 }
@@ -2276,11 +2285,16 @@ static const char *delay_reason(out_ctx *o, const delay *dl)
 	for (; o->dt[j].text; j = (j + 1) & (o->dt_cap - 1))
 		if (o->dt[j].kind == dl->kind && o->dt[j].ref == dl->ref && o->dt[j].until == dl->until)
 			return o->dt[j].text;
-	char t[40];
+	/* Made once per (kind, calendar or cluster, until), which this cache
+	 * holds already: the text goes to the arena without the interning
+	 * table (texts are compared by content; sharing only saves memory). */
+	char t[40], buf[512];
 	ws_time_format(dl->until, 0, true, t, sizeof(t));
-	const char *text = dl->kind == DELAY_BLACKOUT
-		? reason(o, "blackout %s until %s", delay_name(pl, dl), t)
-		: reason(o, "cluster %s full until %s", delay_name(pl, dl), t);
+	if (dl->kind == DELAY_BLACKOUT)
+		snprintf(buf, sizeof(buf), "blackout %s until %s", delay_name(pl, dl), t);
+	else
+		snprintf(buf, sizeof(buf), "cluster %s full until %s", delay_name(pl, dl), t);
+	const char *text = ws_arena_strdup(o->a, buf);
 	o->dt[j] = (delay_text){ dl->kind, dl->ref, dl->until, text };
 	o->dt_len++;
 	return text;
@@ -2437,13 +2451,23 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 	const char *nomatch = reason(&o, "matched no wave");
 	const char *full = reason(&o, "no wave with room (max_tenants)");
 	const char *horizon = reason(&o, "no window within horizon");
+	/* `depends on unassigned v`: one text per v, as for `after`. */
+	memset(o.after, 0, pl->n_u * sizeof(*o.after));
 	for (size_t i = 0; i < pl->n_u; i++) {
 		const unit *u = &pl->u[i];
 		if (u->state != U_UNASSIGNED)
 			continue;
 		const char *why = u->why == WHY_NOMATCH ? nomatch : u->why == WHY_FULL ? full
-			: u->why == WHY_HORIZON ? horizon
-			: reason(&o, "depends on unassigned %s", pl->u[u->why_ref].name);
+			: u->why == WHY_HORIZON ? horizon : NULL;
+		if (!why) {
+			const char **dep = &o.after[u->why_ref];
+			if (!*dep) {
+				char buf[512];
+				snprintf(buf, sizeof(buf), "depends on unassigned %s", pl->u[u->why_ref].name);
+				*dep = ws_arena_strdup(a, buf);
+			}
+			why = *dep;
+		}
 		for (uint32_t m = 0; m < u->n_mem; m++) {
 			ws_plan_unassigned *x = &p->unassigned[p->n_unassigned++];
 			x->slug = ws_arena_strdup(a, pl->f->tenants[unit_tenant(pl, u, m)].slug);

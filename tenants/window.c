@@ -752,6 +752,11 @@ const ws_zone *ws_zone_find(const char *tzid)
 	return (const ws_zone *)tz_get(tzid ? tzid : "UTC");
 }
 
+int ws_zone_offset(const ws_zone *zone, int64_t t)
+{
+	return tz_offset_at((icaltimezone *)zone, t);
+}
+
 int64_t window_local_to_utc(const ws_zone *zone, const ws_local_day *day, int minute, int *offset)
 {
 	return local_to_utc((icaltimezone *)zone, floating_time(day->year, day->month, day->mday, minute),
