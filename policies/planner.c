@@ -677,9 +677,17 @@ static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
 		days *d = &t->d[r->days];
 		int32_t a = floor_day(lo) - 2, b = floor_day(until) + 2;
 		days_cover(d, a, b);
-		size_t k = 0, n = d->n;
-		while (k < n && d->v[k].day < a)
-			k++;
+		/* The dates are sorted and only grow: the first one in range
+		 * is found by bisection, not by walking the list from its
+		 * start on every chunk. */
+		size_t k = 0, n = d->n, hi = n;
+		while (k < hi) {
+			size_t mid = k + (hi - k) / 2;
+			if (d->v[mid].day < a)
+				k = mid + 1;
+			else
+				hi = mid;
+		}
 		for (; k < n && d->v[k].day < b; k++) {
 			/* The same bound rules out the dates whose start cannot
 			 * fall in [lo, until) without converting them. */
@@ -1194,6 +1202,7 @@ typedef struct planner {
 	size_t parallel_min_units;
 	uint8_t *cl_placer;      /* per fleet cluster: which placer has it in this wave */
 	uint32_t *cl_count;
+	uint32_t *cl_wave_n;     /* per fleet cluster: its units in this wave */
 
 	delay *delays;
 	size_t n_delays, cap_delays;
@@ -1828,6 +1837,11 @@ static void place_unit(planner *pl, placer *pw, uint32_t ui, int k, int64_t ws0)
 {
 	unit *u = &pl->u[ui];
 	int cap = cap_of(pl, k, u->cluster);
+	/* A cluster with no more units in the wave than its cap can never be
+	 * full: fewer than cap are in progress when any of them is placed.
+	 * Its units skip the cap tree altogether. */
+	if (cap > 0 && pl->cl_wave_n[u->cluster] <= (uint32_t)cap)
+		cap = 0;
 	size_t ns = u->slot_kind ? 1 : u->n_recs;
 	vec_reserve(&pw->st, &pw->cap_st, ns, sizeof(*pw->st));
 	vec_reserve(&pw->local, &pw->cap_local, u->n_cals + 1, sizeof(*pw->local));
@@ -2039,6 +2053,8 @@ static void place_wave(planner *pl, const uint64_t *b, size_t n, int k, int64_t 
 	placer *pw = pl->pw;
 	for (int i = 0; i < PLACERS; i++)
 		pw[i].n_units = 0;
+	for (size_t j = 0; j < n; j++)
+		pl->cl_wave_n[pl->u[(uint32_t)b[j]].cluster]++;
 	bool parallel = PLACERS > 1 && pl->threads != 1 && n >= pl->parallel_min_units;
 	if (parallel) {
 		/* Clusters to placers, the larger ones first would balance best
@@ -2101,6 +2117,8 @@ static void place_wave(planner *pl, const uint64_t *b, size_t n, int k, int64_t 
 		p->n_touched = 0;
 		p->pool.len = 1;
 	}
+	for (size_t j = 0; j < n; j++)
+		pl->cl_wave_n[pl->u[(uint32_t)b[j]].cluster] = 0;
 }
 
 static void schedule_waves(planner *pl)
@@ -2127,6 +2145,7 @@ static void schedule_waves(planner *pl)
 	pl->root = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->root));
 	pl->cl_placer = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_placer));
 	pl->cl_count = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_count));
+	pl->cl_wave_n = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_wave_n));
 	pl->pw = xcalloc(PLACERS, sizeof(*pl->pw));
 	for (int i = 0; i < PLACERS; i++) {
 		placer *pw = &pl->pw[i];
@@ -2517,6 +2536,7 @@ static void planner_free(planner *pl)
 	free(pl->pw);
 	free(pl->cl_placer);
 	free(pl->cl_count);
+	free(pl->cl_wave_n);
 	free(pl->root);
 	free(pl->delays);
 	free(pl->placed);

@@ -382,6 +382,45 @@ static void test_cap_every_instant(void **state)
 }
 
 /*
+ * The cap per wave at its edge: wave "one" has exactly as many of k's
+ * units as k's cap (2), so both share the first window; wave "two" has
+ * one more than the cap, so its third unit waits a day.  Windows are
+ * daily 01:00-02:00; wave two starts when wave one ends (01-04 02:00,
+ * no soak), its first window is 01-05 01:00 and z, last in slug order,
+ * finds x and y there.
+ */
+static void test_cap_at_wave_size(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet("clusters:\n  - {name: k, hosting: shared, max_parallel: 2}\n"
+		"tenants:\n"
+		"  - {slug: p, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: q, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: x, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: y, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: z, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n");
+	ws_policy *p = pt_policy(STD "  waves:\n"
+		"    - {name: one, select: {slugs: [p, q]}}\n"
+		"    - {name: two, select: {}}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	pt_expect_wave(plan, 1, "one", S, "2027-01-04T02:00:00Z", 0, "p q");
+	pt_expect_tenant(plan, "p", 1, "2027-01-04T01:00:00+00:00 2027-01-04T02:00:00+00:00 | "
+			 "selected by wave \"one\"");
+	pt_expect_tenant(plan, "q", 1, "2027-01-04T01:00:00+00:00 2027-01-04T02:00:00+00:00 | "
+			 "selected by wave \"one\"");
+	pt_expect_wave(plan, 2, "two", "2027-01-04T02:00:00Z", "2027-01-06T02:00:00Z", 0, "x y z");
+	pt_expect_tenant(plan, "x", 2, "2027-01-05T01:00:00+00:00 2027-01-05T02:00:00+00:00 | "
+			 "selected by wave \"two\"");
+	pt_expect_tenant(plan, "y", 2, "2027-01-05T01:00:00+00:00 2027-01-05T02:00:00+00:00 | "
+			 "selected by wave \"two\"");
+	pt_expect_tenant(plan, "z", 2, "2027-01-06T01:00:00+00:00 2027-01-06T02:00:00+00:00 | "
+			 "selected by wave \"two\"; cluster k full until 2027-01-05T02:00:00Z");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
  * Blackouts.  hard-freeze 4th 00:00-06:00, soft-freeze 4th 06:00-12:00,
  * crit-only (hard, critical tenants) all of the 5th, `unlisted` (hard,
  * everything) not named by the policies.  t and v have 04:00-08:00 daily,
@@ -996,6 +1035,7 @@ int main(void)
 		cmocka_unit_test(test_cluster_unit),
 		cmocka_unit_test(test_cluster_cycle),
 		cmocka_unit_test(test_cap_every_instant),
+		cmocka_unit_test(test_cap_at_wave_size),
 		cmocka_unit_test(test_blackouts),
 		cmocka_unit_test(test_horizon),
 		cmocka_unit_test(test_slots),
