@@ -2206,6 +2206,7 @@ typedef struct out_ctx {
 	ws_arena *a;
 	strset reasons;          /* interned texts, in the plan's arena */
 	const char **selected;   /* per policy wave: `selected by wave "W"` */
+	const char ***only;      /* per policy wave: {selected[w]}, in the arena */
 	const char **cluster;    /* per fleet cluster: its name in the arena */
 	const char *slot_policy, *slot_none;
 	const char **after;      /* per unit v: `after dependency v (wave N)`, then
@@ -2385,11 +2386,18 @@ static void fill_tenant(out_ctx *o, ws_plan_tenant *pt, const unit *u, uint32_t 
 	else
 		pt->offset_start = zone_offset(o, zone, u->ws);
 	pt->offset_end = zone_offset(o, zone, u->we);
-	pt->reasons = ws_arena_alloc(o->a, (n_shared + 1) * sizeof(*pt->reasons));
 	int own = pl->t_sel[ti];
-	pt->reasons[0] = pl->clusters && own != u->sel ? first : o->selected[own];
-	memcpy(pt->reasons + 1, shared, n_shared * sizeof(*shared));
+	bool own_wave = !(pl->clusters && own != u->sel);   /* else `moves with cluster` */
 	pt->n_reasons = n_shared + 1;
+	if (n_shared == 0 && own_wave) {
+		/* Most tenants have this one reason: they share one list
+		 * (a plan's lists are read only). */
+		pt->reasons = o->only[own];
+		return;
+	}
+	pt->reasons = ws_arena_alloc(o->a, (n_shared + 1) * sizeof(*pt->reasons));
+	pt->reasons[0] = own_wave ? o->selected[own] : first;
+	memcpy(pt->reasons + 1, shared, n_shared * sizeof(*shared));
 }
 
 static int unassigned_cmp(const void *a, const void *b)
@@ -2413,8 +2421,12 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 	p->release = ws_arena_strdup(a, in->release);
 	p->start = pl->start;
 	o.selected = xcalloc(pl->n_pw, sizeof(*o.selected));
-	for (size_t k = 0; k < pl->n_pw; k++)
+	o.only = xcalloc(pl->n_pw, sizeof(*o.only));
+	for (size_t k = 0; k < pl->n_pw; k++) {
 		o.selected[k] = reason(&o, "selected by wave \"%s\"", pl->pol->waves[k].name);
+		o.only[k] = ws_arena_alloc(a, sizeof(*o.only[k]));
+		o.only[k][0] = o.selected[k];
+	}
 	o.cluster = xcalloc(pl->f->n_clusters, sizeof(*o.cluster));
 	o.after = xcalloc(pl->n_u, sizeof(*o.after));
 	o.slot_policy = reason(&o, "slot from wave start");
@@ -2504,6 +2516,7 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 			p->warnings[p->n_warnings++] = ws_arena_strdup(a, pl->warn[i]);
 	strset_free(&o.reasons);
 	free(o.selected);
+	free(o.only);
 	free(o.cluster);
 	free(o.after);
 	free(o.dt);
