@@ -2715,11 +2715,34 @@ json_t *plan_to_json(const ws_plan *p)
 
 #define JSON_OUT_BUF 16384
 
+/*
+ * What repeats in a plan is written once and then copied: the few strings
+ * that need escapes (the shared `selected by wave "W"` reasons), by
+ * address, and window times, by (instant, offset).  Direct-mapped, so a
+ * collision merely writes the value again.
+ */
+#define JSON_MEMO 64
+#define JSON_TIME_MEMO 256
+#define JSON_MEMO_MAX 512        /* longer escaped strings are not kept */
+
 typedef struct json_out {
 	FILE *f;
 	bool failed;
 	size_t len;
+	unsigned long spills;    /* times bytes left buf (a flush or a long write) */
 	char buf[JSON_OUT_BUF];
+	struct json_memo {
+		const char *s;   /* NULL: empty */
+		char *text;      /* quoted and escaped, malloc'd */
+		size_t len;
+	} memo[JSON_MEMO];
+	struct json_time_memo {
+		int64_t t;
+		int offset;
+		bool utc_z, used;
+		size_t len;
+		char text[40];
+	} tmemo[JSON_TIME_MEMO];
 } json_out;
 
 static void json_out_flush(json_out *o)
@@ -2727,6 +2750,7 @@ static void json_out_flush(json_out *o)
 	if (!o->failed && o->len && fwrite(o->buf, 1, o->len, o->f) != o->len)
 		o->failed = true;
 	o->len = 0;
+	o->spills++;
 }
 
 static void json_out_write(json_out *o, const char *s, size_t n)
@@ -2738,6 +2762,7 @@ static void json_out_write(json_out *o, const char *s, size_t n)
 	if (n >= sizeof(o->buf)) {
 		if (!o->failed && fwrite(s, 1, n, o->f) != n)
 			o->failed = true;
+		o->spills++;
 		return;
 	}
 	memcpy(o->buf + o->len, s, n);
@@ -2896,10 +2921,28 @@ static void json_out_str(json_out *o, int depth, size_t *n, const char *key, con
 		json_out_plain(o, v, len);
 		return;
 	}
+	if (!v)
+		return;
+	struct json_memo *m = &o->memo[hash_ptr(HASH_SEED, v) % JSON_MEMO];
+	if (m->s == v) {
+		json_out_next(o, depth, n, key);
+		json_out_write(o, m->text, m->len);
+		return;
+	}
 	if (!json_string_ok(v))
 		return;
 	json_out_next(o, depth, n, key);
+	/* Kept when its bytes are still together in buf. */
+	size_t before = o->len;
+	unsigned long spills = o->spills;
 	json_out_string(o, v);
+	size_t w = o->len - before;
+	char *text;
+	if (o->spills == spills && !o->failed && w <= JSON_MEMO_MAX && (text = malloc(w))) {
+		memcpy(text, o->buf + before, w);
+		free(m->text);
+		*m = (struct json_memo){ v, text, w };
+	}
 }
 
 static void json_out_int(json_out *o, int depth, size_t *n, const char *key, json_int_t v)
@@ -2913,9 +2956,22 @@ static void json_out_int(json_out *o, int depth, size_t *n, const char *key, jso
 static void json_out_time(json_out *o, int depth, size_t *n, const char *key, int64_t t,
 			  int offset, bool utc_z)
 {
-	char buf[40];
-	ws_time_format(t, offset, utc_z, buf, sizeof(buf));
-	json_out_str(o, depth, n, key, buf);
+	uint64_t h = hash_u64(hash_u64(HASH_SEED, (uint64_t)t), (uint64_t)(uint32_t)offset << 1 | utc_z);
+	struct json_time_memo *m = &o->tmemo[h % JSON_TIME_MEMO];
+	if (!(m->used && m->t == t && m->offset == offset && m->utc_z == utc_z)) {
+		ws_time_format(t, offset, utc_z, m->text, sizeof(m->text));
+		m->t = t;
+		m->offset = offset;
+		m->utc_z = utc_z;
+		m->used = true;
+		m->len = json_plain_len(m->text);   /* digits and signs: always plain */
+	}
+	if (m->len == SIZE_MAX) {
+		json_out_str(o, depth, n, key, m->text);
+		return;
+	}
+	json_out_next(o, depth, n, key);
+	json_out_plain(o, m->text, m->len);
 }
 
 /* The depths follow plan_to_json: plan 0, waves 1, a wave 2, its tenants 3,
@@ -2924,8 +2980,9 @@ int plan_write_json(const ws_plan *p, FILE *out)
 {
 	if (!p || !out)
 		return WS_EINVAL;
-	json_out jo = { .f = out };
-	json_out *o = &jo;
+	/* Large (buffer and memos): on the heap, not the caller's stack. */
+	json_out *o = xcalloc(1, sizeof(*o));
+	o->f = out;
 
 	size_t n = 0;
 	json_out_write(o, "{", 1);
@@ -2993,5 +3050,9 @@ int plan_write_json(const ws_plan *p, FILE *out)
 	json_out_close(o, 0, n, '}');
 
 	json_out_flush(o);
-	return o->failed || fflush(out) != 0 ? WS_EIO : 0;
+	bool failed = o->failed;
+	for (size_t i = 0; i < JSON_MEMO; i++)
+		free(o->memo[i].text);
+	free(o);
+	return failed || fflush(out) != 0 ? WS_EIO : 0;
 }
