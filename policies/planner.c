@@ -1714,6 +1714,14 @@ static void collect_windows(planner *pl)
 {
 	const ws_fleet *f = pl->f;
 	size_t rcap = 0, ccap = 0;
+	/* Sized once rather than grown: every unit's windows, and every
+	 * calendar for every unit at most. */
+	size_t nw_all = 0;
+	for (size_t i = 0; pl->pol->respect_windows && i < pl->n_u; i++)
+		nw_all += pl->clusters ? f->clusters[pl->u[i].cluster].n_windows
+				       : f->tenants[pl->u[i].mem_off].n_windows;
+	vec_reserve(&pl->recs, &rcap, nw_all, sizeof(*pl->recs));
+	vec_reserve(&pl->cals, &ccap, pl->n_u * pl->n_cal, sizeof(*pl->cals));
 	for (size_t i = 0; i < pl->n_u; i++) {
 		unit *u = &pl->u[i];
 		if (u->state == U_UNASSIGNED)
