@@ -30,6 +30,13 @@
  * and finds zones through a sorted index (zone_index_build); validation
  * remembers every libical answer for the duration of one parse
  * (window_cache).  Every answer still comes from libical.
+ *
+ * UTC calendar fields: turning unix seconds into UTC year, month, day and
+ * time is plain Gregorian arithmetic (utc_fields_of), done here rather than
+ * by gmtime_r, which takes glibc's process-wide tzset lock on every call;
+ * the planner's placer threads contended for it through libical's
+ * icaltime_from_timet_with_zone.  No zone is involved in that step: the
+ * zone's offsets still come from libical.
  */
 #include <pthread.h>
 #include <stdarg.h>
