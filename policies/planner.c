@@ -513,7 +513,7 @@ static void days_cover(days *d, int32_t a, int32_t b)
  * window_local_to_utc, remembered.  Recurrences that differ in rule or
  * anchor but share a zone and a start minute meet on the same dates (every
  * weekly rule's dates are among the daily rule's), and each conversion is
- * four libical offset look-ups; the answer depends on nothing but the zone,
+ * three or four libical offset look-ups; the answer depends on nothing but the zone,
  * the date and the minute, so it is asked once per table.  (Each placer has
  * its own table, see rectab_fork, so this needs no lock.)
  */
