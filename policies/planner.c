@@ -2507,6 +2507,9 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 	/* `depends on unassigned v`: one text per v, as for `after`. */
 	memset(o.after, 0, pl->n_u * sizeof(*o.after));
 	for (size_t i = 0; i < pl->n_u; i++) {
+		/* Slugs copied below are fetched ahead, as for the waves. */
+		if (i + 8 < pl->n_u && pl->u[i + 8].state == U_UNASSIGNED)
+			__builtin_prefetch(pl->f->tenants[unit_tenant(pl, &pl->u[i + 8], 0)].slug);
 		const unit *u = &pl->u[i];
 		if (u->state != U_UNASSIGNED)
 			continue;
