@@ -70,17 +70,31 @@
  *     120d); policy_parse always fills them.
  *
  * Cost: O(n log n) in the tenants plus the candidate occurrences tried.
- * Occurrences come from window_expand only.  Each distinct recurrence
- * (rule, local start, zone, anchor; or a one-off range) is expanded once,
- * lazily and only as far as some unit looks, and shared by every unit that
- * has it (see "Recurrences"); blackout calendars become sorted occurrence
- * arrays with a prefix maximum of ends (one binary search per check); the
- * cluster cap is a treap of count breakpoints per cluster (read-only range
- * probes, range add in O(log n)); a rejected candidate jumps its occurrence
- * list past the instant that rejected it.  Units are sorted once by name and
- * numbered in that order, so every "smallest name" tie-break is an integer
- * comparison.  The plan lives in one arena (plan_free releases it); the
- * working state is freed before plan_build returns.
+ * Occurrences come from libical only (window_expand, or shared dates turned
+ * into instants by window_local_to_utc).  Each distinct recurrence (rule,
+ * local start, zone, anchor; or a one-off range) is expanded once, lazily
+ * and only as far as some unit looks, and shared by every unit that has it
+ * (see "Recurrences"); each (zone, local date, start minute) is converted
+ * once per recurrence table, whatever rules share it; the first seek of a
+ * wave is remembered per recurrence.  Blackout calendars become sorted
+ * occurrence arrays with a prefix maximum of ends (one binary search per
+ * check); the cluster cap is a treap of count breakpoints per cluster
+ * (read-only range probes, range add in O(log n)), which a cluster with no
+ * more units in the wave than its cap never uses; a rejected candidate
+ * jumps its occurrence list past the instant that rejected it.  Units are
+ * sorted once by name and numbered in that order, so every "smallest name"
+ * tie-break is an integer comparison, and a wave's order is a counting
+ * sort on (depth, criticality) of keys that arrive in that order.  Answers
+ * that depend only on a string's text (interned zone, zone look-up, shared
+ * dates) are remembered by the string's address.  The output makes each
+ * distinct reason text once (tenants with only their wave's reason share
+ * one list), and the JSON writer copies plain strings in one pass and
+ * writes escaped strings and window times once each.  Walks over tenants
+ * in an order other than the fleet's prefetch a few records ahead: at
+ * 100,000 tenants they are memory-bound, not compute-bound.  No libc time
+ * conversion is called per tenant (glibc's gmtime_r takes a process-wide
+ * lock; see tenants/window.c).  The plan lives in one arena (plan_free
+ * releases it); the working state is freed before plan_build returns.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -222,6 +236,54 @@ static void strset_free(strset *ss)
 	memset(ss, 0, sizeof(*ss));
 }
 
+/* Pointer memo ---------------------------------------------------------------
+ * Answers about a string that depend only on its text, remembered by its
+ * address: the fleet points at the YAML parser's interned text, so a few
+ * dozen addresses stand for a hundred thousand tenants' zones and rules.
+ * (Two copies of one text are merely asked twice.) */
+typedef struct ptrmap {
+	struct ptrmap_slot {
+		const void *key;     /* NULL: empty */
+		const void *val;
+	} *slot;
+	size_t cap, len;
+} ptrmap;
+
+static uint64_t hash_u64(uint64_t h, uint64_t x);
+
+/* The slot of `key`; a new one has val NULL and is counted. */
+static struct ptrmap_slot *ptrmap_slot(ptrmap *m, const void *key)
+{
+	if ((m->len + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 64;
+		struct ptrmap_slot *slot = xcalloc(cap, sizeof(*slot));
+		for (size_t i = 0; i < m->cap; i++) {
+			if (!m->slot[i].key)
+				continue;
+			size_t j = hash_u64(HASH_SEED, (uintptr_t)m->slot[i].key) & (cap - 1);
+			while (slot[j].key)
+				j = (j + 1) & (cap - 1);
+			slot[j] = m->slot[i];
+		}
+		free(m->slot);
+		m->slot = slot;
+		m->cap = cap;
+	}
+	size_t j = hash_u64(HASH_SEED, (uintptr_t)key) & (m->cap - 1);
+	for (; m->slot[j].key; j = (j + 1) & (m->cap - 1))
+		if (m->slot[j].key == key)
+			return &m->slot[j];
+	m->slot[j].key = key;
+	m->len++;
+	return &m->slot[j];
+}
+
+static void ptrmap_free(ptrmap *m)
+{
+	free(m->slot);
+	memset(m, 0, sizeof(*m));
+}
+
 /* The first index in sorted a[0..n) with a[i] >= x, searching from `lo`. */
 static size_t lower_bound(const int64_t *a, size_t lo, size_t n, int64_t x)
 {
@@ -261,9 +323,14 @@ typedef struct rec {
 	uint64_t h;
 	int64_t hi;              /* every start in [lo, hi) is listed; INT64_MIN: none yet */
 	int64_t chunk;           /* the next expansion's length */
+	int64_t first_chunk;     /* the first one's (rec_first_chunk) */
 	int64_t *start;          /* sorted */
 	int *off;                /* the zone's offset at each start */
 	size_t n, cap;
+	/* The last answer of rec_seek_first: starts are only ever appended
+	 * after the listed ones, so an index below n stays the answer. */
+	int64_t seek_t;
+	size_t seek_i;
 } rec;
 
 /* The local dates of one (rule, anchor), shared by the recurrences that
@@ -280,6 +347,15 @@ typedef struct days {
 	bool started;
 } days;
 
+/* One window_local_to_utc answer: (zone, local date, start minute) ->
+ * the instant and the zone's offset there.  tz NULL = empty slot. */
+typedef struct conv {
+	const ws_zone *tz;
+	int32_t day, minute;
+	int64_t utc;
+	int off;
+} conv;
+
 typedef struct rectab {
 	rec *v;
 	size_t n, cap;
@@ -289,6 +365,10 @@ typedef struct rectab {
 	size_t n_d, cap_d;
 	int32_t *dslot;          /* open addressing over d, -1 empty */
 	size_t dslot_cap;
+	conv *cv;                /* open addressing, see rectab_local_to_utc */
+	size_t cv_cap, cv_len;
+	ptrmap shareable;        /* rule text -> &SHARED or &ALONE (window_days_shareable) */
+	ptrmap zone;             /* interned zone name -> &NO_ZONE or its ws_zone_find */
 } rectab;
 
 /* The rule and anchor texts are compared by address: the fleet points at
@@ -429,10 +509,98 @@ static void days_cover(days *d, int32_t a, int32_t b)
 	}
 }
 
+/*
+ * window_local_to_utc, remembered.  Recurrences that differ in rule or
+ * anchor but share a zone and a start minute meet on the same dates (every
+ * weekly rule's dates are among the daily rule's), and each conversion is
+ * three or four libical offset look-ups; the answer depends on nothing but the zone,
+ * the date and the minute, so it is asked once per table.  (Each placer has
+ * its own table, see rectab_fork, so this needs no lock.)
+ */
+static uint64_t conv_hash(const ws_zone *tz, int32_t day, int32_t minute)
+{
+	return hash_u64(hash_u64(hash_ptr(HASH_SEED, tz), (uint64_t)(uint32_t)day),
+			(uint64_t)(uint32_t)minute);
+}
+
+static int64_t rectab_local_to_utc(rectab *t, const ws_zone *tz, const ws_local_day *d, int minute,
+				   int *off)
+{
+	if ((t->cv_len + 1) * 2 > t->cv_cap) {
+		size_t cap = t->cv_cap ? t->cv_cap * 2 : 1024;
+		conv *cv = xcalloc(cap, sizeof(*cv));
+		for (size_t i = 0; i < t->cv_cap; i++) {
+			if (!t->cv[i].tz)
+				continue;
+			size_t j = conv_hash(t->cv[i].tz, t->cv[i].day, t->cv[i].minute) & (cap - 1);
+			while (cv[j].tz)
+				j = (j + 1) & (cap - 1);
+			cv[j] = t->cv[i];
+		}
+		free(t->cv);
+		t->cv = cv;
+		t->cv_cap = cap;
+	}
+	size_t j = conv_hash(tz, d->day, minute) & (t->cv_cap - 1);
+	for (; t->cv[j].tz; j = (j + 1) & (t->cv_cap - 1)) {
+		const conv *c = &t->cv[j];
+		if (c->tz == tz && c->day == d->day && c->minute == minute) {
+			*off = c->off;
+			return c->utc;
+		}
+	}
+	conv *c = &t->cv[j];
+	c->tz = tz;
+	c->day = d->day;
+	c->minute = minute;
+	c->utc = window_local_to_utc(tz, d, minute, &c->off);
+	t->cv_len++;
+	*off = c->off;
+	return c->utc;
+}
+
 static int32_t floor_day(int64_t t)
 {
 	int64_t q = t / 86400;
 	return (int32_t)(q * 86400 > t ? q - 1 : q);
+}
+
+/*
+ * The first expansion's length: about two occurrences, so that a unit
+ * placed in its first free occurrence costs one libical call.  Only a
+ * sizing hint read from the rule's text; the occurrences themselves always
+ * come from window_expand.  A one-off range is expanded at once.
+ */
+static int64_t rec_first_chunk(const ws_window *w)
+{
+	if (w->one_off)
+		return INT64_MAX / 4;
+	bool daily = strcasestr(w->rrule, "FREQ=DAILY") && !strcasestr(w->rrule, "INTERVAL");
+	return (int64_t)(daily ? 3 : 15) * 86400;
+}
+
+static const char SHARED = 1, ALONE = 0, NO_ZONE = 0;
+
+/* window_days_shareable(w) and ws_zone_find(zone), remembered (the rule
+ * text decides the first, the zone name the second). */
+static bool rectab_shareable(rectab *t, const ws_window *w)
+{
+	if (w->one_off || !w->rrule)
+		return window_days_shareable(w);
+	struct ptrmap_slot *x = ptrmap_slot(&t->shareable, w->rrule);
+	if (!x->val)
+		x->val = window_days_shareable(w) ? &SHARED : &ALONE;
+	return x->val == &SHARED;
+}
+
+static const ws_zone *rectab_zone(rectab *t, const char *zone)
+{
+	struct ptrmap_slot *x = ptrmap_slot(&t->zone, zone);
+	if (!x->val) {
+		const ws_zone *z = ws_zone_find(zone);
+		x->val = z ? (const void *)z : &NO_ZONE;
+	}
+	return x->val == &NO_ZONE ? NULL : x->val;
 }
 
 /* The id of the recurrence of `w` computed in `zone` (interned). */
@@ -454,6 +622,7 @@ static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
 	r->zone = zone;
 	r->h = h;
 	r->hi = INT64_MIN;
+	r->seek_t = INT64_MIN;
 	r->days = -1;
 	r->rrule = w->rrule;
 	r->anchor = w->anchor;
@@ -461,8 +630,9 @@ static uint32_t rec_intern(rectab *t, const ws_window *w, const char *zone)
 	r->to = w->to_utc;
 	r->start_minute = w->start_minute;
 	r->one_off = w->one_off;
+	r->first_chunk = rec_first_chunk(w);
 	t->slot[j] = (int32_t)t->n;
-	if (window_days_shareable(w) && (r->tz = ws_zone_find(zone)) != NULL)
+	if (rectab_shareable(t, w) && (r->tz = rectab_zone(t, zone)) != NULL)
 		r->days = days_intern(t, w);
 	return (uint32_t)t->n++;
 }
@@ -501,20 +671,6 @@ static int rec_collect_cb(void *arg, const ws_interval *iv)
 	return 0;
 }
 
-/*
- * The first expansion's length: about two occurrences, so that a unit
- * placed in its first free occurrence costs one libical call.  Only a
- * sizing hint read from the rule's text; the occurrences themselves always
- * come from window_expand.  A one-off range is expanded at once.
- */
-static int64_t rec_first_chunk(const ws_window *w)
-{
-	if (w->one_off)
-		return INT64_MAX / 4;
-	bool daily = strcasestr(w->rrule, "FREQ=DAILY") && !strcasestr(w->rrule, "INTERVAL");
-	return (int64_t)(daily ? 3 : 15) * 86400;
-}
-
 /* Lists the starts in [max(hi, from), next chunk end); false when `limit`
  * was reached already. */
 static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
@@ -523,7 +679,7 @@ static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
 	if (lo >= limit)
 		return false;
 	if (!r->chunk)
-		r->chunk = rec_first_chunk(r->w);
+		r->chunk = r->first_chunk;
 	int64_t until = limit - lo > r->chunk ? lo + r->chunk : limit;
 	if (r->chunk < INT64_MAX / 4)
 		r->chunk *= 2;
@@ -535,12 +691,25 @@ static bool rec_extend(rectab *t, rec *r, int64_t from, int64_t limit)
 		days *d = &t->d[r->days];
 		int32_t a = floor_day(lo) - 2, b = floor_day(until) + 2;
 		days_cover(d, a, b);
-		size_t k = 0, n = d->n;
-		while (k < n && d->v[k].day < a)
-			k++;
+		/* The dates are sorted and only grow: the first one in range
+		 * is found by bisection, not by walking the list from its
+		 * start on every chunk. */
+		size_t k = 0, n = d->n, hi = n;
+		while (k < hi) {
+			size_t mid = k + (hi - k) / 2;
+			if (d->v[mid].day < a)
+				k = mid + 1;
+			else
+				hi = mid;
+		}
 		for (; k < n && d->v[k].day < b; k++) {
+			/* The same bound rules out the dates whose start cannot
+			 * fall in [lo, until) without converting them. */
+			int64_t l = (int64_t)d->v[k].day * 86400 + (int64_t)r->start_minute * 60;
+			if (l + 86400 <= lo || l - 86400 >= until)
+				continue;
 			ws_interval iv;
-			iv.start = window_local_to_utc(r->tz, &d->v[k], r->w->start_minute, &iv.utc_offset);
+			iv.start = rectab_local_to_utc(t, r->tz, &d->v[k], r->start_minute, &iv.utc_offset);
 			iv.end = iv.start + r->w->duration_s;
 			if (iv.start < until)
 				(void)rec_collect_cb(&c, &iv);
@@ -569,6 +738,20 @@ static size_t rec_seek(rectab *tab, uint32_t id, size_t i, int64_t t, int64_t fl
 	}
 }
 
+/* rec_seek from the first occurrence: every unit of a wave with this
+ * recurrence asks it for the wave start, so the answer is kept. */
+static size_t rec_seek_first(rectab *tab, uint32_t id, int64_t t, int64_t floor, int64_t limit)
+{
+	rec *r = &tab->v[id];
+	if (r->seek_t == t && r->seek_i < r->n)
+		return r->seek_i;
+	size_t i = rec_seek(tab, id, 0, t, floor, limit);
+	r = &tab->v[id];
+	r->seek_t = t;
+	r->seek_i = i;
+	return i;
+}
+
 static void rectab_free(rectab *t)
 {
 	for (size_t i = 0; i < t->n; i++) {
@@ -583,6 +766,9 @@ static void rectab_free(rectab *t)
 	}
 	free(t->d);
 	free(t->dslot);
+	free(t->cv);
+	ptrmap_free(&t->shareable);
+	ptrmap_free(&t->zone);
 }
 
 /* Blackout calendars ------------------------------------------------------
@@ -922,27 +1108,28 @@ static bool cap_fits(const cap_pool *p, int32_t root, int64_t s, int64_t e, int3
 	return false;
 }
 
-/* Makes `key` a breakpoint, with the count in force just before it. */
-static void cap_breakpoint(cap_pool *p, int32_t *root, int64_t key)
-{
-	int32_t a, b;
-	cap_split(p, *root, key, &a, &b);
-	int32_t fb = cap_first(p, b);
-	if (!(fb && p->n[fb].key == key)) {
-		int32_t la = cap_last(p, a);
-		int32_t x = cap_new(p, key, la ? p->n[la].val : 0);
-		b = cap_merge(p, x, b);
-	}
-	*root = cap_merge(p, a, b);
-}
-
+/*
+ * Adds one unit in progress over [s, e): s and e become breakpoints (each
+ * with the count in force just before it), then the keys in [s, e) get +1.
+ * Two splits and their merges, the new breakpoints joined to the pieces
+ * they begin.
+ */
 static void cap_add(cap_pool *p, int32_t *root, int64_t s, int64_t e)
 {
-	cap_breakpoint(p, root, s);
-	cap_breakpoint(p, root, e);
 	int32_t a, b, m, c;
-	cap_split(p, *root, s, &a, &b);
-	cap_split(p, b, e, &m, &c);
+	cap_split(p, *root, s, &a, &b);   /* a: keys < s */
+	cap_split(p, b, e, &m, &c);       /* m: keys in [s, e), c: keys >= e */
+	int32_t fm = cap_first(p, m);
+	if (!(fm && p->n[fm].key == s)) {
+		int32_t la = cap_last(p, a);
+		int32_t x = cap_new(p, s, la ? p->n[la].val : 0);
+		m = cap_merge(p, x, m);
+	}
+	int32_t fc = cap_first(p, c);
+	if (!(fc && p->n[fc].key == e)) {
+		int32_t x = cap_new(p, e, p->n[cap_last(p, m)].val);   /* m holds s now */
+		c = cap_merge(p, x, c);
+	}
 	cap_apply(p, m, 1);
 	*root = cap_merge(p, cap_merge(p, a, m), c);
 }
@@ -1002,6 +1189,7 @@ typedef struct planner {
 	int n_waves;             /* including overflow */
 	ws_arena *tmp;           /* working memory with the planner's lifetime */
 	strset zones;
+	ptrmap zone_names;       /* a fleet zone name -> its copy in `zones` */
 
 	struct name_ref *cand;   /* the candidates by slug */
 	size_t n_cand;
@@ -1028,6 +1216,7 @@ typedef struct planner {
 	size_t parallel_min_units;
 	uint8_t *cl_placer;      /* per fleet cluster: which placer has it in this wave */
 	uint32_t *cl_count;
+	uint32_t *cl_wave_n;     /* per fleet cluster: its units in this wave */
 
 	delay *delays;
 	size_t n_delays, cap_delays;
@@ -1049,6 +1238,15 @@ static void plan_error(planner *pl, const char *fmt, ...)
 	ws_diag_addv(pl->d, NULL, 0, 0, fmt, ap);
 	va_end(ap);
 	pl->errors++;
+}
+
+/* The interned copy of a zone name (never NULL), found by address first. */
+static const char *zone_intern(planner *pl, const char *zone)
+{
+	struct ptrmap_slot *x = ptrmap_slot(&pl->zone_names, zone);
+	if (!x->val)
+		x->val = strset_intern(&pl->zones, zone);
+	return x->val;
 }
 
 /* Takes ownership of `s`. */
@@ -1169,6 +1367,12 @@ static void choose_waves(planner *pl)
 		order[start[f->tenants[pl->cand[k].idx].criticality]++] = pl->cand[k].idx;
 	size_t *taken = xcalloc(pl->n_pw, sizeof(*taken));
 	for (size_t k = 0; k < n; k++) {
+		/* Selectors read each tenant's record and labels; in this order
+		 * they are scattered, so they are fetched a few tenants ahead. */
+		if (k + 16 < n)
+			__builtin_prefetch(&f->tenants[order[k + 16]]);
+		if (k + 8 < n)
+			__builtin_prefetch(f->tenants[order[k + 8]].labels);
 		const ws_tenant *t = &f->tenants[order[k]];
 		for (size_t w = 0; w < pl->n_pw; w++) {
 			const ws_wave *wv = &pl->pol->waves[w];
@@ -1524,6 +1728,14 @@ static void collect_windows(planner *pl)
 {
 	const ws_fleet *f = pl->f;
 	size_t rcap = 0, ccap = 0;
+	/* Sized once rather than grown: every unit's windows, and every
+	 * calendar for every unit at most. */
+	size_t nw_all = 0;
+	for (size_t i = 0; pl->pol->respect_windows && i < pl->n_u; i++)
+		nw_all += pl->clusters ? f->clusters[pl->u[i].cluster].n_windows
+				       : f->tenants[pl->u[i].mem_off].n_windows;
+	vec_reserve(&pl->recs, &rcap, nw_all, sizeof(*pl->recs));
+	vec_reserve(&pl->cals, &ccap, pl->n_u * pl->n_cal, sizeof(*pl->cals));
 	for (size_t i = 0; i < pl->n_u; i++) {
 		unit *u = &pl->u[i];
 		if (u->state == U_UNASSIGNED)
@@ -1542,7 +1754,7 @@ static void collect_windows(planner *pl)
 			nw = t->n_windows;
 			zone = t->timezone;
 		}
-		zone = strset_intern(&pl->zones, zone ? zone : "UTC");
+		zone = zone_intern(pl, zone ? zone : "UTC");
 		u->zone = zone;
 		u->rec_off = (uint32_t)pl->n_recs_total;
 		if (!pl->pol->respect_windows)
@@ -1551,7 +1763,7 @@ static void collect_windows(planner *pl)
 			u->slot_kind = SLOT_NO_WINDOWS;
 		else
 			for (size_t k = 0; k < nw; k++) {
-				const char *z = w[k].timezone ? strset_intern(&pl->zones, w[k].timezone) : zone;
+				const char *z = w[k].timezone ? zone_intern(pl, w[k].timezone) : zone;
 				vec_reserve(&pl->recs, &rcap, pl->n_recs_total + 1, sizeof(*pl->recs));
 				struct unit_window *x = &pl->recs[pl->n_recs_total++];
 				x->rec = rec_intern(&pl->rt, &w[k], z);
@@ -1647,6 +1859,11 @@ static void place_unit(planner *pl, placer *pw, uint32_t ui, int k, int64_t ws0)
 {
 	unit *u = &pl->u[ui];
 	int cap = cap_of(pl, k, u->cluster);
+	/* A cluster with no more units in the wave than its cap can never be
+	 * full: fewer than cap are in progress when any of them is placed.
+	 * Its units skip the cap tree altogether. */
+	if (cap > 0 && pl->cl_wave_n[u->cluster] <= (uint32_t)cap)
+		cap = 0;
 	size_t ns = u->slot_kind ? 1 : u->n_recs;
 	vec_reserve(&pw->st, &pw->cap_st, ns, sizeof(*pw->st));
 	vec_reserve(&pw->local, &pw->cap_local, u->n_cals + 1, sizeof(*pw->local));
@@ -1662,7 +1879,7 @@ static void place_unit(planner *pl, placer *pw, uint32_t ui, int k, int64_t ws0)
 			const struct unit_window *x = &pl->recs[u->rec_off + s];
 			st[s].rec = (int32_t)x->rec;
 			st[s].length = x->length;
-			st[s].i = rec_seek(pw->rt, x->rec, 0, ws0, ws0, pl->horizon_end);
+			st[s].i = rec_seek_first(pw->rt, x->rec, ws0, ws0, pl->horizon_end);
 		}
 	}
 	for (;;) {
@@ -1761,6 +1978,35 @@ static int u64_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * Sorts one wave's order keys, which come in increasing unit index (the
+ * low bits): a stable counting sort on (depth, criticality) alone then
+ * gives the full order, in O(n) when (depth, criticality) packed as in
+ * unit_order_key stays below n (the usual case); otherwise qsort.  `tmp`
+ * has room for n keys and `count` for n + 2 counters.
+ */
+static void wave_sort(uint64_t *b, size_t n, uint64_t *tmp, size_t *count)
+{
+	if (n < 2)
+		return;
+	uint64_t hi_max = 0;
+	for (size_t j = 0; j < n; j++)
+		if (b[j] >> 32 > hi_max)
+			hi_max = b[j] >> 32;
+	if (hi_max > n) {
+		qsort(b, n, sizeof(*b), u64_cmp);
+		return;
+	}
+	memset(count, 0, (hi_max + 2) * sizeof(*count));
+	for (size_t j = 0; j < n; j++)
+		count[(b[j] >> 32) + 1]++;
+	for (size_t h = 1; h <= hi_max + 1; h++)
+		count[h] += count[h - 1];
+	for (size_t j = 0; j < n; j++)
+		tmp[count[b[j] >> 32]++] = b[j];
+	memcpy(b, tmp, n * sizeof(*b));
+}
+
 /* Places units (in order) for wave k: the dependency check, then the
  * window.  Dependencies are in earlier waves: any that found no window is
  * final by now. */
@@ -1768,6 +2014,12 @@ static void place_units(planner *pl, placer *pw, const uint32_t *units, size_t n
 			int64_t ws0)
 {
 	for (size_t j = 0; j < n; j++) {
+		/* Units of a wave are scattered over the unit array (and their
+		 * windows over pl->recs): fetched a few units ahead. */
+		if (j + 16 < n)
+			__builtin_prefetch(&pl->u[units[j + 16]]);
+		if (j + 8 < n)
+			__builtin_prefetch(&pl->recs[pl->u[units[j + 8]].rec_off]);
 		uint32_t ui = units[j];
 		unit *u = &pl->u[ui];
 		for (uint32_t q = 0; q < u->n_deps; q++) {
@@ -1803,6 +2055,7 @@ static rectab *rectab_fork(const rectab *t)
 	for (size_t i = 0; i < t->n; i++) {
 		rec *r = &c->v[i];
 		r->hi = INT64_MIN;
+		r->seek_t = INT64_MIN;
 		r->chunk = 0;
 		r->start = NULL;
 		r->off = NULL;
@@ -1822,6 +2075,8 @@ static void place_wave(planner *pl, const uint64_t *b, size_t n, int k, int64_t 
 	placer *pw = pl->pw;
 	for (int i = 0; i < PLACERS; i++)
 		pw[i].n_units = 0;
+	for (size_t j = 0; j < n; j++)
+		pl->cl_wave_n[pl->u[(uint32_t)b[j]].cluster]++;
 	bool parallel = PLACERS > 1 && pl->threads != 1 && n >= pl->parallel_min_units;
 	if (parallel) {
 		/* Clusters to placers, the larger ones first would balance best
@@ -1884,6 +2139,8 @@ static void place_wave(planner *pl, const uint64_t *b, size_t n, int k, int64_t 
 		p->n_touched = 0;
 		p->pool.len = 1;
 	}
+	for (size_t j = 0; j < n; j++)
+		pl->cl_wave_n[pl->u[(uint32_t)b[j]].cluster] = 0;
 }
 
 static void schedule_waves(planner *pl)
@@ -1898,6 +2155,8 @@ static void schedule_waves(planner *pl)
 	for (int k = 0; k < nw; k++)
 		off[k + 1] += off[k];
 	uint64_t *bucket = xmalloc((off[nw] ? off[nw] : 1) * sizeof(*bucket));
+	uint64_t *sort_tmp = xmalloc((off[nw] ? off[nw] : 1) * sizeof(*sort_tmp));
+	size_t *sort_count = xmalloc(((size_t)off[nw] + 2) * sizeof(*sort_count));
 	uint32_t *fill = xmalloc(((size_t)nw + 1) * sizeof(*fill));
 	memcpy(fill, off, ((size_t)nw + 1) * sizeof(*fill));
 	for (size_t i = 0; i < pl->n_u; i++)
@@ -1908,6 +2167,7 @@ static void schedule_waves(planner *pl)
 	pl->root = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->root));
 	pl->cl_placer = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_placer));
 	pl->cl_count = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_count));
+	pl->cl_wave_n = xcalloc(pl->f->n_clusters ? pl->f->n_clusters : 1, sizeof(*pl->cl_wave_n));
 	pl->pw = xcalloc(PLACERS, sizeof(*pl->pw));
 	for (int i = 0; i < PLACERS; i++) {
 		placer *pw = &pl->pw[i];
@@ -1924,7 +2184,7 @@ static void schedule_waves(planner *pl)
 	for (int k = 0; k < nw; k++) {
 		uint64_t *b = bucket + off[k];
 		size_t n = off[k + 1] - off[k];
-		qsort(b, n, sizeof(*b), u64_cmp);
+		wave_sort(b, n, sort_tmp, sort_count);
 		wave_out *w = &pl->wo[k];
 		w->start = cursor;
 		w->end = NO_TIME;
@@ -1946,6 +2206,8 @@ static void schedule_waves(planner *pl)
 			cursor = w->end + wave_settings(pl, k)->soak_s;
 		}
 	}
+	free(sort_count);
+	free(sort_tmp);
 	free(bucket);
 	free(off);
 }
@@ -1966,8 +2228,11 @@ typedef struct out_ctx {
 	ws_arena *a;
 	strset reasons;          /* interned texts, in the plan's arena */
 	const char **selected;   /* per policy wave: `selected by wave "W"` */
+	const char ***only;      /* per policy wave: {selected[w]}, in the arena */
 	const char **cluster;    /* per fleet cluster: its name in the arena */
 	const char *slot_policy, *slot_none;
+	const char **after;      /* per unit v: `after dependency v (wave N)`, then
+				  * (reset) `depends on unassigned v` */
 	delay_text *dt;          /* open addressing; text NULL = empty */
 	size_t dt_cap, dt_len;
 	struct off_slot {        /* (zone, instant) -> offset: libical is slow */
@@ -1983,6 +2248,11 @@ static uint64_t pair_hash(const void *a, size_t na, int64_t t)
 	return hash_bytes(hash_bytes(HASH_SEED, a, na), &t, sizeof(t));
 }
 
+static uint64_t off_hash(const char *zone, int64_t t)
+{
+	return hash_u64(hash_ptr(HASH_SEED, zone), (uint64_t)t);
+}
+
 static int zone_offset(out_ctx *o, const char *zone, int64_t t)
 {
 	if ((o->oc_len + 1) * 2 > o->oc_cap) {
@@ -1991,7 +2261,7 @@ static int zone_offset(out_ctx *o, const char *zone, int64_t t)
 		for (size_t i = 0; i < o->oc_cap; i++) {
 			if (!o->oc[i].zone)
 				continue;
-			size_t j = pair_hash(&o->oc[i].zone, sizeof(void *), o->oc[i].t) & (cap - 1);
+			size_t j = off_hash(o->oc[i].zone, o->oc[i].t) & (cap - 1);
 			while (slot[j].zone)
 				j = (j + 1) & (cap - 1);
 			slot[j] = o->oc[i];
@@ -2000,13 +2270,16 @@ static int zone_offset(out_ctx *o, const char *zone, int64_t t)
 		o->oc = slot;
 		o->oc_cap = cap;
 	}
-	size_t j = pair_hash(&zone, sizeof(void *), t) & (o->oc_cap - 1);
+	size_t j = off_hash(zone, t) & (o->oc_cap - 1);
 	for (; o->oc[j].zone; j = (j + 1) & (o->oc_cap - 1))
 		if (o->oc[j].zone == zone && o->oc[j].t == t)
 			return o->oc[j].off;
 	o->oc[j].zone = zone;
 	o->oc[j].t = t;
-	o->oc[j].off = ws_tz_offset(zone, t);
+	/* The zone itself is found once (rectab_zone); unknown: offset 0,
+	 * as ws_tz_offset says. */
+	const ws_zone *z = rectab_zone(&o->pl->rt, zone);
+	o->oc[j].off = z ? ws_zone_offset(z, t) : 0;
 	o->oc_len++;
 	return o->oc[j].off;
 }
@@ -2054,11 +2327,16 @@ static const char *delay_reason(out_ctx *o, const delay *dl)
 	for (; o->dt[j].text; j = (j + 1) & (o->dt_cap - 1))
 		if (o->dt[j].kind == dl->kind && o->dt[j].ref == dl->ref && o->dt[j].until == dl->until)
 			return o->dt[j].text;
-	char t[40];
+	/* Made once per (kind, calendar or cluster, until), which this cache
+	 * holds already: the text goes to the arena without the interning
+	 * table (texts are compared by content; sharing only saves memory). */
+	char t[40], buf[512];
 	ws_time_format(dl->until, 0, true, t, sizeof(t));
-	const char *text = dl->kind == DELAY_BLACKOUT
-		? reason(o, "blackout %s until %s", delay_name(pl, dl), t)
-		: reason(o, "cluster %s full until %s", delay_name(pl, dl), t);
+	if (dl->kind == DELAY_BLACKOUT)
+		snprintf(buf, sizeof(buf), "blackout %s until %s", delay_name(pl, dl), t);
+	else
+		snprintf(buf, sizeof(buf), "cluster %s full until %s", delay_name(pl, dl), t);
+	const char *text = ws_arena_strdup(o->a, buf);
 	o->dt[j] = (delay_text){ dl->kind, dl->ref, dl->until, text };
 	o->dt_len++;
 	return text;
@@ -2082,8 +2360,18 @@ static size_t unit_reasons(out_ctx *o, unit *u, const char **out)
 	planner *pl = o->pl;
 	size_t n = 0;
 	if (u->push_dep >= 0) {
-		const unit *v = &pl->u[u->push_dep];
-		out[n++] = reason(o, "after dependency %s (wave %d)", v->name, pl->wo[v->wave].index);
+		/* One text per dependency: unit names are unique and a unit's
+		 * wave is final, so no other unit's text can equal it and it
+		 * skips the interning table. */
+		const char **after = &o->after[u->push_dep];
+		if (!*after) {
+			const unit *v = &pl->u[u->push_dep];
+			char buf[512];
+			snprintf(buf, sizeof(buf), "after dependency %s (wave %d)", v->name,
+				 pl->wo[v->wave].index);
+			*after = ws_arena_strdup(o->a, buf);
+		}
+		out[n++] = *after;
 	}
 	if (u->slot_kind == SLOT_POLICY)
 		out[n++] = o->slot_policy;
@@ -2111,7 +2399,7 @@ static void fill_tenant(out_ctx *o, ws_plan_tenant *pt, const unit *u, uint32_t 
 	pt->window_end = u->we;
 	/* In tenant mode the unit's zone is the tenant's, interned already. */
 	const char *zone = pl->clusters
-		? strset_intern(&pl->zones, t->timezone ? t->timezone : "UTC") : u->zone;
+		? zone_intern(pl, t->timezone ? t->timezone : "UTC") : u->zone;
 	/* A recurring window computed in the tenant's zone knows the offset
 	 * already; one-off ranges come back with offset 0. */
 	const rec *r = u->rec_id >= 0 ? &pl->rt.v[u->rec_id] : NULL;
@@ -2120,11 +2408,18 @@ static void fill_tenant(out_ctx *o, ws_plan_tenant *pt, const unit *u, uint32_t 
 	else
 		pt->offset_start = zone_offset(o, zone, u->ws);
 	pt->offset_end = zone_offset(o, zone, u->we);
-	pt->reasons = ws_arena_alloc(o->a, (n_shared + 1) * sizeof(*pt->reasons));
 	int own = pl->t_sel[ti];
-	pt->reasons[0] = pl->clusters && own != u->sel ? first : o->selected[own];
-	memcpy(pt->reasons + 1, shared, n_shared * sizeof(*shared));
+	bool own_wave = !(pl->clusters && own != u->sel);   /* else `moves with cluster` */
 	pt->n_reasons = n_shared + 1;
+	if (n_shared == 0 && own_wave) {
+		/* Most tenants have this one reason: they share one list
+		 * (a plan's lists are read only). */
+		pt->reasons = o->only[own];
+		return;
+	}
+	pt->reasons = ws_arena_alloc(o->a, (n_shared + 1) * sizeof(*pt->reasons));
+	pt->reasons[0] = own_wave ? o->selected[own] : first;
+	memcpy(pt->reasons + 1, shared, n_shared * sizeof(*shared));
 }
 
 static int unassigned_cmp(const void *a, const void *b)
@@ -2148,9 +2443,14 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 	p->release = ws_arena_strdup(a, in->release);
 	p->start = pl->start;
 	o.selected = xcalloc(pl->n_pw, sizeof(*o.selected));
-	for (size_t k = 0; k < pl->n_pw; k++)
+	o.only = xcalloc(pl->n_pw, sizeof(*o.only));
+	for (size_t k = 0; k < pl->n_pw; k++) {
 		o.selected[k] = reason(&o, "selected by wave \"%s\"", pl->pol->waves[k].name);
+		o.only[k] = ws_arena_alloc(a, sizeof(*o.only[k]));
+		o.only[k][0] = o.selected[k];
+	}
 	o.cluster = xcalloc(pl->f->n_clusters, sizeof(*o.cluster));
+	o.after = xcalloc(pl->n_u, sizeof(*o.after));
 	o.slot_policy = reason(&o, "slot from wave start");
 	o.slot_none = reason(&o, "no maintenance windows: slot from wave start");
 
@@ -2177,6 +2477,14 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 			nt += pl->u[pl->placed[w->off + j]].n_mem;
 		pw->tenants = ws_arena_alloc(a, nt * sizeof(*pw->tenants));
 		for (uint32_t j = 0; j < w->n; j++) {
+			/* The tenants come in placement order, scattered over the
+			 * fleet: their records and slugs are fetched a few units
+			 * ahead so that copying a slug rarely waits for memory. */
+			const uint32_t *ahead = pl->placed + w->off + j;
+			if (j + 16 < w->n)
+				__builtin_prefetch(&pl->f->tenants[unit_tenant(pl, &pl->u[ahead[16]], 0)]);
+			if (j + 8 < w->n)
+				__builtin_prefetch(pl->f->tenants[unit_tenant(pl, &pl->u[ahead[8]], 0)].slug);
 			unit *u = &pl->u[pl->placed[w->off + j]];
 			size_t ns = unit_reasons(&o, u, shared);
 			const char *moves = pl->clusters ? reason(&o, "moves with cluster %s", u->name) : NULL;
@@ -2196,13 +2504,26 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 	const char *nomatch = reason(&o, "matched no wave");
 	const char *full = reason(&o, "no wave with room (max_tenants)");
 	const char *horizon = reason(&o, "no window within horizon");
+	/* `depends on unassigned v`: one text per v, as for `after`. */
+	memset(o.after, 0, pl->n_u * sizeof(*o.after));
 	for (size_t i = 0; i < pl->n_u; i++) {
+		/* Slugs copied below are fetched ahead, as for the waves. */
+		if (i + 8 < pl->n_u && pl->u[i + 8].state == U_UNASSIGNED)
+			__builtin_prefetch(pl->f->tenants[unit_tenant(pl, &pl->u[i + 8], 0)].slug);
 		const unit *u = &pl->u[i];
 		if (u->state != U_UNASSIGNED)
 			continue;
 		const char *why = u->why == WHY_NOMATCH ? nomatch : u->why == WHY_FULL ? full
-			: u->why == WHY_HORIZON ? horizon
-			: reason(&o, "depends on unassigned %s", pl->u[u->why_ref].name);
+			: u->why == WHY_HORIZON ? horizon : NULL;
+		if (!why) {
+			const char **dep = &o.after[u->why_ref];
+			if (!*dep) {
+				char buf[512];
+				snprintf(buf, sizeof(buf), "depends on unassigned %s", pl->u[u->why_ref].name);
+				*dep = ws_arena_strdup(a, buf);
+			}
+			why = *dep;
+		}
 		for (uint32_t m = 0; m < u->n_mem; m++) {
 			ws_plan_unassigned *x = &p->unassigned[p->n_unassigned++];
 			x->slug = ws_arena_strdup(a, pl->f->tenants[unit_tenant(pl, u, m)].slug);
@@ -2220,7 +2541,9 @@ static ws_plan *build_output(planner *pl, const ws_plan_input *in)
 			p->warnings[p->n_warnings++] = ws_arena_strdup(a, pl->warn[i]);
 	strset_free(&o.reasons);
 	free(o.selected);
+	free(o.only);
 	free(o.cluster);
+	free(o.after);
 	free(o.dt);
 	free(o.oc);
 	return p;
@@ -2251,6 +2574,7 @@ static void planner_free(planner *pl)
 	free(pl->pw);
 	free(pl->cl_placer);
 	free(pl->cl_count);
+	free(pl->cl_wave_n);
 	free(pl->root);
 	free(pl->delays);
 	free(pl->placed);
@@ -2266,6 +2590,7 @@ static void planner_free(planner *pl)
 	free(pl->cals);
 	free(pl->members);
 	strset_free(&pl->zones);
+	ptrmap_free(&pl->zone_names);
 	ws_arena_free(pl->tmp);
 }
 
@@ -2415,11 +2740,34 @@ json_t *plan_to_json(const ws_plan *p)
 
 #define JSON_OUT_BUF 16384
 
+/*
+ * What repeats in a plan is written once and then copied: the few strings
+ * that need escapes (the shared `selected by wave "W"` reasons), by
+ * address, and window times, by (instant, offset).  Direct-mapped, so a
+ * collision merely writes the value again.
+ */
+#define JSON_MEMO 64
+#define JSON_TIME_MEMO 256
+#define JSON_MEMO_MAX 512        /* longer escaped strings are not kept */
+
 typedef struct json_out {
 	FILE *f;
 	bool failed;
 	size_t len;
+	unsigned long spills;    /* times bytes left buf (a flush or a long write) */
 	char buf[JSON_OUT_BUF];
+	struct json_memo {
+		const char *s;   /* NULL: empty */
+		char *text;      /* quoted and escaped, malloc'd */
+		size_t len;
+	} memo[JSON_MEMO];
+	struct json_time_memo {
+		int64_t t;
+		int offset;
+		bool utc_z, used;
+		size_t len;
+		char text[40];
+	} tmemo[JSON_TIME_MEMO];
 } json_out;
 
 static void json_out_flush(json_out *o)
@@ -2427,6 +2775,7 @@ static void json_out_flush(json_out *o)
 	if (!o->failed && o->len && fwrite(o->buf, 1, o->len, o->f) != o->len)
 		o->failed = true;
 	o->len = 0;
+	o->spills++;
 }
 
 static void json_out_write(json_out *o, const char *s, size_t n)
@@ -2438,6 +2787,7 @@ static void json_out_write(json_out *o, const char *s, size_t n)
 	if (n >= sizeof(o->buf)) {
 		if (!o->failed && fwrite(s, 1, n, o->f) != n)
 			o->failed = true;
+		o->spills++;
 		return;
 	}
 	memcpy(o->buf + o->len, s, n);
@@ -2534,15 +2884,48 @@ static void json_out_string(json_out *o, const char *s)
 	json_out_write(o, "\"", 1);
 }
 
+/*
+ * The length of `s` when every byte of it is printable ASCII needing no
+ * escape, else SIZE_MAX.  Nearly every string of a plan is such (slugs,
+ * cluster names, times, reasons): one pass then does what json_string_ok,
+ * json_out_string and strlen would do in three, with the same bytes.
+ */
+static size_t json_plain_len(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+	for (; u[i]; i++)
+		if (u[i] < 0x20 || u[i] >= 0x80 || u[i] == '"' || u[i] == '\\')
+			return SIZE_MAX;
+	return i;
+}
+
+/* A string json_plain_len measured, quoted. */
+static void json_out_plain(json_out *o, const char *s, size_t len)
+{
+	if (len + 2 <= sizeof(o->buf) - o->len && !o->failed) {
+		char *p = o->buf + o->len;
+		p[0] = '"';
+		memcpy(p + 1, s, len);
+		p[len + 1] = '"';
+		o->len += len + 2;
+		return;
+	}
+	json_out_write(o, "\"", 1);
+	json_out_write(o, s, len);
+	json_out_write(o, "\"", 1);
+}
+
 /* Starts the next member of a container at `depth` of which `*n` members
- * are written; `key` NULL for an array element. */
+ * are written; `key` NULL for an array element (keys are this file's
+ * constants, all plain). */
 static void json_out_next(json_out *o, int depth, size_t *n, const char *key)
 {
 	if ((*n)++)
 		json_out_write(o, ",", 1);
 	json_out_indent(o, depth + 1);
 	if (key) {
-		json_out_string(o, key);
+		json_out_plain(o, key, strlen(key));
 		json_out_write(o, ": ", 2);
 	}
 }
@@ -2557,10 +2940,34 @@ static void json_out_close(json_out *o, int depth, size_t n, char c)
 /* A string member or element; left out as json_string() would leave it. */
 static void json_out_str(json_out *o, int depth, size_t *n, const char *key, const char *v)
 {
+	size_t len = v ? json_plain_len(v) : SIZE_MAX;
+	if (len != SIZE_MAX) {
+		json_out_next(o, depth, n, key);
+		json_out_plain(o, v, len);
+		return;
+	}
+	if (!v)
+		return;
+	struct json_memo *m = &o->memo[hash_ptr(HASH_SEED, v) % JSON_MEMO];
+	if (m->s == v) {
+		json_out_next(o, depth, n, key);
+		json_out_write(o, m->text, m->len);
+		return;
+	}
 	if (!json_string_ok(v))
 		return;
 	json_out_next(o, depth, n, key);
+	/* Kept when its bytes are still together in buf. */
+	size_t before = o->len;
+	unsigned long spills = o->spills;
 	json_out_string(o, v);
+	size_t w = o->len - before;
+	char *text;
+	if (o->spills == spills && !o->failed && w <= JSON_MEMO_MAX && (text = malloc(w))) {
+		memcpy(text, o->buf + before, w);
+		free(m->text);
+		*m = (struct json_memo){ v, text, w };
+	}
 }
 
 static void json_out_int(json_out *o, int depth, size_t *n, const char *key, json_int_t v)
@@ -2574,9 +2981,22 @@ static void json_out_int(json_out *o, int depth, size_t *n, const char *key, jso
 static void json_out_time(json_out *o, int depth, size_t *n, const char *key, int64_t t,
 			  int offset, bool utc_z)
 {
-	char buf[40];
-	ws_time_format(t, offset, utc_z, buf, sizeof(buf));
-	json_out_str(o, depth, n, key, buf);
+	uint64_t h = hash_u64(hash_u64(HASH_SEED, (uint64_t)t), (uint64_t)(uint32_t)offset << 1 | utc_z);
+	struct json_time_memo *m = &o->tmemo[h % JSON_TIME_MEMO];
+	if (!(m->used && m->t == t && m->offset == offset && m->utc_z == utc_z)) {
+		ws_time_format(t, offset, utc_z, m->text, sizeof(m->text));
+		m->t = t;
+		m->offset = offset;
+		m->utc_z = utc_z;
+		m->used = true;
+		m->len = json_plain_len(m->text);   /* digits and signs: always plain */
+	}
+	if (m->len == SIZE_MAX) {
+		json_out_str(o, depth, n, key, m->text);
+		return;
+	}
+	json_out_next(o, depth, n, key);
+	json_out_plain(o, m->text, m->len);
 }
 
 /* The depths follow plan_to_json: plan 0, waves 1, a wave 2, its tenants 3,
@@ -2585,8 +3005,9 @@ int plan_write_json(const ws_plan *p, FILE *out)
 {
 	if (!p || !out)
 		return WS_EINVAL;
-	json_out jo = { .f = out };
-	json_out *o = &jo;
+	/* Large (buffer and memos): on the heap, not the caller's stack. */
+	json_out *o = xcalloc(1, sizeof(*o));
+	o->f = out;
 
 	size_t n = 0;
 	json_out_write(o, "{", 1);
@@ -2654,5 +3075,9 @@ int plan_write_json(const ws_plan *p, FILE *out)
 	json_out_close(o, 0, n, '}');
 
 	json_out_flush(o);
-	return o->failed || fflush(out) != 0 ? WS_EIO : 0;
+	bool failed = o->failed;
+	for (size_t i = 0; i < JSON_MEMO; i++)
+		free(o->memo[i].text);
+	free(o);
+	return failed || fflush(out) != 0 ? WS_EIO : 0;
 }

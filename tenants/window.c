@@ -30,6 +30,13 @@
  * and finds zones through a sorted index (zone_index_build); validation
  * remembers every libical answer for the duration of one parse
  * (window_cache).  Every answer still comes from libical.
+ *
+ * UTC calendar fields: turning unix seconds into UTC year, month, day and
+ * time is plain Gregorian arithmetic (utc_fields_of), done here rather than
+ * by gmtime_r, which takes glibc's process-wide tzset lock on every call;
+ * the planner's placer threads contended for it through libical's
+ * icaltime_from_timet_with_zone.  No zone is involved in that step: the
+ * zone's offsets still come from libical.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -150,13 +157,68 @@ bool ws_tz_valid(const char *tzid)
 	return tzid && tz_get(tzid) != NULL;
 }
 
+/*
+ * The UTC calendar fields of unix seconds `t`: what gmtime_r gives, by the
+ * proleptic Gregorian arithmetic of H. Hinnant's civil_from_days.  No time
+ * zone is involved.  glibc's gmtime_r takes the process-wide tzset lock on
+ * every call, which the planner's placer threads then contend for (and
+ * libical's icaltime_from_timet_with_zone calls it); this takes no lock.
+ */
+typedef struct utc_fields {
+	int64_t year;
+	int month, day, hour, minute, second;
+} utc_fields;
+
+static void utc_fields_of(int64_t t, utc_fields *f)
+{
+	int64_t days = t / DAY_S, sec = t % DAY_S;
+	if (sec < 0) {
+		sec += DAY_S;
+		days--;
+	}
+	f->hour = (int)(sec / 3600);
+	f->minute = (int)(sec / 60 % 60);
+	f->second = (int)(sec % 60);
+	/* Days since 0000-03-01, in 400-year eras of 146097 days. */
+	int64_t z = days + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);   /* from March 1st */
+	int64_t mp = (5 * doy + 2) / 153;
+	f->day = (int)(doy - (153 * mp + 2) / 5 + 1);
+	f->month = (int)(mp < 10 ? mp + 3 : mp - 9);
+	f->year = yoe + era * 400 + (f->month <= 2);
+}
+
+/* icaltime_from_timet_with_zone(t, 0, utc) without gmtime_r (see above):
+ * the same fields; converting from UTC to UTC changes nothing.  Years
+ * libical cannot hold go through libical itself. */
+static struct icaltimetype utc_icaltime(int64_t t)
+{
+	utc_fields f;
+	utc_fields_of(t, &f);
+	if (f.year < 1 || f.year > 9999)
+		return icaltime_from_timet_with_zone((time_t)t, 0, icaltimezone_get_utc_timezone());
+	struct icaltimetype u = icaltime_null_time();
+	u.year = (int)f.year;
+	u.month = f.month;
+	u.day = f.day;
+	u.hour = f.hour;
+	u.minute = f.minute;
+	u.second = f.second;
+	u.is_date = 0;
+	u.is_daylight = 0;
+	u.zone = icaltimezone_get_utc_timezone();
+	return u;
+}
+
 /* The offset (seconds east) of `tz` at the UTC instant `t`. */
 static int tz_offset_at(icaltimezone *tz, int64_t t)
 {
 	if (tz == icaltimezone_get_utc_timezone())
 		return 0;
-	struct icaltimetype u = icaltime_from_timet_with_zone((time_t)t, 0,
-							      icaltimezone_get_utc_timezone());
+	struct icaltimetype u = utc_icaltime(t);
 	int dst = 0;
 	return icaltimezone_get_utc_offset_of_utc_time(tz, &u, &dst);
 }
@@ -697,6 +759,11 @@ const ws_zone *ws_zone_find(const char *tzid)
 	return (const ws_zone *)tz_get(tzid ? tzid : "UTC");
 }
 
+int ws_zone_offset(const ws_zone *zone, int64_t t)
+{
+	return tz_offset_at((icaltimezone *)zone, t);
+}
+
 int64_t window_local_to_utc(const ws_zone *zone, const ws_local_day *day, int minute, int *offset)
 {
 	return local_to_utc((icaltimezone *)zone, floating_time(day->year, day->month, day->mday, minute),
@@ -772,26 +839,26 @@ static char *put2(char *p, int v)
  * million times, and snprintf was a tenth of writing one. */
 void ws_time_format(int64_t t, int utc_offset, bool utc_z, char *buf, size_t size)
 {
-	time_t local = (time_t)(t + utc_offset);
-	struct tm tm;
-	int year;
-	if (!gmtime_r(&local, &tm) || (year = tm.tm_year + 1900) < 0 || year > 9999) {
+	utc_fields f;
+	utc_fields_of(t + utc_offset, &f);   /* no gmtime_r: see utc_fields_of */
+	if (f.year < 0 || f.year > 9999) {
 		snprintf(buf, size, "invalid-time");
 		return;
 	}
+	int year = (int)f.year;
 	char tmp[32], *p = tmp;
 	p = put2(p, year / 100);
 	p = put2(p, year % 100);
 	*p++ = '-';
-	p = put2(p, tm.tm_mon + 1);
+	p = put2(p, f.month);
 	*p++ = '-';
-	p = put2(p, tm.tm_mday);
+	p = put2(p, f.day);
 	*p++ = 'T';
-	p = put2(p, tm.tm_hour);
+	p = put2(p, f.hour);
 	*p++ = ':';
-	p = put2(p, tm.tm_min);
+	p = put2(p, f.minute);
 	*p++ = ':';
-	p = put2(p, tm.tm_sec);
+	p = put2(p, f.second);
 	if (utc_offset == 0 && utc_z) {
 		*p++ = 'Z';
 	} else {

@@ -78,6 +78,8 @@ WS_API void window_days_free(ws_window_days *d);
 WS_API const ws_zone *ws_zone_find(const char *tzid);
 WS_API int64_t window_local_to_utc(const ws_zone *zone, const ws_local_day *day, int minute,
 				   int *offset);
+/* ws_tz_offset for a zone found already. */
+WS_API int ws_zone_offset(const ws_zone *zone, int64_t t);
 
 /* Formats unix seconds as RFC 3339 with the given offset ("...-06:00", or "Z"
  * for offset 0 when utc_z is true). */

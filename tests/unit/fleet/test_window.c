@@ -6,6 +6,7 @@
  * on Sunday 8 March and 02:00 -> 01:00 on Sunday 1 November.
  */
 #include <time.h>
+#include <libical/ical.h>
 #include "fleet_test.h"
 /* White-box: the per-parse cache of libical answers. */
 #include "../../../tenants/fleet_internal.h"
@@ -381,6 +382,79 @@ static void test_time_format(void **state)
 	assert_int_equal(back, 1798070400);
 }
 
+/* ws_time_format computes the calendar itself (no gmtime_r, whose lock the
+ * placer threads contend for): it must agree with gmtime_r on every day,
+ * leap days and century years included, before 1970 too, and at every
+ * offset; and it refuses years outside 0000-9999 as before. */
+static void test_time_format_matches_gmtime(void **state)
+{
+	(void)state;
+	const int offsets[] = { 0, -6 * 3600, 5 * 3600 + 1800, 14 * 3600, -12 * 3600 - 1 };
+	/* Every day from 1601 to 2399 at a varying time of day (some of them a
+	 * second before midnight), with the offsets in turn. */
+	for (int64_t day = -134775; day <= 157000; day++) {
+		int64_t t = day * 86400 + (day * 7919) % 86400;
+		if (t % 97 == 0)
+			t -= 1;
+		int off = offsets[(day + 134775) % 5];
+		time_t local = (time_t)(t + off);
+		struct tm tm;
+		assert_non_null(gmtime_r(&local, &tm));
+		char want[64], got[40];
+		int a = off < 0 ? -off : off;
+		snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, off < 0 ? '-' : '+', (a / 3600) % 100, (a / 60) % 60);
+		ws_time_format(t, off, false, got, sizeof(got));
+		assert_string_equal(got, want);
+	}
+	char buf[40];
+	ws_time_format(-62167219200, 0, true, buf, sizeof(buf));   /* year 0 */
+	assert_string_equal(buf, "0000-01-01T00:00:00Z");
+	ws_time_format(-62167219201, 0, true, buf, sizeof(buf));
+	assert_string_equal(buf, "invalid-time");
+	ws_time_format(253402300799, 0, true, buf, sizeof(buf));
+	assert_string_equal(buf, "9999-12-31T23:59:59Z");
+	ws_time_format(253402300800, 0, true, buf, sizeof(buf));
+	assert_string_equal(buf, "invalid-time");
+	ws_time_format(INT64_MAX / 2, 0, true, buf, sizeof(buf));
+	assert_string_equal(buf, "invalid-time");
+	ws_time_format(INT64_MIN / 2, 0, true, buf, sizeof(buf));
+	assert_string_equal(buf, "invalid-time");
+}
+
+/* ws_tz_offset reads the zone through libical from UTC fields it computes
+ * itself: the same answer as libical's own icaltime_from_timet_with_zone,
+ * every few hours across twenty years of changes, a second either side,
+ * and outside the years libical holds (where it defers to libical). */
+static void test_tz_offset_matches_libical(void **state)
+{
+	(void)state;
+	const char *zones[] = { "America/Chicago", "Europe/London", "Australia/Lord_Howe",
+				"Asia/Kolkata", "America/St_Johns", "Pacific/Apia" };
+	icaltimezone *utc = icaltimezone_get_utc_timezone();
+	for (size_t z = 0; z < sizeof(zones) / sizeof(zones[0]); z++) {
+		icaltimezone *tz = icaltimezone_get_builtin_timezone(zones[z]);
+		assert_non_null(tz);
+		int64_t from = ft_t("2010-01-01T00:00:00Z"), to = ft_t("2030-01-01T00:00:00Z");
+		for (int64_t t = from; t < to; t += 5 * 3600 + 59) {
+			for (int64_t d = -1; d <= 1; d++) {
+				struct icaltimetype u = icaltime_from_timet_with_zone((time_t)(t + d), 0, utc);
+				int dst = 0;
+				int want = icaltimezone_get_utc_offset_of_utc_time(tz, &u, &dst);
+				assert_int_equal(ws_tz_offset(zones[z], t + d), want);
+			}
+		}
+		const int64_t far[] = { -62135596800 - 1, -62135596800, 253402300799, 253402300800 };
+		for (size_t k = 0; k < sizeof(far) / sizeof(far[0]); k++) {
+			struct icaltimetype u = icaltime_from_timet_with_zone((time_t)far[k], 0, utc);
+			int dst = 0;
+			int want = icaltimezone_get_utc_offset_of_utc_time(tz, &u, &dst);
+			assert_int_equal(ws_tz_offset(zones[z], far[k]), want);
+		}
+	}
+}
+
 static void test_zones(void **state)
 {
 	(void)state;
@@ -677,6 +751,8 @@ int main(void)
 		cmocka_unit_test(test_skip_is_fast),
 		cmocka_unit_test(test_time_parse),
 		cmocka_unit_test(test_time_format),
+		cmocka_unit_test(test_time_format_matches_gmtime),
+		cmocka_unit_test(test_tz_offset_matches_libical),
 		cmocka_unit_test(test_zones),
 		cmocka_unit_test(test_rrule_valid),
 		cmocka_unit_test(test_cache_matches_libical),

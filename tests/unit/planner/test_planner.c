@@ -382,6 +382,45 @@ static void test_cap_every_instant(void **state)
 }
 
 /*
+ * The cap per wave at its edge: wave "one" has exactly as many of k's
+ * units as k's cap (2), so both share the first window; wave "two" has
+ * one more than the cap, so its third unit waits a day.  Windows are
+ * daily 01:00-02:00; wave two starts when wave one ends (01-04 02:00,
+ * no soak), its first window is 01-05 01:00 and z, last in slug order,
+ * finds x and y there.
+ */
+static void test_cap_at_wave_size(void **state)
+{
+	(void)state;
+	ws_fleet *f = pt_fleet("clusters:\n  - {name: k, hosting: shared, max_parallel: 2}\n"
+		"tenants:\n"
+		"  - {slug: p, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: q, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: x, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: y, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n"
+		"  - {slug: z, cluster: k, windows: [{rrule: \"FREQ=DAILY\", start: \"01:00\", duration: 1h}]}\n");
+	ws_policy *p = pt_policy(STD "  waves:\n"
+		"    - {name: one, select: {slugs: [p, q]}}\n"
+		"    - {name: two, select: {}}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	pt_expect_wave(plan, 1, "one", S, "2027-01-04T02:00:00Z", 0, "p q");
+	pt_expect_tenant(plan, "p", 1, "2027-01-04T01:00:00+00:00 2027-01-04T02:00:00+00:00 | "
+			 "selected by wave \"one\"");
+	pt_expect_tenant(plan, "q", 1, "2027-01-04T01:00:00+00:00 2027-01-04T02:00:00+00:00 | "
+			 "selected by wave \"one\"");
+	pt_expect_wave(plan, 2, "two", "2027-01-04T02:00:00Z", "2027-01-06T02:00:00Z", 0, "x y z");
+	pt_expect_tenant(plan, "x", 2, "2027-01-05T01:00:00+00:00 2027-01-05T02:00:00+00:00 | "
+			 "selected by wave \"two\"");
+	pt_expect_tenant(plan, "y", 2, "2027-01-05T01:00:00+00:00 2027-01-05T02:00:00+00:00 | "
+			 "selected by wave \"two\"");
+	pt_expect_tenant(plan, "z", 2, "2027-01-06T01:00:00+00:00 2027-01-06T02:00:00+00:00 | "
+			 "selected by wave \"two\"; cluster k full until 2027-01-05T02:00:00Z");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
  * Blackouts.  hard-freeze 4th 00:00-06:00, soft-freeze 4th 06:00-12:00,
  * crit-only (hard, critical tenants) all of the 5th, `unlisted` (hard,
  * everything) not named by the policies.  t and v have 04:00-08:00 daily,
@@ -617,6 +656,66 @@ static void test_depth_order(void **state)
 			 "selected by wave \"main\"");
 	pt_expect_tenant(plan, "x", 2, "2027-01-05T01:00:00+00:00 2027-01-05T02:00:00+00:00 | "
 			 "selected by wave \"main\"; cluster k full until 2027-01-04T02:00:00Z");
+	plan_free(plan);
+	policy_free(p);
+	fleet_free(f);
+}
+
+/*
+ * The order within a wave (depth, criticality, slug) on a wave large
+ * enough for the planner's counting sort (600 units, depths 0-2, every
+ * criticality) and a small one it sorts otherwise (7 units).  Without
+ * windows or cap every unit takes its first slot, so the wave lists its
+ * tenants in placement order.  Waves "pre" and "pre2" hold a chain a <- b,
+ * so a tenant depending on a has depth 1 and one depending on b depth 2.  The
+ * expected order is the rule itself: each depth, then each criticality,
+ * the slugs ascending, which the numbering gives.
+ */
+static void test_wave_order_large_and_small(void **state)
+{
+	(void)state;
+	static const char *const crit[] = { "low", "standard", "high", "critical" };
+	char *body = NULL;
+	size_t len = 0;
+	FILE *y = open_memstream(&body, &len);
+	assert_non_null(y);
+	fprintf(y, K "tenants:\n  - {slug: a, cluster: k}\n  - {slug: b, cluster: k, depends_on: [a]}\n");
+	for (int i = 0; i < 600; i++)
+		fprintf(y, "  - {slug: m%03d, cluster: k, criticality: %s%s}\n", i, crit[(i * 7) % 4],
+			i % 3 == 0 ? "" : i % 3 == 1 ? ", depends_on: [a]" : ", depends_on: [b]");
+	for (int i = 0; i < 7; i++)
+		fprintf(y, "  - {slug: s%d, cluster: k, criticality: %s%s}\n", i, crit[(i * 3) % 4],
+			i % 2 ? ", depends_on: [b]" : "");
+	assert_int_equal(fclose(y), 0);
+	ws_fleet *f = pt_fleet(body);
+	free(body);
+	ws_policy *p = pt_policy(STD "  waves:\n"
+		"    - {name: pre, select: {slugs: [a]}}\n"
+		"    - {name: pre2, select: {slugs: [b]}}\n"
+		"    - {name: small, select: {slugs: [s0, s1, s2, s3, s4, s5, s6]}}\n"
+		"    - {name: large, select: {}}\n");
+	ws_plan *plan = pt_plan(f, p, WS_RELEASE_STANDARD, S);
+	assert_int_equal(plan->n_waves, 4);
+	/* large: m%03d by (i % 3, (i * 7) % 4, i). */
+	const ws_plan_wave *w = &plan->waves[3];
+	assert_int_equal(w->n_tenants, 600);
+	size_t k = 0;
+	for (int depth = 0; depth < 3; depth++)
+		for (int c = 0; c < 4; c++)
+			for (int i = 0; i < 600; i++) {
+				if (i % 3 != depth || (i * 7) % 4 != c)
+					continue;
+				char slug[8];
+				snprintf(slug, sizeof(slug), "m%03d", i);
+				assert_string_equal(w->tenants[k++].slug, slug);
+			}
+	/* small, criticality (i * 3) % 4: depth 0 s0 low, s4 low, s2 high,
+	 * s6 high; depth 2 s3 standard, s1 critical, s5 critical. */
+	w = &plan->waves[2];
+	assert_int_equal(w->n_tenants, 7);
+	const char *small[] = { "s0", "s4", "s2", "s6", "s3", "s1", "s5" };
+	for (size_t i = 0; i < 7; i++)
+		assert_string_equal(w->tenants[i].slug, small[i]);
 	plan_free(plan);
 	policy_free(p);
 	fleet_free(f);
@@ -936,12 +1035,14 @@ int main(void)
 		cmocka_unit_test(test_cluster_unit),
 		cmocka_unit_test(test_cluster_cycle),
 		cmocka_unit_test(test_cap_every_instant),
+		cmocka_unit_test(test_cap_at_wave_size),
 		cmocka_unit_test(test_blackouts),
 		cmocka_unit_test(test_horizon),
 		cmocka_unit_test(test_slots),
 		cmocka_unit_test(test_dst),
 		cmocka_unit_test(test_dropped_waves_renumbered),
 		cmocka_unit_test(test_depth_order),
+		cmocka_unit_test(test_wave_order_large_and_small),
 		cmocka_unit_test(test_several_windows),
 		cmocka_unit_test(test_json_shape),
 		cmocka_unit_test(test_nothing_to_do),
