@@ -49,12 +49,15 @@
 /* Scalars up to this long are interned; longer ones are rarely repeated
  * and are copied as they come. */
 #define INTERN_MAX 64
-/* The intern table stops growing at this many slots (256 KiB, so that it
- * stays in the cache): the text a document repeats (keys, zones, rules,
- * cluster names) shows up early, and past this point new text is copied
- * instead, which spares a cache miss per unique scalar (slugs, URLs) in a
- * fleet of 100,000 tenants. */
-#define INTERN_SLOTS_MAX ((size_t)16384)
+/* Text is interned from its second sighting on: a fleet's unique scalars
+ * (slugs, URLs) would fill the table, and cost a cache miss each, while
+ * what a document repeats (keys, zones, rules, cluster names, versions)
+ * shows up again soon.  A first sighting leaves its hash in a small
+ * direct-mapped array (SEEN_BITS); a collision there only delays or
+ * hastens interning.  The table stops growing at INTERN_SLOTS_MAX slots
+ * (16 MiB); past that, new text is copied. */
+#define SEEN_BITS 16
+#define INTERN_SLOTS_MAX ((size_t)1 << 20)
 /* Mappings up to this size are checked for duplicate keys pairwise. */
 #define SMALL_MAP 16
 /* Nodes are taken from the arena this many at a time. */
@@ -116,6 +119,7 @@ typedef struct ybuild {
 	size_t n_kids, kids_cap;
 	yslot *slots;
 	size_t slots_cap, n_interned;
+	uint32_t *seen;          /* hashes of text seen once (see SEEN_BITS) */
 	ynode *slab;             /* nodes not handed out yet */
 	size_t slab_left;
 	size_t nodes;
@@ -240,6 +244,13 @@ static const char *yb_text(ybuild *b, const char *s, size_t n, bool *has_nul, bo
 	char *copy = ws_arena_try_strndup(b->strings, s, n);
 	if (!copy || full)
 		return copy;   /* not interned: the table is as large as it gets */
+	if (!b->seen && !(b->seen = calloc((size_t)1 << SEEN_BITS, sizeof(*b->seen))))
+		return NULL;
+	uint32_t *seen = &b->seen[(h * 0x9E3779B1u) >> (32 - SEEN_BITS)];
+	if (*seen != h) {
+		*seen = h;   /* a first sighting, as far as we know */
+		return copy;
+	}
 	b->slots[i] = (yslot){ .s = copy, .hash = h, .len = (uint32_t)n };
 	b->n_interned++;
 	*interned = true;
@@ -1515,6 +1526,7 @@ static ydoc *ydoc_build(const char *name, ysource *src, const ydoc_limits *limit
 	free(b.stack);
 	free(b.kids);
 	free(b.slots);
+	free(b.seen);
 	if (b.failed) {
 		ydoc_free(doc);
 		return NULL;

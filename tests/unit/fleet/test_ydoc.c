@@ -319,24 +319,33 @@ static void test_interned_text(void **state)
 	ws_diags_free(&d);
 	ws_diags_init(&d);
 	doc = parse("- {zone: America/Chicago, q: 'America/Chicago'}\n"
-		    "- {zone: America/Chicago, e: '', f: ''}\n", NULL, &d);
+		    "- {zone: America/Chicago, e: '', f: ''}\n"
+		    "- {zone: Europe/Paris, once: x}\n", NULL, &d);
 	assert_non_null(doc);
 	const ynode *r = ydoc_root(doc);
 	const ynode *z0 = ynode_get(r->items[0], "zone"), *z1 = ynode_get(r->items[1], "zone");
-	/* Equal scalars share one copy; quoting is kept per node. */
-	assert_ptr_equal(z0->value, z1->value);
 	const ynode *q = ynode_get(r->items[0], "q");
-	assert_ptr_equal(q->value, z0->value);
+	/* Text is interned from its second sighting on: later equal scalars
+	 * share that copy; quoting is kept per node. */
+	assert_ptr_not_equal(z0->value, q->value);
+	assert_ptr_equal(q->value, z1->value);
+	assert_string_equal(z0->value, q->value);
 	assert_true(q->quoted);
-	assert_false(z0->quoted);
+	assert_false(z1->quoted);
 	assert_int_equal(q->value_len, 15);
 	assert_string_equal(ynode_get(r->items[1], "e")->value, "");
 	/* Keys too. */
-	assert_ptr_equal(r->items[0]->keys[0]->value, r->items[1]->keys[0]->value);
+	assert_ptr_equal(r->items[1]->keys[0]->value, r->items[2]->keys[0]->value);
 	assert_int_equal(r->items[1]->len, 3);
 	assert_ptr_equal(r->items[1]->items, r->items[1]->keys + 3);
 	ydoc_free(doc);
 	ws_diags_free(&d);
+	/* A key's first copy (not interned) and its interned second copy are
+	 * still one key twice. */
+	expect_fail("{solo: 1, solo: 2}\n",
+		    NULL, "y.yaml:1:11: duplicate key \"solo\" (first defined at 1:2)");
+	expect_fail("[{k: 1}, {k: 1, k: 2}]\n",
+		    NULL, "y.yaml:1:17: duplicate key \"k\" (first defined at 1:11)");
 }
 
 /* What a streaming reader saw. */
