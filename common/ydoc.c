@@ -1610,26 +1610,17 @@ ydoc *ydoc_parse_file_stream(const char *path, const ydoc_limits *limits,
 	}
 	ydoc *doc = NULL;
 	struct stat st;
-	if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode)) {
-		if ((uint64_t)st.st_size > max) {
-			ws_diag_add(d, path, 0, 0, "document is too large (the limit is %zu bytes)", max);
-		} else if ((size_t)st.st_size >= 2 * (limits && limits->chunk_bytes ? limits->chunk_bytes
-									  : SPLIT_CHUNK) &&
-			   !(limits && limits->max_threads == 1)) {
-			/* Large enough to be parsed in chunks on several threads
-			 * (yb_run_split), which needs the whole text at hand. */
-			size_t len;
-			char *buf = read_all(fp, path, max, &len, d);
-			if (buf) {
-				ysource src = { .buf = buf, .len = len };
-				doc = ydoc_build(path, &src, limits, stream, d);
-				free(buf);
-			}
-		} else {
-			ysource src = { .fp = fp, .max = max, .size = (size_t)st.st_size };
-			doc = ydoc_build(path, &src, limits, stream, d);
-		}
+	bool regular = fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode);
+	size_t chunk = limits && limits->chunk_bytes ? limits->chunk_bytes : SPLIT_CHUNK;
+	if (regular && (uint64_t)st.st_size > max) {
+		ws_diag_add(d, path, 0, 0, "document is too large (the limit is %zu bytes)", max);
+	} else if (regular && ((size_t)st.st_size < 2 * chunk ||
+			       (limits && limits->max_threads == 1))) {
+		ysource src = { .fp = fp, .max = max, .size = (size_t)st.st_size };
+		doc = ydoc_build(path, &src, limits, stream, d);
 	} else {
+		/* A pipe, or a file to be parsed in chunks on several threads
+		 * (yb_run_split), which needs the whole text at hand. */
 		size_t len;
 		char *buf = read_all(fp, path, max, &len, d);
 		if (buf) {
