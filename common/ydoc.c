@@ -963,6 +963,13 @@ static bool yb_run_pipelined(ybuild *b, yaml_parser_t *parser)
  *
  * Workers take chunks in order and stay at most SPLIT_AHEAD chunks ahead
  * of the builder, which consumes each whole chunk once it is verified.
+ *
+ * One difference remains, in documents that are refused anyway: libyaml's
+ * reader decodes up to 16 KiB ahead of its parser, so in one piece bad
+ * UTF-8 (or a control character) is reported before problems in the text
+ * just before it, which a chunk ending earlier does report.  Either way
+ * the document is refused and no problem is placed past the reader's
+ * (tests/unit/fleet/test_ydoc.c and fuzz/fuzz_yaml.c check both).
  */
 #define SPLIT_CHUNK ((size_t)512 << 10)
 #define SPLIT_MAX_CHUNKS ((size_t)1 << 16)
