@@ -1332,6 +1332,15 @@ static bool split_feed(ybuild *b, const ychunk *c, size_t delta, int *documents)
 	return false;
 }
 
+/* Reports a parse error of the chunk input that starts at byte `start`,
+ * line `line` (0-based) of the document, after the prefix line. */
+static void yb_chunk_error(ybuild *b, yperr e, size_t start, size_t line)
+{
+	e.line += line - 1;
+	e.offset = e.offset >= SPLIT_PREFIX_LEN ? start + e.offset - SPLIT_PREFIX_LEN : start;
+	yb_report_error(b, &e);
+}
+
 /* The rest of the document from `start` (a cut whose state is known), on
  * this thread: the events and errors of a single parse. */
 static void split_finish(ybuild *b, const char *buf, size_t len, size_t start, size_t line,
@@ -1349,10 +1358,7 @@ static void split_finish(ybuild *b, const char *buf, size_t len, size_t start, s
 	for (size_t n = 0; !b->fatal; n++) {
 		yaml_event_t ev;
 		if (!yaml_parser_parse(&parser, &ev)) {
-			yperr e = yperr_of(&parser);
-			e.line += delta;
-			e.offset = e.offset >= SPLIT_PREFIX_LEN ? start + e.offset - SPLIT_PREFIX_LEN : start;
-			yb_report_error(b, &e);
+			yb_chunk_error(b, yperr_of(&parser), start, line);
 			break;
 		}
 		bool done = false;
@@ -1369,6 +1375,27 @@ static void split_finish(ybuild *b, const char *buf, size_t len, size_t start, s
 	yaml_parser_delete(&parser);
 }
 
+static void split_free(ysplit *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		ychunk *c = &s->chunks[i];
+		for (size_t j = 0; j < c->n_batches; j++) {
+			free(c->batches[j]->text);
+			free(c->batches[j]);
+		}
+		free(c->batches);
+	}
+	for (size_t i = 0; i < s->n_spare; i++) {
+		free(s->spare[i]->text);
+		free(s->spare[i]);
+	}
+	free(s->spare);
+	free(s->chunks);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
 /* Parses b->src (a buffer) in chunks; false when it cannot be cut, or its
  * first chunk is not good: then nothing was consumed. */
 static bool yb_run_split(ybuild *b)
@@ -1377,9 +1404,8 @@ static bool yb_run_split(ybuild *b)
 	size_t len = b->src->len;
 	/* A BOM other than UTF-8's makes libyaml read UTF-16, which the
 	 * chunks (read as UTF-8 after their ASCII prefix) would not. */
-	if (len < 2 * b->lim.chunk_bytes || (len >= 2 && ((unsigned char)buf[0] == 0xFE ||
-						   (unsigned char)buf[0] == 0xFF || buf[0] == 0 ||
-						   buf[1] == 0)))
+	if (len < 2 * b->lim.chunk_bytes || (unsigned char)buf[0] == 0xFE ||
+	    (unsigned char)buf[0] == 0xFF || buf[0] == 0 || buf[1] == 0)
 		return false;
 	ysplit *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -1399,12 +1425,14 @@ static bool yb_run_split(ybuild *b)
 	size_t n_th = 0;
 	while (n_th < SPLIT_WORKERS && pthread_create(&th[n_th], NULL, split_main, s) == 0)
 		n_th++;
+	if (n_th == 0) {
+		split_free(s);
+		return false;
+	}
 
 	int documents = 0;
 	size_t line = 0, resume = SIZE_MAX;
-	bool done = n_th == 0;
-	if (n_th == 0)
-		resume = 0;
+	bool done = false;
 	for (size_t i = 0; i < s->n && !done; i++) {
 		ychunk *c = &s->chunks[i];
 		pthread_mutex_lock(&s->mu);
@@ -1418,11 +1446,7 @@ static bool yb_run_split(ybuild *b)
 		}
 		done = split_feed(b, c, i ? line - 1 : 0, &documents);
 		if (st == CHUNK_ERROR && !done) {
-			yperr e = c->err;
-			e.line += line - 1;
-			e.offset = e.offset >= SPLIT_PREFIX_LEN ? c->start + e.offset - SPLIT_PREFIX_LEN
-								: c->start;
-			yb_report_error(b, &e);
+			yb_chunk_error(b, c->err, c->start, line);
 			done = true;
 		}
 		line += c->lines;
@@ -1439,23 +1463,7 @@ static bool yb_run_split(ybuild *b)
 	for (size_t t = 0; t < n_th; t++)
 		pthread_join(th[t], NULL);
 	size_t start = resume != SIZE_MAX ? s->chunks[resume].start : 0;
-	for (size_t i = 0; i < s->n; i++) {
-		ychunk *c = &s->chunks[i];
-		for (size_t j = 0; j < c->n_batches; j++) {
-			free(c->batches[j]->text);
-			free(c->batches[j]);
-		}
-		free(c->batches);
-	}
-	for (size_t i = 0; i < s->n_spare; i++) {
-		free(s->spare[i]->text);
-		free(s->spare[i]);
-	}
-	free(s->spare);
-	free(s->chunks);
-	pthread_cond_destroy(&s->cv);
-	pthread_mutex_destroy(&s->mu);
-	free(s);
+	split_free(s);
 	if (resume == 0)
 		return false;
 	if (resume != SIZE_MAX && !b->fatal)
