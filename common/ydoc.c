@@ -954,9 +954,11 @@ static bool yb_run_pipelined(ybuild *b, yaml_parser_t *parser)
  *
  * When a chunk is not good (a cut inside a multi-line quoted scalar or
  * flow collection, a second root key between two cuts, a syntax error),
- * the chunks before it are kept and the rest of the document is parsed
- * again, on this thread, from that chunk's start: the state there is known,
- * so this gives the single parse's events and errors.  If chunk 0 is not
+ * the chunks before it are kept and the state at its start is known: it is
+ * parsed again together with the next chunk, on this thread while the
+ * workers go on (one long scalar across one cut); if that is not good
+ * either, the rest of the document is parsed in one piece from there,
+ * which gives the single parse's events and errors.  If chunk 0 is not
  * good, nothing was consumed and the caller parses the document as before.
  * The last chunk runs to the end of the input and may hold anything (more
  * root keys, a second document); an error in it is the document's.
@@ -1200,11 +1202,10 @@ static const yaml_event_type_t closing_events[SPLIT_CLOSING_EVENTS] = {
 	YAML_STREAM_END_EVENT,
 };
 
-/* Parses chunk i into its batches and says what it is. */
-static chunk_state chunk_parse(ysplit *s, size_t i)
+/* Parses the bytes [c->start, c->end) into c's batches and says what they
+ * are: the document's first chunk when !i, the last one when `last`. */
+static chunk_state chunk_parse(ysplit *s, ychunk *c, size_t i, bool last)
 {
-	ychunk *c = &s->chunks[i];
-	bool last = i + 1 == s->n;
 	creader rd = { .pre = i ? SPLIT_PREFIX : "", .pre_len = i ? SPLIT_PREFIX_LEN : 0,
 		       .buf = s->buf + c->start, .len = c->end - c->start };
 	yaml_parser_t parser;
@@ -1304,7 +1305,7 @@ static void *split_main(void *arg)
 			break;
 		size_t i = s->next++;
 		pthread_mutex_unlock(&s->mu);
-		chunk_state st = chunk_parse(s, i);
+		chunk_state st = chunk_parse(s, &s->chunks[i], i, i + 1 == s->n);
 		pthread_mutex_lock(&s->mu);
 		s->chunks[i].state = st;
 		pthread_cond_broadcast(&s->cv);
@@ -1440,7 +1441,20 @@ static bool yb_run_split(ybuild *b)
 			pthread_cond_wait(&s->cv, &s->mu);
 		chunk_state st = c->state;
 		pthread_mutex_unlock(&s->mu);
+		ychunk merged;
+		size_t next = i + 1;
+		if (st == CHUNK_BAD && i > 0 && next < s->n) {
+			/* A bad cut is most often one long scalar or flow
+			 * collection across it: this chunk and the next, as one,
+			 * here while the workers go on. */
+			merged = (ychunk){ .start = c->start, .end = s->chunks[next].end };
+			c = &merged;
+			next++;
+			st = chunk_parse(s, c, i, next == s->n);
+		}
 		if (st == CHUNK_BAD) {
+			if (c == &merged)
+				split_release(s, c);
 			resume = i;
 			break;
 		}
@@ -1452,9 +1466,10 @@ static bool yb_run_split(ybuild *b)
 		line += c->lines;
 		split_release(s, c);
 		pthread_mutex_lock(&s->mu);
-		s->consumed = i + 1;
+		s->consumed = next;
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
+		i = next - 1;
 	}
 	pthread_mutex_lock(&s->mu);
 	__atomic_store_n(&s->stop, true, __ATOMIC_RELAXED);
