@@ -626,6 +626,33 @@ static uint64_t rng_next(uint64_t *s)
 	return *s >> 33;
 }
 
+/* Puts `head` at the start of every line of text[0..*len) and `tail`
+ * before every line break. */
+static void rewrite_lines(char **text, size_t *len, const char *head, const char *tail)
+{
+	size_t lines = 1, hl = strlen(head), tl = strlen(tail);
+	for (size_t i = 0; i < *len; i++)
+		lines += (*text)[i] == '\n';
+	char *out = malloc(*len + lines * (hl + tl) + 1);
+	assert_non_null(out);
+	size_t o = 0;
+	for (size_t i = 0; i < *len; i++) {
+		if (i == 0 || (*text)[i - 1] == '\n') {
+			memcpy(out + o, head, hl);
+			o += hl;
+		}
+		if ((*text)[i] == '\n') {
+			memcpy(out + o, tail, tl);
+			o += tl;
+		}
+		out[o++] = (*text)[i];
+	}
+	out[o] = '\0';
+	free(*text);
+	*text = out;
+	*len = o;
+}
+
 /* A random document made of what can fool a cut at "<C spaces>- ": lines
  * like entries inside quoted scalars, block scalars and flow collections,
  * nested and indentless sequences, comments, blank lines, more root keys
@@ -716,44 +743,10 @@ static char *random_doc(uint64_t seed, size_t *len_out, bool mistakes)
 	if (rng_next(&s) % 2)
 		fputs("tail: {t: 1}\n", fp);
 	fclose(fp);
-	if (rng_next(&s) % 6 == 0) {
-		/* the whole document indented: a root mapping at column 2 */
-		size_t n = 0;
-		for (size_t i = 0; i < len; i++)
-			n += text[i] == '\n';
-		char *moved = malloc(len + 2 * n + 3);
-		assert_non_null(moved);
-		size_t o = 0;
-		for (size_t i = 0; i < len; i++) {
-			if (i == 0 || text[i - 1] == '\n') {
-				moved[o++] = ' ';
-				moved[o++] = ' ';
-			}
-			moved[o++] = text[i];
-		}
-		moved[o] = '\0';
-		free(text);
-		text = moved;
-		len = o;
-	}
-	if (rng_next(&s) % 4 == 0) {
-		/* CRLF line breaks */
-		size_t n = 0;
-		for (size_t i = 0; i < len; i++)
-			n += text[i] == '\n';
-		char *crlf = malloc(len + n + 1);
-		assert_non_null(crlf);
-		size_t o = 0;
-		for (size_t i = 0; i < len; i++) {
-			if (text[i] == '\n')
-				crlf[o++] = '\r';
-			crlf[o++] = text[i];
-		}
-		crlf[o] = '\0';
-		free(text);
-		text = crlf;
-		len = o;
-	}
+	if (rng_next(&s) % 6 == 0)
+		rewrite_lines(&text, &len, "  ", "");   /* a root mapping at column 2 */
+	if (rng_next(&s) % 4 == 0)
+		rewrite_lines(&text, &len, "", "\r");   /* CRLF line breaks */
 	*len_out = len;
 	return text;
 }
