@@ -1798,17 +1798,25 @@ static void gitops_sync_answer(ws_deploy_job *j, const ws_outbound_res *r, json_
 		json_decref(doc);
 		return;
 	}
-	snprintf(j->last_state, sizeof(j->last_state), "sync %.20s revision %.40s health %.20s", sync,
+	char state[sizeof(j->last_state)];
+	snprintf(state, sizeof(state), "sync %.20s revision %.40s health %.20s", sync,
 		 rev ? rev : "-", health);
-	json_object_set_new(rec, "state", json_string(j->last_state));
+	json_object_set_new(rec, "state", json_string(state));
 	bool ours = rev && strcmp(rev, j->commit) == 0;
+	bool check = strcmp(sync, "Synced") == 0 && strcmp(health, "Healthy") == 0 && !ours &&
+		     is_sha(rev);
+	/* A revision still to be checked is not yet a state: what a time-out
+	 * reports is the last one concluded ("revision ... does not contain
+	 * commit ..."), not this answer, unless nothing was concluded yet. */
+	if (!check || !*j->last_state)
+		memcpy(j->last_state, state, sizeof(state));
 	if (strcmp(sync, "Synced") == 0 && ours && strcmp(health, "Degraded") == 0) {
 		job_finish(j, false, "gitops sync: %s reports commit %s synced but health Degraded",
 			   j->poll_url, j->commit);
 	} else if (strcmp(sync, "Synced") == 0 && strcmp(health, "Healthy") == 0 && ours) {
 		job_finish(j, true, "deployed: commit %s is in %s %s and %s reports it synced and "
 			   "healthy", j->commit, j->repo, j->branch, j->poll_url);
-	} else if (strcmp(sync, "Synced") == 0 && strcmp(health, "Healthy") == 0 && is_sha(rev)) {
+	} else if (check) {
 		/* A later commit (another tenant's) is applied: ours is in it
 		 * if it is an ancestor.  Reading objects takes no lock. */
 		set_str(&j->revision, strdup(rev));
