@@ -80,6 +80,7 @@ struct ws_deploy_job {
 	uv_timer_t poll;          /* poll interval; for a command, the pipe grace */
 	int handles_open;
 	ws_outbound_call *call;
+	bool call_cut;            /* the call's time-out is what remains of the deadline */
 
 	/* command */
 	uv_process_t proc;
@@ -530,7 +531,8 @@ static void http_done(void *arg, const ws_outbound_res *r);
 static uint64_t remaining_ms(ws_deploy_job *j)
 {
 	uint64_t due = uv_timer_get_due_in(&j->deadline);
-	uint64_t t = due < WS_EXECUTOR_CALL_TIMEOUT_MS ? due : WS_EXECUTOR_CALL_TIMEOUT_MS;
+	j->call_cut = due < WS_EXECUTOR_CALL_TIMEOUT_MS;
+	uint64_t t = j->call_cut ? due : WS_EXECUTOR_CALL_TIMEOUT_MS;
 	return t ? t : 1;
 }
 
@@ -735,6 +737,8 @@ out:
 
 static void gitops_sync_answer(ws_deploy_job *j, const ws_outbound_res *r, json_t *rec);
 
+static void job_deadline(ws_deploy_job *j);
+
 static void http_done(void *arg, const ws_outbound_res *r)
 {
 	ws_deploy_job *j = arg;
@@ -746,6 +750,13 @@ static void http_done(void *arg, const ws_outbound_res *r)
 	const char *method = j->stage == ST_POLL ? "GET" : j->kind == EX_WEBHOOK ? "POST" : "PATCH";
 	const char *url = j->stage == ST_POLL || j->kind == EX_KUBERNETES ? j->poll_url : j->submit_url;
 	json_t *rec = record_request(j, method, url, r);
+	if (r->reason == WS_OUT_TIMEOUT && j->call_cut) {
+		/* The call had what remained of the job's time and its own
+		 * time-out came first: that is the job's deadline, reported as
+		 * such (with the last state), not as a failure of this call. */
+		job_deadline(j);
+		return;
+	}
 	if (j->kind == EX_WEBHOOK)
 		webhook_answer(j, r, rec);
 	else if (j->kind == EX_GITOPS)
@@ -1909,9 +1920,8 @@ static void gitops_start(ws_deploy_job *j)
 
 /* ---- running ------------------------------------------------------------ */
 
-static void deadline_cb(uv_timer_t *t)
+static void job_deadline(ws_deploy_job *j)
 {
-	ws_deploy_job *j = t->data;
 	if (j->kind == EX_COMMAND)
 		job_finish(j, false, "command timed out after %llu ms; its process group was killed",
 			   (unsigned long long)j->timeout_ms);
@@ -1921,6 +1931,11 @@ static void deadline_cb(uv_timer_t *t)
 		job_finish(j, false, "%s deploy timed out after %llu ms%s%s", kind_names[j->kind],
 			   (unsigned long long)j->timeout_ms, *j->last_state ? "; last state: " : "",
 			   j->last_state);
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+	job_deadline(t->data);
 }
 
 static char *dup_or_null(const char *s)

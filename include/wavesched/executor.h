@@ -83,7 +83,9 @@
  *
  * The overall time-out is the call's timeout_ms, else the settings' `timeout`,
  * else WS_EXECUTOR_DEFAULT_TIMEOUT_MS; single HTTP calls are also bounded by
- * WS_EXECUTOR_CALL_TIMEOUT_MS.  Poll intervals are real milliseconds given by
+ * WS_EXECUTOR_CALL_TIMEOUT_MS (a call that had only what remained of the
+ * overall time-out and ran out is reported as that time-out, with the last
+ * state, not as a failed call).  Poll intervals are real milliseconds given by
  * the caller (the engine converts schedule time).
  */
 #ifndef WAVESCHED_EXECUTOR_H

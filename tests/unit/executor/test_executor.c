@@ -433,6 +433,25 @@ static void test_webhook_status_polling(void **state)
 	outcome_free(&o);
 	ws_executor_free(e);
 	free(js);
+	/* A status URL that never answers: the GET has what remains of the
+	 * deadline, and whichever of its time-out and the deadline comes
+	 * first, the job fails with the deadline (not "GET ...: timed out
+	 * after 3 ms", as once in CI).  Several times, as the order varies. */
+	js = settings_json("{\"executor\": \"webhook\", \"url\": \"%s\", \"status_url\": "
+			   "\"http://127.0.0.1:%d/hang\"}", testsrv_url(&srv, "/wh/accept"), srv.port);
+	e = executor(&w, js);
+	for (int i = 0; i < 4; i++) {
+		c = call_for("acme");
+		c.timeout_ms = 150 + 7 * i;
+		run(&w, e, &c, &o);
+		assert_false(o.ok);
+		char expect[64];
+		snprintf(expect, sizeof(expect), "webhook deploy timed out after %d ms", 150 + 7 * i);
+		assert_string_equal(o.reason, expect);
+		outcome_free(&o);
+	}
+	ws_executor_free(e);
+	free(js);
 	world_done(&w);
 }
 
