@@ -416,6 +416,7 @@ static void req_enqueue(pg_req *q, ws_pg_conn *c)
 	q->conn = c;
 	q->state = c ? REQ_CONN_QUEUED : REQ_POOL_QUEUED;
 	list_push(c ? &c->queue : &p->queue, q);
+	uv_update_time(p->loop);   /* from now, not from the loop's last turn */
 	uv_timer_start(&q->timer, req_timer_cb, p->query_timeout_ms, 0);
 }
 

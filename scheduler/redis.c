@@ -626,6 +626,13 @@ static void ping_timer_cb(uv_timer_t *t)
 	if (!r->ac || r->state != WS_REDIS_UP)
 		return;
 	if (r->ping_outstanding) {
+		/* libuv runs due timers before it polls for I/O: after a stall
+		 * of this process, a PONG already waiting in the socket would
+		 * lose to the time-out.  Read what is there first (this may
+		 * also find the connection closed, which drops the context). */
+		redisAsyncHandleRead(r->ac);
+		if (!r->ac || r->state != WS_REDIS_UP || !r->ping_outstanding)
+			return;
 		set_error(r, "no answer to PING within %llu ms", (unsigned long long)r->opts.ping_timeout_ms);
 		drop_context(r);
 		schedule_reconnect(r);

@@ -394,7 +394,12 @@ class EventsNoRedis(EventsBase):
             time.sleep(0.2)
         top = int(self.db.sql("SELECT max(seq) FROM events"))
         slow = Stream(self.svc, self.admin, "?since=0", rcvbuf=4096)
-        time.sleep(3)   # not reading
+        # Not reading, until the service has cut it (it writes as fast as
+        # it can, which under a sanitizer on a busy machine is not fast).
+        deadline = time.time() + 60
+        while "client reads too slowly" not in self.svc.log():
+            self.assertLess(time.time(), deadline, "the slow client was never cut")
+            time.sleep(0.2)
         got = []
         with self.assertRaises(EOFError):
             while True:

@@ -388,6 +388,7 @@ class KubernetesNeverConverges(ExecutorCase):
     with the time-out and the rollout halts before the second wave."""
     executor = "kubernetes"
     converge_ms = 600000
+    deploy_timeout = "1d"   # 4.3 s: room for the PATCH and a GET that reads the last state
 
     def test_time_out_fails_the_tenant(self):
         rid, ro = self.play(("completed", "halted", "aborted"))

@@ -525,7 +525,7 @@ static void test_kubernetes_failures(void **state)
 				   "near '<' at line 1): \"<html>proxy error</html>\"" },
 		{ "t-forbidden", 10000, "kubernetes PATCH %s answered HTTP 403: "
 					"{\"kind\": \"Status\", \"message\": \"forbidden\"}" },
-		{ "t-stuck", 300, "kubernetes deploy timed out after 300 ms; last state: generation 2 "
+		{ "t-stuck", 2000, "kubernetes deploy timed out after 2000 ms; last state: generation 2 "
 				  "observed 1, updated 0/3, available 3/3, total 3" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -700,11 +700,11 @@ static void test_command_timeout_kills_group(void **state)
 	snprintf(script, sizeof(script), "sleep 30 & echo $! > %s; wait", pidfile);
 	ws_executor *e = command(&w, script);
 	ws_deploy_call c = call_for("acme");
-	c.timeout_ms = 500;
+	c.timeout_ms = 3000;   /* room for the shell to write the pid first */
 	outcome o;
 	run(&w, e, &c, &o);
 	assert_false(o.ok);
-	assert_string_equal(o.reason, "command timed out after 500 ms; its process group was killed");
+	assert_string_equal(o.reason, "command timed out after 3000 ms; its process group was killed");
 	assert_int_equal(json_integer_value(json_object_get(o.evidence, "signal")), SIGKILL);
 	FILE *f = fopen(pidfile, "r");
 	assert_non_null(f);

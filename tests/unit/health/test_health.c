@@ -317,12 +317,16 @@ static void test_prober_gate_pass_and_fail(void **state)
 	(void)state;
 	world w;
 	world_init(&w, "127.0.0.0/8");
-	ws_gate_health g = cfg_of(3, 3, 100, 1.5);
+	/* Latency bounds with room for a loaded machine: /pass must answer
+	 * within 300 ms, /delay/600 is always over that and within its
+	 * 1500 ms time-out. */
+	ws_gate_health g = cfg_of(3, 3, 300, 1.5);
 	collector ok = { .stop_after = 3, .eval = ws_health_eval_new(&g, 0) };
 	collector slow = { .stop_after = 3, .eval = ws_health_eval_new(&g, 0) };
 	collector hang = { .stop_after = 3, .eval = ws_health_eval_new(&g, 0) };
 	assert_non_null(ws_prober_add(w.p, testsrv_url(&srv, "/pass"), 300, 300, collect_cb, &ok));
-	assert_non_null(ws_prober_add(w.p, testsrv_url(&srv, "/slow"), 300, 300, collect_cb, &slow));
+	assert_non_null(ws_prober_add(w.p, testsrv_url(&srv, "/delay/600"), 1500, 1500, collect_cb,
+				      &slow));
 	const char *hang_url = testsrv_url(&srv, "/hang");
 	assert_non_null(ws_prober_add(w.p, hang_url, 100, 100, collect_cb, &hang));
 	assert_true(run_until_pred(&w.t, reached, &ok, 10000));
@@ -331,8 +335,8 @@ static void test_prober_gate_pass_and_fail(void **state)
 	if (ws_health_eval_verdict(ok.eval) != WS_HEALTH_PASS)
 		fail_msg("/pass: %s", ws_health_eval_reason(ok.eval));
 	assert_int_equal(ws_health_eval_verdict(slow.eval), WS_HEALTH_FAIL);
-	assert_non_null(strstr(ws_health_eval_reason(slow.eval), "3 consecutive failures: latency 1"));
-	assert_non_null(strstr(ws_health_eval_reason(slow.eval), " ms > max 100 ms"));
+	assert_non_null(strstr(ws_health_eval_reason(slow.eval), "3 consecutive failures: latency "));
+	assert_non_null(strstr(ws_health_eval_reason(slow.eval), " ms > max 300 ms"));
 	assert_int_equal(ws_health_eval_verdict(hang.eval), WS_HEALTH_FAIL);
 	char expect[256];
 	snprintf(expect, sizeof(expect), "3 consecutive failures: GET %s: timed out after 100 ms", hang_url);

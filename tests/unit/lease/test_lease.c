@@ -50,6 +50,11 @@ static bool is_leader(const void *w)
 	return ((const watcher *)w)->leader;
 }
 
+static bool holder_known(const void *l)
+{
+	return *ws_lease_current_holder(l) != '\0';
+}
+
 static ws_pg_pool *pool_new(tctx *t)
 {
 	ws_pg_opts o = { .conninfo = db.conninfo, .size = 1, .query_timeout_ms = 20000,
@@ -199,11 +204,12 @@ static void test_takeover_after_expiry(void **state)
 	tctx t;
 	tctx_init(&t);
 	db_exec("UPDATE engine_lease SET holder = NULL");
-	long long e = db_int("SELECT epoch FROM ws_lease_acquire('crashed', 800)");
+	/* Long enough to be seen held on a loaded machine before it runs out. */
+	long long e = db_int("SELECT epoch FROM ws_lease_acquire('crashed', 2500)");
 	ws_pg_pool *p = pool_new(&t);
 	watcher w = { 0 };
 	ws_lease *l = lease_new(&t, p, "node-c", 1000, 200, 200, &w);
-	run_for(&t, 300);
+	assert_true(run_until_pred(&t, holder_known, l, 10000));
 	assert_false(w.leader);
 	assert_string_equal(ws_lease_current_holder(l), "crashed");
 	assert_true(run_until_pred(&t, is_leader, &w, 10000));

@@ -32,7 +32,7 @@ static void close_link(tctx *t, ws_redis *r)
 }
 
 static const ws_redis_opts fast = { .connect_timeout_ms = 500, .ping_interval_ms = 100,
-				    .ping_timeout_ms = 300, .backoff_min_ms = 20, .backoff_max_ms = 200 };
+				    .ping_timeout_ms = 1000, .backoff_min_ms = 20, .backoff_max_ms = 200 };
 
 static ws_redis *new_link(tctx *t, const char *url)
 {
@@ -356,7 +356,7 @@ static void test_hung_server(void **state)
 	assert_true(wait_state(&t, r, WS_REDIS_UP, 5000));
 	frozen_pid = pid;
 	assert_int_equal(kill(pid, SIGSTOP), 0);
-	assert_true(wait_state(&t, r, WS_REDIS_DOWN, 3000));
+	assert_true(wait_state(&t, r, WS_REDIS_DOWN, 5000));
 	assert_non_null(strstr(ws_redis_last_error(r), "no answer to PING"));
 	run_for(&t, 700);   /* reconnects hit the connect time-out */
 	assert_int_equal(ws_redis_get_state(r), WS_REDIS_DOWN);
