@@ -122,17 +122,25 @@ static ws_pg_pool *new_pool(tctx *t, const char *url, int size, uint64_t timeout
 	return p;
 }
 
+typedef struct pool_want {
+	const ws_pg_pool *p;
+	int n;
+} pool_want;
+
+static bool pool_connected(const void *arg)
+{
+	const pool_want *w = arg;
+	ws_pg_stats st;
+	ws_pg_pool_stats(w->p, &st);
+	return st.connected >= w->n;
+}
+
 /* Runs the loop until `n` connections are up (the pool connects them all
  * at start, but on a loaded machine not at once). */
 static void wait_connected(tctx *t, ws_pg_pool *p, int n)
 {
-	ws_pg_stats st;
-	uint64_t deadline = now_ms() + 10000;
-	do {
-		run_for(t, 10);
-		ws_pg_pool_stats(p, &st);
-	} while (st.connected < n && now_ms() < deadline);
-	assert_int_equal(st.connected, n);
+	pool_want w = { p, n };
+	assert_true(run_until_pred(t, pool_connected, &w, 10000));
 }
 
 /* ---- tests against the shared server ------------------------------------ */
