@@ -528,13 +528,6 @@ static json_t *record_request(ws_deploy_job *j, const char *method, const char *
 
 static void http_done(void *arg, const ws_outbound_res *r);
 
-static uint64_t remaining_ms(ws_deploy_job *j)
-{
-	uint64_t due = uv_timer_get_due_in(&j->deadline);
-	j->call_cut = due < WS_EXECUTOR_CALL_TIMEOUT_MS;
-	uint64_t t = j->call_cut ? due : WS_EXECUTOR_CALL_TIMEOUT_MS;
-	return t ? t : 1;
-}
 
 static void job_http(ws_deploy_job *j, const char *method, const char *url, const char *ctype,
 		     const char *body)
@@ -552,9 +545,13 @@ static void job_http(ws_deploy_job *j, const char *method, const char *url, cons
 	if (j->auth)
 		headers[n++] = j->auth;
 	headers[n] = NULL;
+	/* A call has its own bound, or what remains of the job's time. */
+	uint64_t due = uv_timer_get_due_in(&j->deadline);
+	j->call_cut = due < WS_EXECUTOR_CALL_TIMEOUT_MS;
 	ws_outbound_req req = {
 		.method = method, .url = url, .headers = headers, .body = body,
-		.body_len = body ? strlen(body) : 0, .timeout_ms = remaining_ms(j),
+		.body_len = body ? strlen(body) : 0,
+		.timeout_ms = !j->call_cut ? WS_EXECUTOR_CALL_TIMEOUT_MS : due ? due : 1,
 	};
 	int rc = ws_outbound_request(j->out, &req, http_done, j, &j->call);
 	if (rc != 0) {
@@ -1814,17 +1811,18 @@ static void gitops_sync_answer(ws_deploy_job *j, const ws_outbound_res *r, json_
 		 rev ? rev : "-", health);
 	json_object_set_new(rec, "state", json_string(state));
 	bool ours = rev && strcmp(rev, j->commit) == 0;
-	bool check = strcmp(sync, "Synced") == 0 && strcmp(health, "Healthy") == 0 && !ours &&
-		     is_sha(rev);
+	bool synced = strcmp(sync, "Synced") == 0;
+	bool healthy = synced && strcmp(health, "Healthy") == 0;
+	bool check = healthy && !ours && is_sha(rev);
 	/* A revision still to be checked is not yet a state: what a time-out
 	 * reports is the last one concluded ("revision ... does not contain
 	 * commit ..."), not this answer, unless nothing was concluded yet. */
 	if (!check || !*j->last_state)
 		memcpy(j->last_state, state, sizeof(state));
-	if (strcmp(sync, "Synced") == 0 && ours && strcmp(health, "Degraded") == 0) {
+	if (synced && ours && strcmp(health, "Degraded") == 0) {
 		job_finish(j, false, "gitops sync: %s reports commit %s synced but health Degraded",
 			   j->poll_url, j->commit);
-	} else if (strcmp(sync, "Synced") == 0 && strcmp(health, "Healthy") == 0 && ours) {
+	} else if (healthy && ours) {
 		job_finish(j, true, "deployed: commit %s is in %s %s and %s reports it synced and "
 			   "healthy", j->commit, j->repo, j->branch, j->poll_url);
 	} else if (check) {
